@@ -1,0 +1,119 @@
+"""`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | db upgrade|downgrade | bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from app.config import Settings, SettingsError, load_settings
+from app.conversation.setup import DatabaseUnavailable, open_service
+from app.storage.database import create_engine, describe, downgrade, migrate
+
+log = logging.getLogger("kortana")
+
+
+def kortana_version() -> str:
+    try:
+        return version("kortana")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpx2", "alembic.runtime.migration", "discord.gateway", "discord.client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        return asyncio.run(args.handler(settings, args))
+    except SettingsError as error:
+        print(f"kortana: {error}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as error:
+        print(f"kortana: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kortana", description="Kor'tana, a Discord companion that remembers.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"kortana {kortana_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("run", help="connect to Discord and chat there").set_defaults(handler=_run)
+    commands.add_parser("chat", help="chat in this terminal").set_defaults(handler=_chat)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="apply migrations (default: to head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=_db_upgrade)
+    down = db.add_parser("downgrade", help="revert migrations to a revision")
+    down.add_argument("revision")
+    down.set_defaults(handler=_db_downgrade)
+
+    bench = commands.add_parser("bench", help="measure per-turn overhead and throughput, print tables")
+    bench.add_argument("what", nargs="*", default=[], help="sections to run (default: all)")
+    bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+async def _chat(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.terminal import chat
+
+    service = await _open(settings)
+    try:
+        await chat(service)
+    finally:
+        await service.close()
+    return 0
+
+
+async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.bot.runner import run_bot
+
+    return await run_bot(settings, opener=_open, version=kortana_version())
+
+
+async def _open(settings: Settings):  # type: ignore[no-untyped-def]
+    service = await open_service(settings)
+    print(f"Kor'tana {kortana_version()} — memory: {describe(settings.database_url)}", file=sys.stderr)
+    return service
+
+
+async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    await _with_engine(settings, lambda engine: migrate(engine, args.revision))
+    print(f"Database {describe(settings.database_url)} is at {args.revision}.", file=sys.stderr)
+    return 0
+
+
+async def _db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
+    await _with_engine(settings, lambda engine: downgrade(engine, args.revision))
+    print(f"Database {describe(settings.database_url)} is at {args.revision}.", file=sys.stderr)
+    return 0
+
+
+async def _with_engine(settings: Settings, action) -> None:  # type: ignore[no-untyped-def]
+    engine = create_engine(settings.database_url)
+    try:
+        await action(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bench import run_benchmarks
+
+    await run_benchmarks(settings, sections=args.what, quick=args.quick)
+    return 0

@@ -1,0 +1,118 @@
+"""Every knob of Kor'tana, read once from the environment and a `.env` file, validated at start-up.
+
+A wrong value stops start-up with one line naming the setting (`SettingsError`). Secrets are `SecretStr`,
+so they never show in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Kor'tana, a Sacred AI Companion. You are friendly, helpful, and thoughtful. "
+    "Keep responses conversational and warm. Use emojis naturally. Be concise but personable."
+)
+DEFAULT_DATABASE_FILE = "kortana.db"
+
+IdList = Annotated[list[int], NoDecode]
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line that names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Discord
+    discord_bot_token: SecretStr | None = None
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_guild_ids: IdList = []
+    chat_channel_ids: IdList = []
+    user_cooldown_seconds: float = Field(2.0, ge=0)
+    shard_count: int | None = Field(None, ge=1)
+    shard_ids: IdList = []
+    show_engine_footer: bool = True
+
+    # Storage
+    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
+    database_pool_size: int = Field(10, ge=1)
+    database_timeout_seconds: float = Field(10.0, gt=0)
+    database_connect_retry_seconds: float = Field(30.0, ge=0)
+
+    # Engines
+    brain: str = "auto"
+    brain_url: str | None = None
+    brain_model: str = "default"
+    brain_api_key: SecretStr | None = None
+    brain_timeout_seconds: float = Field(20.0, gt=0)
+    brain_context_window: int = Field(8192, ge=256)
+    local_model_path: Path | None = None
+    local_context_window: int = Field(2048, ge=256)
+    huggingface_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HUGGINGFACE_API_KEY", "HF_TOKEN")
+    )
+    hf_model: str = "meta-llama/Llama-3.2-3B-Instruct"
+    hf_base_url: str | None = None
+    hf_timeout_seconds: float = Field(25.0, gt=0)
+    hf_context_window: int = Field(8192, ge=256)
+    max_tokens: int = Field(400, ge=1)
+    temperature: float = Field(0.8, ge=0, le=2)
+    breaker_failure_threshold: int = Field(3, ge=1)
+    max_concurrent_engine_calls: int = Field(8, ge=1)
+
+    # Conversation
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_token_budget: int = Field(3000, ge=64)
+    history_scope: Literal["guild", "channel", "global"] = "guild"
+    tokenizer: str | None = None
+
+    @field_validator("discord_guild_ids", "chat_channel_ids", "shard_ids", mode="before")
+    @classmethod
+    def _comma_separated_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @field_validator("discord_api_base_url", "discord_gateway_url", "brain_url", "hf_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in {"http", "https", "ws", "wss"} or not rest.strip("/"):
+            raise ValueError("is not a valid http(s) or ws(s) URL")
+        return value.rstrip("/") if scheme.startswith("http") else value
+
+    @field_validator("brain")
+    @classmethod
+    def _brain(cls, value: str) -> str:
+        if value in {"auto", "local", "http", "none"}:
+            return value
+        module, sep, attribute = value.partition(":")
+        if not sep or not module or not attribute:
+            raise ValueError("must be auto, local, http, none, or package.module:attribute")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a wrong value becomes one `SettingsError` line that names the setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"Invalid setting {name}: {first['msg']}") from None

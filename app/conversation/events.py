@@ -1,0 +1,39 @@
+"""What `ConversationService.respond` streams to a front end, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EngineChosen:
+    """An engine started answering. If `replaces_partial`, throw away the text shown so far: it failed mid-way."""
+
+    engine: str
+    replaces_partial: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know about their turn (e.g. their message was cut to fit)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalReply:
+    text: str
+    engine: str
+    latency_s: float
+
+
+TurnEvent = EngineChosen | TextChunk | Notice | FinalReply
+
+
+class EmptyMessage(ValueError):
+    """The message had nothing to answer (only whitespace, zero-width characters or a bare mention)."""

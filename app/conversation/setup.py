@@ -1,0 +1,93 @@
+"""Opening a ready-to-use ConversationService from the settings: database up and migrated, chain built."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings, SettingsError
+from app.conversation.service import ConversationService
+from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
+from app.conversation.window import CUT_MARKER, Text, fixed_cost
+from app.engines.base import Engine
+from app.engines.factory import build_brain, build_chain, build_hf
+from app.storage.database import create_engine, describe, migrate
+from app.storage.history import HistoryStore
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached within the start-up retry period."""
+
+
+async def open_service(settings: Settings) -> ConversationService:
+    database = create_engine(
+        settings.database_url, pool_size=settings.database_pool_size, timeout_s=settings.database_timeout_seconds
+    )
+    try:
+        await _migrate_when_reachable(database, settings)
+        brain = build_brain(settings)
+        chain = build_chain(settings, brain, build_hf(settings))
+        counter = _counter_for(settings, brain)
+        _check_budget_fits_system_prompt(settings, counter)
+    except BaseException:
+        await database.dispose()
+        raise
+    return ConversationService(
+        HistoryStore(database),
+        chain,
+        counter,
+        system_prompt=settings.system_prompt,
+        history_token_budget=settings.history_token_budget,
+        database_description=describe(settings.database_url),
+        brain_name=brain.name if brain else None,
+    )
+
+
+async def _migrate_when_reachable(database: AsyncEngine, settings: Settings) -> None:
+    """Run the migrations, retrying with back-off while the database is not reachable yet."""
+    deadline = time.monotonic() + settings.database_connect_retry_seconds
+    delay = 0.5
+    while True:
+        try:
+            await migrate(database)
+            return
+        except (OSError, ConnectionError) as error:
+            cause = error
+        except Exception as error:  # drivers wrap connection failures in their own types
+            if "connect" not in str(error).lower():
+                raise
+            cause = error
+        if time.monotonic() + delay > deadline:
+            raise DatabaseUnavailable(
+                f"Cannot reach the database at {describe(settings.database_url)} "
+                f"after {settings.database_connect_retry_seconds:g} s ({type(cause).__name__})"
+            ) from None
+        log.warning("Database not reachable yet (%s); retrying in %.1f s", type(cause).__name__, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _counter_for(settings: Settings, brain: Engine | None) -> TokenCounter:
+    if settings.tokenizer:
+        try:
+            return token_counter(settings.tokenizer)
+        except Exception as error:
+            raise SettingsError(f"Invalid setting TOKENIZER: cannot load {settings.tokenizer!r} ({error})") from None
+    count_tokens = getattr(brain, "count_tokens", None)
+    if brain is not None and callable(count_tokens):
+        return EngineTokens(f"{brain.name} model's tokenizer", count_tokens)
+    return token_counter(None)
+
+
+def _check_budget_fits_system_prompt(settings: Settings, counter: TokenCounter) -> None:
+    needed = fixed_cost(Text.counted(settings.system_prompt, counter), Text.counted(CUT_MARKER, counter)) + 32
+    if settings.history_token_budget < needed:
+        raise SettingsError(
+            f"Invalid setting HISTORY_TOKEN_BUDGET: {settings.history_token_budget} leaves no room beside the "
+            f"system prompt; use at least {needed}"
+        )

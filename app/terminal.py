@@ -1,0 +1,69 @@
+"""`kortana chat`: the conversation service in a terminal, one line per turn, scriptable through stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from contextlib import aclosing
+from typing import TextIO
+
+from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
+from app.conversation.service import ConversationService
+from app.conversation.status import format_status
+from app.storage.history import ConversationKey
+
+TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
+HELP = "Type a message and press Enter. Commands: /reset forgets our conversation, /ping shows health, /quit ends."
+
+
+async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+    author = _user_name()
+    out.write(f"Kor'tana is listening. {HELP}\n")
+    out.flush()
+    while True:
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:  # end of input
+            break
+        command = line.strip()
+        if command in {"/quit", "/exit"}:
+            break
+        if command == "/reset":
+            forgotten = await service.reset(TERMINAL_KEY)
+            out.write(f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}. Fresh start!\n")
+        elif command == "/ping":
+            out.write(format_status(await service.status()) + "\n")
+        elif command == "/help":
+            out.write(HELP + "\n")
+        else:
+            await _turn(service, author, line, out)
+        out.flush()
+    out.write("Goodbye! 👋\n")
+    out.flush()
+
+
+async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> None:
+    try:
+        async with aclosing(service.respond(TERMINAL_KEY, author, text)) as events:
+            out.write("Kor'tana: ")
+            async for event in events:
+                if isinstance(event, EngineChosen) and event.replaces_partial:
+                    out.write(f"\n[{event.engine} takes over]\nKor'tana: ")
+                elif isinstance(event, TextChunk):
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, Notice):
+                    out.write(f"\n[{event.text}]\nKor'tana: ")
+                elif isinstance(event, FinalReply):
+                    if event.engine != service.brain_name:
+                        out.write(f"  [answered by {event.engine}]")
+                    out.write("\n")
+    except EmptyMessage:
+        out.write("Say something and I'll answer 🙂\n")
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "friend"

@@ -1,0 +1,91 @@
+"""Shared fixtures: a fresh, migrated database per test — a SQLite file, and PostgreSQL when one is given.
+
+PostgreSQL runs when KORTANA_TEST_POSTGRES_URL names a server (CI starts a throwaway one); without it the
+PostgreSQL half of each database test is skipped with that reason. With KORTANA_REQUIRE_POSTGRES=1 (CI) a
+missing server fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from sqlalchemy import text
+
+from app.conversation.service import ConversationService
+from app.conversation.tokens import EstimatedTokens, TokenCounter
+from app.engines.base import Engine
+from app.engines.chain import EngineChain, Tier
+from app.engines.echo import EchoEngine
+from app.storage.database import create_engine, migrate
+from app.storage.history import HistoryStore
+
+POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"
+TEST_SYSTEM_PROMPT = "You are Kor'tana, a test companion."
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """An empty database's URL (nothing migrated yet)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'kortana.db'}"
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("KORTANA_REQUIRE_POSTGRES=1 but KORTANA_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL: set KORTANA_TEST_POSTGRES_URL to run (CI does)")
+    engine = create_engine(POSTGRES_URL)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+async def migrated_url(database_url: str) -> str:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    return database_url
+
+
+ServiceFactory = Callable[..., Awaitable[ConversationService]]
+
+
+@pytest.fixture
+async def open_test_service(migrated_url: str) -> AsyncIterator[ServiceFactory]:
+    """Opens services on the test's database (several may be open at once, like restarts or processes)."""
+    opened: list[ConversationService] = []
+
+    async def open_service(
+        engines: list[Engine] | None = None,
+        *,
+        budget: int = 3000,
+        counter: TokenCounter | None = None,
+        deadline_s: float = 5.0,
+        max_tokens: int = 64,
+    ) -> ConversationService:
+        chain = EngineChain(
+            [Tier(engine, deadline_s) for engine in engines or []], EchoEngine(), max_tokens=max_tokens
+        )
+        service = ConversationService(
+            HistoryStore(create_engine(migrated_url)),
+            chain,
+            counter or EstimatedTokens(),
+            system_prompt=TEST_SYSTEM_PROMPT,
+            history_token_budget=budget,
+            brain_name=engines[0].name if engines else None,
+        )
+        opened.append(service)
+        return service
+
+    yield open_service
+    for service in opened:
+        await service.close()

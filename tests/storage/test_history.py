@@ -1,0 +1,56 @@
+"""HistoryStore on real, migrated databases: windows, echo replies, and writers it did not expect."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.storage.database import create_engine
+from app.storage.history import ConversationKey, HistoryStore, StoredMessage
+
+KEY = ConversationKey(user_id=42, scope="dm")
+
+
+async def test_window_is_the_newest_that_fit_oldest_first_without_echo(migrated_url: str) -> None:
+    store = HistoryStore(create_engine(migrated_url))
+    try:
+        conversation = await store.conversation_id(KEY)
+        for i in range(10):
+            await store.append(conversation, StoredMessage("user", f"u{i}", 10))
+            engine = "echo" if i == 8 else "brain"
+            await store.append(conversation, StoredMessage("assistant", f"a{i}", 10, engine))
+        window = await store.recent(conversation, token_budget=60, overhead_per_message=5)
+        assert [m.content for m in window] == ["a7", "u8", "u9", "a9"]
+        assert [m.content for m in await store.recent(conversation, 30, 5)] == ["u9", "a9"]
+        assert [m.content for m in await store.recent(conversation, 29, 5)] == ["a9"]
+    finally:
+        await store.close()
+
+
+async def test_a_second_store_on_the_same_database_sees_the_other_writes(migrated_url: str) -> None:
+    first = HistoryStore(create_engine(migrated_url))
+    second = HistoryStore(create_engine(migrated_url))
+    try:
+        conversation = await first.conversation_id(KEY)
+        await first.append(conversation, StoredMessage("user", "from first", 3))
+        assert [m.content for m in await first.recent(conversation, 1000)] == ["from first"]
+        assert await second.conversation_id(KEY) == conversation
+        await second.append(conversation, StoredMessage("user", "from second", 3))
+        assert [m.content for m in await first.recent(conversation, 1000)] == ["from first", "from second"]
+        assert await second.reset(conversation) == 2
+        assert await first.recent(conversation, 1000) == []
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_concurrent_appends_of_many_conversations_are_all_committed(migrated_url: str) -> None:
+    store = HistoryStore(create_engine(migrated_url))
+    try:
+        ids = [await store.conversation_id(ConversationKey(n, "global")) for n in range(50)]
+        await asyncio.gather(
+            *(store.append(c, StoredMessage("user", f"hello {c}-{i}", 2)) for c in ids for i in range(4))
+        )
+        for c in ids:
+            assert [m.content for m in await store.all_messages(c)] == [f"hello {c}-{i}" for i in range(4)]
+    finally:
+        await store.close()

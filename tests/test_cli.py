@@ -1,0 +1,66 @@
+"""The command line as a user meets it: `python -m app chat` scripted through stdin, and bad settings."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+SETTING_NAMES = ("BRAIN", "BRAIN_URL", "HF_TOKEN", "HUGGINGFACE_API_KEY", "HF_BASE_URL", "DATABASE_URL", "TOKENIZER")
+
+
+def run_kortana(args: list[str], cwd: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        input=stdin,
+        cwd=cwd,
+        env={**clean, "BRAIN": "none", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_scripted_chat_answers_remembers_and_exits_zero(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    first = run_kortana(["chat"], tmp_path, "hello there\n/quit\n", DATABASE_URL=url)
+    assert first.returncode == 0, first.stderr
+    assert "hello there" in first.stdout  # the echo engine quotes the message
+    assert str(database) in first.stderr, "start-up prints where the memory lives"
+
+    second = run_kortana(["chat"], tmp_path, "/ping\n/reset\n", DATABASE_URL=url)
+    assert second.returncode == 0, second.stderr
+    assert "Database:" in second.stdout and "echo" in second.stdout
+    assert "Forgot 2 messages" in second.stdout
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+
+
+def test_chat_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'memory.db'}"
+    run_kortana(["chat"], tmp_path, "remember the blue door\n", DATABASE_URL=url)
+    with sqlite3.connect(tmp_path / "memory.db") as connection:
+        rows = connection.execute("SELECT role, content, engine FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "remember the blue door", None)
+    assert rows[1][0] == "assistant" and rows[1][2] == "echo"
+
+
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path: Path) -> None:
+    secret = "hf_" + "x" * 34
+    for name, value in [("HISTORY_TOKEN_BUDGET", "-5"), ("BRAIN_URL", "not a url"), ("HISTORY_SCOPE", "planet")]:
+        result = run_kortana(["chat"], tmp_path, "", **{name: value, "HF_TOKEN": secret})
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0], result.stderr
+        assert secret not in result.stderr + result.stdout
+
+
+def test_settings_come_from_a_dotenv_file_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("HISTORY_SCOPE=nowhere\n")
+    result = run_kortana(["chat"], tmp_path)
+    assert result.returncode == 2 and "HISTORY_SCOPE" in result.stderr

@@ -1,4 +1,4 @@
-"""A status report as a few readable lines (terminal /ping; the Discord /ping formats its own embed)."""
+"""A status report as a few readable lines, for the terminal's and Discord's /ping. No secrets in it."""
 
 from __future__ import annotations
 
@@ -8,28 +8,38 @@ from app.conversation.service import ServiceStatus
 def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
-def format_engine(engine: object) -> str:
-    """One line per engine: its state, breaker, last latency and last error kind."""
-    fields = getattr(engine, "__dict__", None) or {
-        name: getattr(engine, name) for name in getattr(engine, "__slots__", ())
-    }
-    name = fields.get("name", "?")
-    parts = [f"{key}={value}" for key, value in fields.items() if key != "name" and value not in (None, "", {})]
-    return f"{name}: " + ", ".join(parts)
+def format_engine(engine) -> str:  # type: ignore[no-untyped-def]
+    """One line per engine: breaker, last latency, calls and failures, last error kind, engine details."""
+    breaker = engine.breaker.value if hasattr(engine.breaker, "value") else str(engine.breaker)
+    if engine.open_until is not None:
+        breaker += f" for {engine.open_until:.0f} s more"
+    parts = [f"breaker {breaker}"]
+    if engine.last_latency_s is not None:
+        parts.append(f"last answer started in {engine.last_latency_s * 1000:.0f} ms")
+    parts.append(f"{engine.calls} calls, {engine.failures} failed")
+    if engine.last_error_kind:
+        parts.append(f"last error: {engine.last_error_kind}")
+    details = getattr(engine, "details", None) or {}
+    parts.extend(f"{key} {value}" for key, value in details.items() if value is not None)
+    return f"{engine.name}: " + " · ".join(parts)
 
 
 def format_status(status: ServiceStatus) -> str:
     database = (
         f"ok, {status.database_round_trip_ms:.1f} ms round trip" if status.database_ok else "NOT REACHABLE"
     )
-    lines = [
-        f"Database: {status.database} ({database})",
-        f"Tokens counted by: {status.token_counter}",
-        "Engines:",
-        *(f"  {format_engine(engine)}" for engine in status.engines),
-        f"Uptime: {format_duration(status.uptime_s)}",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"Database: {status.database} ({database})",
+            f"Tokens counted by: {status.token_counter}",
+            "Engines:",
+            *(f"  {format_engine(engine)}" for engine in status.engines),
+            f"Uptime: {format_duration(status.uptime_s)}",
+        ]
+    )

@@ -1,0 +1,147 @@
+"""Showing a streamed answer in Discord: first text at once, throttled edits, the final text without delay.
+
+Discord allows about 5 edits per 5 s per channel, so edits in the middle of an answer are spaced by
+`edit_interval`; the final text is sent as soon as the answer is complete. An answer longer than one message
+continues in further messages (see splitting). Sending never blocks the consumer of the answer: chunks are
+collected while an edit is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import discord
+
+from app.bot.splitting import split_message
+
+log = logging.getLogger(__name__)
+
+NO_PINGS = discord.AllowedMentions.none()
+PLACEHOLDER = "…"
+
+
+class ReplySurface(Protocol):
+    """Where the pages of one answer go: a reply in a channel, or an interaction's response."""
+
+    async def send(self, content: str, first: bool) -> Any: ...
+
+    async def edit(self, page: Any, content: str) -> None: ...
+
+
+class ChannelReply:
+    """Pages in a channel: the first replies to the user's message (even if it was deleted meanwhile)."""
+
+    def __init__(self, origin: discord.Message) -> None:
+        self._origin = origin
+
+    async def send(self, content: str, first: bool) -> discord.Message:
+        reference = self._origin.to_reference(fail_if_not_exists=False) if first else None
+        return await self._origin.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
+
+    async def edit(self, page: discord.Message, content: str) -> None:
+        await page.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class InteractionReply:
+    """Pages of a deferred slash command: the first fills the original response, the rest are followups."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self._interaction = interaction
+
+    async def send(self, content: str, first: bool) -> discord.InteractionMessage | discord.WebhookMessage:
+        if first:
+            return await self._interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
+        return await self._interaction.followup.send(content, allowed_mentions=NO_PINGS, wait=True)
+
+    async def edit(self, page: discord.InteractionMessage | discord.WebhookMessage, content: str) -> None:
+        await page.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class ReplyStream:
+    def __init__(
+        self,
+        surface: ReplySurface,
+        *,
+        edit_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._surface = surface
+        self._interval = edit_interval
+        self._clock = clock
+        self._text = ""
+        self._pages: list[Any] = []
+        self._shown: list[str] = []
+        self._last_flush = float("-inf")
+        self._flush_lock = asyncio.Lock()
+        self._scheduled: asyncio.Task[None] | None = None
+        self.broken = False  # the channel refused us; the answer is still stored, just not shown
+        self.discord_calls = 0
+
+    def add(self, chunk: str) -> None:
+        """Append a chunk; its text shows at once if nothing is shown yet, else with the next edit."""
+        self._text += chunk
+        self._schedule()
+
+    def restart(self) -> None:
+        """The engine failed mid-answer and another takes over: the text shown so far will be replaced."""
+        self._text = ""
+
+    async def finish(self, text: str) -> None:
+        """Show the complete answer now."""
+        self._text = text
+        if self._scheduled is not None and not self._scheduled.done():
+            self._scheduled.cancel()
+        await self._flush()
+
+    async def close(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+
+    def _schedule(self) -> None:
+        if self.broken or (self._scheduled is not None and not self._scheduled.done()):
+            return
+        delay = max(0.0, self._last_flush + self._interval - self._clock())
+        self._scheduled = asyncio.create_task(self._flush_after(delay))
+
+    async def _flush_after(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:  # an edit in flight finishes before the next one starts
+            if self.broken or not self._text.strip():
+                return
+            pages = split_message(self._text)
+            try:
+                for index, content in enumerate(pages):
+                    await self._show(index, content)
+                for index in range(len(pages), len(self._shown)):  # a replaced answer got shorter
+                    await self._show(index, PLACEHOLDER)
+            except discord.Forbidden:
+                log.warning("No permission to write the answer in this channel; it is stored but not shown")
+                self.broken = True
+            except discord.HTTPException as error:  # the next flush (or the final one) tries again
+                log.warning("Discord refused an answer update: HTTP %s (code %s)", error.status, error.code)
+            finally:
+                self._last_flush = self._clock()
+
+    async def _show(self, index: int, content: str) -> None:
+        if index < len(self._pages):
+            if self._shown[index] == content:
+                return
+            self.discord_calls += 1
+            try:
+                await self._surface.edit(self._pages[index], content)
+            except discord.NotFound:  # someone deleted our message mid-answer: post the page again
+                self.discord_calls += 1
+                self._pages[index] = await self._surface.send(content, first=index == 0)
+            self._shown[index] = content
+        else:
+            self.discord_calls += 1
+            self._pages.append(await self._surface.send(content, first=index == 0))
+            self._shown.append(content)

@@ -1,0 +1,86 @@
+"""End-to-end fixtures: the real discord.py client against the fake Discord API, the real huggingface_hub
+client against local OpenAI-compatible servers (brain and HF), and a real SQLite file with the migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+
+from app.bot.client import KortanaBot
+from app.bot.runner import build_bot
+from app.config import Settings
+from app.conversation.service import ConversationService
+from app.conversation.setup import open_service
+from tests.fakes.discord_api import BotRunner, FakeDiscord
+from tests.fakes.openai_server import FakeChatServer, Reply
+
+HF_SECRET = "hf_" + "t" * 34
+
+
+@pytest.fixture(autouse=True)
+def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    brain: FakeChatServer
+    hf: FakeChatServer
+    database: Path
+    overrides: dict = field(default_factory=dict)
+    service: ConversationService | None = None
+    bot: KortanaBot | None = None
+    runner: BotRunner | None = None
+
+    def settings(self) -> Settings:
+        values = dict(
+            database_url=f"sqlite+aiosqlite:///{self.database}",
+            discord_bot_token="fake-token",
+            brain="http",
+            brain_url=self.brain.base_url,
+            brain_timeout_seconds=3,
+            hf_base_url=self.hf.base_url,
+            huggingface_api_key=HF_SECRET,
+            hf_timeout_seconds=3,
+            user_cooldown_seconds=0,
+            max_tokens=100,
+        )
+        values.update(self.overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    async def start(self, **overrides: object) -> KortanaBot:
+        self.overrides.update(overrides)
+        settings = self.settings()
+        self.service = await open_service(settings)
+        self.bot = build_bot(self.service, settings, "test", edit_interval=0.2)
+        self.runner = await self.fake.start_bot(self.bot)
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+            self.runner = None
+        if self.service is not None:
+            await self.service.close()
+            self.service = None
+
+    async def restart(self) -> KortanaBot:
+        await self.stop()
+        return await self.start()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with FakeDiscord() as fake, FakeChatServer(default=Reply("Hello from the brain!", chunks=3)) as brain, \
+            FakeChatServer(default=Reply("Hello from Hugging Face!", chunks=2)) as hf:
+        world = World(fake, brain, hf, tmp_path / "kortana.db")
+        try:
+            yield world
+        finally:
+            await world.stop()

@@ -1,0 +1,229 @@
+"""Kor'tana on Discord, end to end: real discord.py ↔ fake Discord API, real huggingface_hub ↔ local servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.bot.client import ATTACHMENTS_ONLY, EMPTY_MENTION
+from tests.bot.conftest import HF_SECRET, World
+from tests.fakes.openai_server import HttpError, Reply, refused_base_url
+
+
+async def mention(world: World, text: str, **kwargs) -> dict:
+    return await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> {text}", **kwargs)
+
+
+async def answer_to(world: World, message: dict, count: int = 1, timeout: float = 8) -> list[str]:
+    """The final texts of the bot's messages that answer `message` (replies to it and their continuations)."""
+    fake = world.fake
+    channel = int(message["channel_id"])
+
+    def answered():
+        replies = [m for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
+        return len(replies) >= count and world.bot.active_turns == 0
+
+    await fake.wait_for(answered, timeout=timeout, what=f"{count} answer(s)")
+    return [m.content for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
+
+
+def user_contents(request) -> list[str]:
+    return [m["content"] for m in request.messages if m["role"] != "system"]
+
+
+async def test_a_mention_is_answered_by_the_brain_with_the_history_in_order(world: World) -> None:
+    await world.start()
+    first = await mention(world, "my name is Alice")
+    assert await answer_to(world, first) == ["Hello from the brain!"]
+    second = await world.fake.user_message(world.fake.channel, f"<@!{world.fake.bot_id}> what is my name?")
+    assert await answer_to(world, second) == ["Hello from the brain!"]
+
+    sent = world.brain.requests[-1].messages
+    assert sent[0]["role"] == "system" and "alice" in sent[0]["content"].lower()
+    assert [(m["role"], m["content"]) for m in sent[1:]] == [
+        ("user", "my name is Alice"),
+        ("assistant", "Hello from the brain!"),
+        ("user", "what is my name?"),
+    ]
+    reply = world.fake.bot_messages(world.fake.channel)[0]
+    assert reply.data.get("message_reference", {}).get("message_id") == first["id"]
+    assert world.fake.typing, "the bot shows it is typing"
+
+
+async def test_dms_and_replies_to_the_bot_are_answered_other_bots_and_webhooks_are_not(world: World) -> None:
+    await world.start()
+    dm = await world.fake.dm_message(world.fake.alice, "hello in private")
+    assert await answer_to(world, dm) == ["Hello from the brain!"]
+
+    first = await mention(world, "start")
+    await answer_to(world, first)
+    bot_reply = world.fake.bot_messages(world.fake.channel)[-1]
+    follow_up = await world.fake.user_message(world.fake.channel, "and a reply to you", reply_to=bot_reply.id)
+    assert await answer_to(world, follow_up) == ["Hello from the brain!"]
+
+    requests_before = len(world.brain.requests)
+    other_bot = world.fake.add_user("otherbot", bot=True)
+    await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> I am a bot", author=other_bot)
+    await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> hook", webhook_id=987654321)
+    await world.fake.user_message(world.fake.channel, "nobody mentioned you")
+    await asyncio.sleep(0.3)
+    assert len(world.brain.requests) == requests_before
+
+
+async def test_history_survives_a_restart_and_reset_starts_fresh(world: World) -> None:
+    await world.start()
+    await answer_to(world, await mention(world, "remember the blue door"))
+    await world.restart()
+    await answer_to(world, await mention(world, "what did I ask you to remember?"))
+    assert "remember the blue door" in user_contents(world.brain.requests[-1])
+
+    interaction = await world.fake.slash_command("reset")
+    await world.fake.wait_for(lambda: interaction.original, what="reset reply")
+    assert interaction.ephemeral and "forgot 4 messages" in interaction.original.content
+
+    await answer_to(world, await mention(world, "hello again"))
+    assert user_contents(world.brain.requests[-1]) == ["hello again"]
+
+
+async def test_brain_down_hf_answers_both_down_echo_answers(world: World) -> None:
+    with refused_base_url() as refused:
+        await world.start(brain_url=refused)
+        message = await mention(world, "are you there?")
+        texts = await answer_to(world, message)
+        assert texts[0].startswith("Hello from Hugging Face!") and "answered by huggingface" in texts[0]
+
+        world.hf.script = lambda body: HttpError(503, headers={"Retry-After": "30"})
+        message = await mention(world, "still there?")
+        texts = await answer_to(world, message)
+        assert "still there?" in texts[0] and "answered by echo" in texts[0]
+
+
+async def test_ask_defers_prefers_hf_streams_and_extends_the_history(world: World) -> None:
+    world.hf.default = Reply("A considered answer from HF.", chunks=6, chunk_delay_s=0.05)
+    await world.start()
+    await answer_to(world, await mention(world, "context first"))
+    interaction = await world.fake.slash_command("ask", {"question": "what is the meaning of life?"})
+    await world.fake.wait_for(
+        lambda: interaction.original and interaction.original.content.startswith("A considered answer from HF."),
+        what="ask answer",
+    )
+    assert interaction.deferred and interaction.ack_latency < 1.0
+    assert not interaction.ephemeral
+    assert user_contents(world.hf.requests[-1]) == ["context first", "Hello from the brain!", "what is the meaning of life?"]
+    history = await world.service.history(world.bot._key(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
+    assert [m.content for m in history][-2:] == ["what is the meaning of life?", "A considered answer from HF."]
+
+
+async def test_a_4500_character_answer_is_split_into_whole_messages(world: World) -> None:
+    paragraphs = [f"Part {i}. " + " ".join(["The quick brown fox jumps over the lazy dog."] * 6) for i in range(16)]
+    long_answer = "\n\n".join(paragraphs)
+    assert 4400 < len(long_answer) < 4700
+    world.brain.default = Reply(long_answer, chunks=20)
+    await world.start()
+    texts = await answer_to(world, await mention(world, "tell me a long story"), count=3)
+    assert len(texts) == 3 and all(len(t) <= 2000 for t in texts)
+    assert all(t.startswith("Part") for t in texts)
+    assert "\n\n".join(texts) == long_answer
+
+
+async def test_everyone_in_model_output_pings_nobody(world: World) -> None:
+    world.brain.default = Reply("Hey @everyone and @here, look at <@%s>!" % world.fake.alice["id"], chunks=2)
+    await world.start()
+    await answer_to(world, await mention(world, "say something loud"))
+    for message in world.fake.bot_messages(world.fake.channel):
+        assert message.pings == set()
+        assert all(allowed is not None and allowed.get("parse") == [] for allowed in message.allowed_mentions)
+
+
+async def test_a_429_on_an_edit_is_survived(world: World) -> None:
+    world.brain.default = Reply("one two three four five six seven eight", chunks=8, chunk_delay_s=0.1)
+    await world.start()
+    world.fake.rate_limit("PATCH", r"/channels/\d+/messages/\d+", times=2, retry_after=0.2)
+    texts = await answer_to(world, await mention(world, "count for me"))
+    await world.fake.wait_for(
+        lambda: world.fake.bot_messages(world.fake.channel)[0].content == "one two three four five six seven eight",
+        what="final text after the 429",
+    )
+    assert any(call.status == 429 for call in world.fake.calls_matching("PATCH"))
+    assert texts
+
+
+async def test_ping_reports_health_without_secrets(world: World) -> None:
+    await world.start()
+    interaction = await world.fake.slash_command("ping")
+    await world.fake.wait_for(lambda: interaction.followups or (interaction.original and "Pong" in interaction.original.content))
+    text = (interaction.followups or [interaction.original])[0].content
+    for expected in ("Pong", "Gateway latency", "Database", "brain", "huggingface", "echo", "Uptime", "breaker"):
+        assert expected in text
+    assert HF_SECRET not in text and "fake-token" not in text
+
+
+async def test_a_too_fast_user_gets_a_notice_instead_of_a_model_call(world: World) -> None:
+    await world.start(user_cooldown_seconds=30)
+    first = await mention(world, "one")
+    await answer_to(world, first)
+    second = await mention(world, "two, right away")
+    texts = await answer_to(world, second)
+    assert "Easy there" in texts[0]
+    assert len(world.brain.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "attachments", "expected"),
+    [
+        ("", None, EMPTY_MENTION),
+        ("\u200b\u200b", None, EMPTY_MENTION),
+        ("", [{"filename": "cat.png", "size": 1234}], ATTACHMENTS_ONLY),
+    ],
+)
+async def test_empty_mentions_and_attachments_only_get_a_short_answer(world: World, content, attachments, expected) -> None:
+    await world.start()
+    message = await mention(world, content, attachments=attachments)
+    assert await answer_to(world, message) == [expected]
+    assert world.brain.requests == []
+    after = await mention(world, "now a real question")
+    assert await answer_to(world, after) == ["Hello from the brain!"]
+
+
+async def test_a_10000_character_message_is_answered_and_stored_whole(world: World) -> None:
+    await world.start()
+    huge = "lorem ipsum " * 833
+    message = await mention(world, huge)
+    texts = await answer_to(world, message)
+    assert texts[0].startswith("Hello from the brain!") and "only read the first part" in texts[0]
+    key = world.bot._key(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
+    assert (await world.service.history(key))[0].content == huge.strip()
+
+
+async def test_the_users_message_deleted_while_streaming_does_not_break_the_answer(world: World) -> None:
+    world.brain.default = Reply("slow and steady wins the race", chunks=5, chunk_delay_s=0.1)
+    await world.start()
+    message = await mention(world, "tell me slowly")
+    await world.fake.wait_for(lambda: world.brain.requests)
+    await world.fake.edit_user_message(int(message["id"]), "edited meanwhile")
+    await world.fake.delete_message(int(message["id"]))
+    texts = await answer_to(world, message)
+    assert texts == ["slow and steady wins the race"]
+    assert await answer_to(world, await mention(world, "next turn")) == ["slow and steady wins the race"]
+
+
+async def test_a_channel_the_bot_cannot_write_to_neither_crashes_nor_blocks(world: World) -> None:
+    await world.start()
+    await world.fake.user_message(world.fake.readonly_channel, f"<@{world.fake.bot_id}> hello?")
+    await world.fake.wait_for(lambda: world.brain.requests, what="the turn ran")
+    await asyncio.sleep(0.2)
+    assert world.fake.bot_messages(world.fake.readonly_channel) == []
+    assert await answer_to(world, await mention(world, "and here?")) == ["Hello from the brain!"]
+
+
+async def test_open_channels_answer_every_message(world: World) -> None:
+    await world.start(chat_channel_ids=[world.fake.channel])
+    message = await world.fake.user_message(world.fake.channel, "no mention needed here")
+    assert await answer_to(world, message) == ["Hello from the brain!"]
+    assert world.fake.identifies[-1]["intents"] & (1 << 15), "asks for Message Content only when needed"
+
+
+async def test_without_open_channels_the_privileged_intent_is_not_requested(world: World) -> None:
+    await world.start()
+    assert not world.fake.identifies[-1]["intents"] & (1 << 15)

@@ -1,0 +1,67 @@
+"""Splitting long answers into Discord messages: size, boundaries, code fences, nothing lost."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.bot.splitting import DISCORD_LIMIT, FENCE, split_message
+
+
+def _words(pages: list[str]) -> list[str]:
+    return " ".join(page.replace(FENCE + "python", " ").replace(FENCE, " ") for page in pages).split()
+
+
+def test_a_short_answer_is_one_page() -> None:
+    assert split_message("hello") == ["hello"]
+
+
+def test_a_4500_character_answer_splits_at_paragraphs() -> None:
+    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 11 for i in range(15)]
+    text = "\n\n".join(paragraphs)
+    assert 4400 < len(text) < 4700
+    pages = split_message(text)
+    assert len(pages) == 3
+    assert all(len(page) <= DISCORD_LIMIT for page in pages)
+    assert all(page.startswith("Paragraph") for page in pages), "each page starts at a paragraph"
+    assert _words(pages) == text.split()
+
+
+def test_a_cut_inside_a_code_block_closes_and_reopens_the_fence() -> None:
+    code = "\n".join(f"    value_{i} = compute({i})  # step {i}" for i in range(120))
+    text = "Here is the code:\n\n```python\n" + code + "\n```\nThat's it!"
+    pages = split_message(text)
+    assert len(pages) >= 3
+    for page in pages:
+        assert len(page) <= DISCORD_LIMIT
+        assert page.count(FENCE) % 2 == 0, "every page's fences are balanced"
+    assert pages[1].startswith("```python\n")
+    assert _words(pages) == text.replace(FENCE + "python", " ").replace(FENCE, " ").split()
+
+
+def test_one_enormous_word_is_cut_anyway() -> None:
+    pages = split_message("x" * 4500)
+    assert [len(page) for page in pages] == [1996, 1996, 508]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="abc def\n", min_size=0, max_size=700),
+            st.just("\n```python\n"),
+            st.just("\n```\n"),
+            st.text(min_size=1, max_size=50),
+        ),
+        max_size=20,
+    )
+)
+def test_pages_fit_and_keep_every_character(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    pages = split_message(text)
+    assert all(len(page) <= DISCORD_LIMIT for page in pages)
+    joined = "".join(pages)
+    without_space = lambda s: "".join(s.split()).replace(FENCE, "")  # noqa: E731
+    assert without_space(joined).replace("python", "") .count("a") == without_space(text).replace("python", "").count("a")
+    if len(text) <= DISCORD_LIMIT and text.strip():
+        assert pages == [text]

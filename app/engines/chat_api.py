@@ -1,0 +1,146 @@
+"""OpenAI-style chat completions over HTTP, through huggingface_hub's AsyncInferenceClient.
+
+One class serves Hugging Face's router (no `base_url`), an Inference Endpoint or TGI, and any
+OpenAI-compatible server (Ollama, llama.cpp server, vLLM, LM Studio, ...). Every library error is turned into
+an `EngineError` with a kind at this boundary; cancellation always propagates.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+
+import httpx2
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
+
+from app.engines.base import ChatMessage, EngineError, ErrorKind
+
+# How servers say "the prompt does not fit": vLLM/OpenAI, TGI and HF's router, llama.cpp server, Ollama.
+_CONTEXT_TOO_LONG = re.compile(
+    r"context[ _-]?(length|window|size)|maximum (context|sequence|input) length|too many (input )?tokens"
+    r"|(prompt|input) is too long|must be <= ?\d+",
+    re.IGNORECASE,
+)
+_SERVER_TEXT_LIMIT = 300
+
+
+class ChatApiEngine:
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        timeout_s: float,
+        temperature: float,
+        context_window: int,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.context_window = context_window
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._temperature = temperature
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        # A fresh client per answer: the client keeps every stream in its cleanup stack until it is closed,
+        # so a long-lived one grows with each call. Closing it here bounds the stream's lifetime.
+        try:
+            async with self._new_client() as client:
+                chunks = await client.chat_completion(
+                    messages=list(messages),
+                    model=self.model,
+                    max_tokens=max_tokens,
+                    temperature=self._temperature,
+                    stream=True,
+                )
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        text = chunk.choices[0].delta.content if chunk.choices else None
+                        if text:
+                            yield text
+        except Exception as error:  # CancelledError is a BaseException and passes through untouched
+            raise self._classify(error) from error
+
+    async def aclose(self) -> None:
+        """Nothing to close: each answer owns (and closes) its own client."""
+
+    def _new_client(self) -> AsyncInferenceClient:
+        headers: dict[str, str | None] = {}
+        if self._base_url is not None and self._api_key is None:
+            # Without this, huggingface_hub sends the locally stored HF token to whatever server base_url names.
+            headers["authorization"] = None
+        return AsyncInferenceClient(
+            base_url=self._base_url,
+            api_key=self._api_key,
+            timeout=self._timeout_s,
+            headers=headers,  # type: ignore[arg-type]  # a None value removes the header
+        )
+
+    def _classify(self, error: Exception) -> EngineError:
+        if isinstance(error, HfHubHTTPError):
+            return self._classify_http(error)
+        if isinstance(error, TimeoutError | httpx2.TimeoutException):
+            return self._error(ErrorKind.TIMEOUT, f"no answer within the read timeout ({type(error).__name__})")
+        if isinstance(error, TextGenerationError):
+            kind = ErrorKind.CONTEXT_TOO_LONG if _CONTEXT_TOO_LONG.search(str(error)) else ErrorKind.UNAVAILABLE
+            return self._error(kind, f"error event in the stream ({type(error).__name__}): {_shorten(str(error))}")
+        if isinstance(error, json.JSONDecodeError):
+            return self._error(ErrorKind.UNAVAILABLE, f"malformed JSON from the server: {error.msg}")
+        if isinstance(error, httpx2.TransportError | OSError):
+            return self._error(ErrorKind.UNAVAILABLE, f"connection failed ({type(error).__name__}): {error}")
+        return self._error(ErrorKind.UNAVAILABLE, f"unexpected {type(error).__name__}: {_shorten(str(error))}")
+
+    def _classify_http(self, error: HfHubHTTPError) -> EngineError:
+        status = error.response.status_code
+        server_text = _server_text(error)
+        message = f"HTTP {status}: {_shorten(server_text)}"
+        retry_after = _parse_retry_after(error.response.headers.get("Retry-After"))
+        if status in (401, 403):
+            return self._error(ErrorKind.AUTH, f"{message} (check the API key and its permissions)")
+        if status == 429:
+            return self._error(ErrorKind.RATE_LIMITED, message, retry_after)
+        if status == 413 or (status in (400, 422) and _CONTEXT_TOO_LONG.search(server_text)):
+            return self._error(ErrorKind.CONTEXT_TOO_LONG, message)
+        if 400 <= status < 500:
+            return self._error(ErrorKind.BAD_REQUEST, message)
+        return self._error(ErrorKind.UNAVAILABLE, message, retry_after)
+
+    def _error(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> EngineError:
+        if self._api_key:
+            message = message.replace(self._api_key, "***")
+        return EngineError(kind, message, retry_after)
+
+
+def _server_text(error: HfHubHTTPError) -> str:
+    try:
+        body = error.response.text
+    except httpx2.ResponseNotRead:
+        body = ""
+    return body or error.server_message or str(error)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _SERVER_TEXT_LIMIT else text[: _SERVER_TEXT_LIMIT - 1] + "…"

@@ -1,0 +1,88 @@
+"""`BRAIN=package.module:attribute`: the user's own brain behind the Engine interface.
+
+The attribute may be an engine-like object (it has `stream`), a factory (a class or a no-argument callable)
+returning one, or an async callable taking the list of messages and returning the answer's text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+
+AnswerFunction = Callable[[list[ChatMessage]], Awaitable[str]]
+
+
+class CallableBrain:
+    """An async `messages -> text` function as an engine: the whole answer is one chunk."""
+
+    def __init__(self, name: str, answer: AnswerFunction, context_window: int) -> None:
+        self.name = name
+        self.context_window = context_window
+        self._answer = answer
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        text = await self._answer(list(messages))
+        if not isinstance(text, str):
+            returned = type(text).__name__
+            raise EngineError(ErrorKind.UNAVAILABLE, f"plugin {self.name} returned {returned}, not text")
+        yield text
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+class PluginEngine:
+    """An engine-like object from a plugin, completed with the attributes it may lack."""
+
+    def __init__(self, brain: Any, default_name: str, default_context_window: int) -> None:
+        self.name: str = getattr(brain, "name", default_name)
+        self.context_window: int = getattr(brain, "context_window", default_context_window)
+        self._brain = brain
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        return self._brain.stream(messages, max_tokens)
+
+    async def aclose(self) -> None:
+        close = getattr(self._brain, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def load_plugin_brain(spec: str, context_window: int) -> Engine:
+    module_name, _, attribute_path = spec.partition(":")
+    if not module_name or not attribute_path:
+        raise ValueError(f"BRAIN={spec!r} is not of the form package.module:attribute")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"BRAIN={spec!r}: cannot import {module_name!r} ({error})") from error
+    for part in attribute_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"BRAIN={spec!r}: {module_name!r} has no attribute {attribute_path!r}") from None
+
+    name = attribute_path.rsplit(".", 1)[-1]
+    engine = _as_engine(target, name, context_window)
+    if engine is None and callable(target):
+        engine = _as_engine(target(), name, context_window)
+    if engine is None:
+        raise ValueError(
+            f"BRAIN={spec!r} is neither an engine (with a stream method), a factory of one, "
+            "nor an async callable taking the messages"
+        )
+    return engine
+
+
+def _as_engine(target: Any, name: str, context_window: int) -> Engine | None:
+    if isinstance(target, type):
+        return None  # a class is a factory, even though it has a `stream` attribute
+    if hasattr(target, "stream"):
+        return PluginEngine(target, name, context_window)
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None)):
+        return CallableBrain(name, target, context_window)
+    return None

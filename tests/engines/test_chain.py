@@ -1,0 +1,542 @@
+"""EngineChain: brain → Hugging Face → echo, with the real huggingface_hub client against fake servers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import types
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines.chain import EngineChain, EngineStarted, Tier
+from app.engines.echo import EchoEngine
+from app.engines.plugin import load_plugin_brain
+from tests.engines.conftest import MakeApiEngine
+from tests.fakes.openai_server import (
+    FakeChatServer,
+    Hang,
+    HttpError,
+    MalformedJson,
+    Reply,
+    StreamErrorEvent,
+)
+
+SYSTEM: ChatMessage = {"role": "system", "content": "You are Kor'tana."}
+HISTORY: list[ChatMessage] = [
+    {"role": "user", "content": "I love tea."},
+    {"role": "assistant", "content": "Tea is lovely 🍵"},
+]
+NEW_MESSAGE: ChatMessage = {"role": "user", "content": "What do I love?"}
+MAX_TOKENS = 100
+DEADLINE_S = 0.4
+
+
+@dataclass
+class Window:
+    """A stand-in for the conversation's window builder: records the budgets the chain asks for."""
+
+    budgets: list[int] = field(default_factory=list)
+
+    def __call__(self, budget: int) -> list[ChatMessage]:
+        self.budgets.append(budget)
+        return [SYSTEM, *HISTORY, NEW_MESSAGE]
+
+
+@dataclass
+class Turn:
+    events: list[EngineStarted | str]
+
+    @property
+    def starts(self) -> list[EngineStarted]:
+        return [event for event in self.events if isinstance(event, EngineStarted)]
+
+    @property
+    def engine(self) -> str:
+        return self.starts[-1].engine
+
+    @property
+    def shown(self) -> str:
+        """What the user ends up seeing: the text after the last replacement."""
+        shown = ""
+        for event in self.events:
+            if isinstance(event, EngineStarted):
+                shown = "" if event.replaces_partial else shown
+            else:
+                shown += event
+        return shown
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def ask(chain: EngineChain, prefer: str | None = None, window: Window | None = None) -> Turn:
+    return Turn([event async for event in chain.stream(window or Window(), 3000, prefer=prefer)])
+
+
+async def first_event_after(chain: EngineChain) -> tuple[EngineStarted, float]:
+    started = time.perf_counter()
+    async for event in chain.stream(Window(), 3000):
+        assert isinstance(event, EngineStarted)
+        return event, time.perf_counter() - started
+    raise AssertionError("no answer")
+
+
+def status_of(chain: EngineChain, name: str):
+    return next(status for status in chain.status() if status.name == name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def make_chain(make_api_engine: MakeApiEngine, hf_server: FakeChatServer, clock: FakeClock):
+    """`make_chain(brain, **options)`: brain (an engine or a base URL) → HF (the `hf_server`) → echo."""
+    chains: list[EngineChain] = []
+
+    def make(brain: Engine | str, **options: object) -> EngineChain:
+        if isinstance(brain, str):
+            brain = make_api_engine(brain, "brain")
+        tiers = [Tier(brain, DEADLINE_S), Tier(make_api_engine(hf_server.base_url, "hf"), DEADLINE_S)]
+        chain = EngineChain(
+            tiers, EchoEngine(), max_tokens=MAX_TOKENS, clock=clock, **options  # type: ignore[arg-type]
+        )
+        chains.append(chain)
+        return chain
+
+    yield make
+    for chain in chains:
+        await chain.aclose()
+
+
+async def test_the_brain_answers_with_the_history_in_order_system_prompt_first(
+    brain_server: FakeChatServer, hf_server: FakeChatServer, make_chain
+) -> None:
+    turn = await ask(make_chain(brain_server.base_url))
+
+    assert turn.starts == [EngineStarted("brain", replaces_partial=False)]
+    assert turn.shown == "Hello from the brain!"
+    assert brain_server.requests[0].messages == [SYSTEM, *HISTORY, NEW_MESSAGE]
+    assert brain_server.requests[0].body["max_tokens"] == MAX_TOKENS
+    assert hf_server.requests == []
+
+
+async def test_the_budget_leaves_room_for_the_answer_in_the_engine_window(
+    brain_server: FakeChatServer, make_chain, make_api_engine: MakeApiEngine
+) -> None:
+    window = Window()
+    small_brain = make_api_engine(brain_server.base_url, "brain", context_window=1000)
+
+    await ask(make_chain(small_brain), window=window)
+
+    assert window.budgets == [1000 - MAX_TOKENS]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [HttpError.server_error(), MalformedJson(), StreamErrorEvent()],
+    ids=["500", "malformed-json", "error-event"],
+)
+async def test_a_failing_brain_hands_over_to_hugging_face(
+    brain_server: FakeChatServer, make_chain, failure
+) -> None:
+    brain_server.script = [failure]
+    chain = make_chain(brain_server.base_url)
+
+    turn = await ask(chain)
+
+    assert turn.starts == [EngineStarted("hf", replaces_partial=False)]
+    assert turn.shown == "Hello from Hugging Face!"
+    brain = status_of(chain, "brain")
+    assert (brain.calls, brain.failures, brain.last_error_kind, brain.breaker) == (1, 1, "unavailable", "closed")
+
+
+async def test_consecutive_failures_open_the_breaker_and_the_brain_is_skipped(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    brain_server.default = HttpError.server_error()
+    chain = make_chain(brain_server.base_url, failure_threshold=2, open_for_s=30)
+
+    await ask(chain)
+    assert status_of(chain, "brain").breaker == "closed"
+    await ask(chain)
+    assert status_of(chain, "brain").breaker == "open"
+    assert status_of(chain, "brain").open_until == 30
+
+    turn = await ask(chain)
+
+    assert turn.engine == "hf"
+    assert len(brain_server.requests) == 2
+
+
+@pytest.mark.parametrize("failure", [HttpError.unavailable(retry_after=5), HttpError.rate_limited(retry_after=5)])
+async def test_retry_after_opens_the_breaker_for_that_long_then_one_probe_closes_it(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock, failure: HttpError
+) -> None:
+    brain_server.script = [failure]
+    chain = make_chain(brain_server.base_url, failure_threshold=3)
+
+    assert (await ask(chain)).engine == "hf"
+    assert status_of(chain, "brain").breaker == "open"
+    assert status_of(chain, "brain").open_until == 5
+
+    clock.now += 4.9
+    assert (await ask(chain)).engine == "hf"
+    assert len(brain_server.requests) == 1  # skipped while open
+
+    clock.now += 0.1
+    assert status_of(chain, "brain").breaker == "half_open"
+    assert (await ask(chain)).engine == "brain"
+    assert status_of(chain, "brain").breaker == "closed"
+
+
+async def test_a_failed_probe_opens_the_breaker_again(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    brain_server.script = [HttpError.rate_limited(retry_after=5), HttpError.server_error()]
+    chain = make_chain(brain_server.base_url, open_for_s=30)
+    await ask(chain)
+    clock.now += 5
+
+    assert (await ask(chain)).engine == "hf"
+
+    assert len(brain_server.requests) == 2
+    assert status_of(chain, "brain").breaker == "open"
+    assert status_of(chain, "brain").open_until == 30
+
+
+async def test_turns_during_a_probe_skip_the_engine(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    slow_probe = Reply("probing…", chunks=2, chunk_delay_s=0.15)
+    brain_server.script = [HttpError.rate_limited(retry_after=5), slow_probe]
+    chain = make_chain(brain_server.base_url)
+    await ask(chain)
+    clock.now += 5
+
+    probe = asyncio.create_task(ask(chain))
+    await asyncio.sleep(0.05)
+    during_probe = await ask(chain)
+
+    assert during_probe.engine == "hf"
+    assert (await probe).engine == "brain"
+    assert len(brain_server.requests) == 2
+
+
+async def test_a_rejected_key_opens_the_breaker_at_once_and_is_logged_clearly(
+    brain_server: FakeChatServer, make_chain, make_api_engine: MakeApiEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    brain_server.script = [HttpError.unauthorized()]
+    brain = make_api_engine(brain_server.base_url, "brain", api_key="sk-brain-secret")
+    chain = make_chain(brain, failure_threshold=3)
+
+    with caplog.at_level(logging.INFO, logger="app.engines"):
+        turn = await ask(chain)
+
+    assert turn.engine == "hf"
+    assert status_of(chain, "brain").breaker == "open"
+    [record] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert "brain" in record.getMessage() and "auth" in record.getMessage() and "401" in record.getMessage()
+    assert "sk-brain-secret" not in caplog.text + repr(chain.status())
+    assert NEW_MESSAGE["content"] not in caplog.text
+
+
+async def test_a_hanging_brain_costs_no_more_than_its_deadline(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [Hang()]
+
+    started, waited = await first_event_after(make_chain(brain_server.base_url))
+
+    assert started == EngineStarted("hf", replaces_partial=False)
+    assert DEADLINE_S <= waited < DEADLINE_S + 0.1
+
+
+async def test_a_refused_connection_costs_almost_nothing(refused_url: str, make_chain) -> None:
+    chain = make_chain(refused_url)
+
+    started, waited = await first_event_after(chain)
+
+    assert started.engine == "hf"
+    assert waited < 0.1
+
+
+async def test_a_stall_mid_stream_discards_the_partial_text(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [Reply("I think that you lo", chunks=4, stall_after_chunks=2)]
+    chain = make_chain(brain_server.base_url)
+
+    turn = await ask(chain)
+
+    assert turn.starts == [EngineStarted("brain", False), EngineStarted("hf", replaces_partial=True)]
+    assert turn.shown == "Hello from Hugging Face!"
+    assert status_of(chain, "brain").last_error_kind == "timeout"
+
+
+async def test_an_error_event_after_partial_text_discards_it(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [StreamErrorEvent(text_before="You love co")]
+
+    turn = await ask(make_chain(brain_server.base_url))
+
+    assert turn.starts[-1] == EngineStarted("hf", replaces_partial=True)
+    assert turn.shown == "Hello from Hugging Face!"
+
+
+async def test_a_slow_reader_does_not_use_up_the_deadline(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [Reply("every word counts", chunks=3)]
+    events = []
+
+    async for event in make_chain(brain_server.base_url).stream(Window(), 3000):
+        events.append(event)
+        await asyncio.sleep(DEADLINE_S / 2)  # a front end busy editing its message
+
+    assert Turn(events).engine == "brain"
+    assert Turn(events).shown == "every word counts"
+
+
+async def test_when_every_engine_is_down_echo_answers(
+    refused_url: str, hf_server: FakeChatServer, make_chain
+) -> None:
+    hf_server.script = [HttpError.server_error()]
+    chain = make_chain(refused_url)
+
+    turn = await ask(chain)
+
+    assert turn.starts == [EngineStarted("echo", replaces_partial=False)]
+    assert "trouble" in turn.shown and "What do I love?" in turn.shown
+    assert status_of(chain, "echo").calls == 1
+
+
+async def test_echo_says_after_partial_text_that_it_replaces_it(
+    brain_server: FakeChatServer, hf_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.script = [Reply("You lo", chunks=2, stall_after_chunks=1)]
+    hf_server.script = [HttpError.server_error()]
+
+    turn = await ask(make_chain(brain_server.base_url))
+
+    assert turn.starts[-1] == EngineStarted("echo", replaces_partial=True)
+    assert "What do I love?" in turn.shown and "You lo" not in turn.shown
+
+
+async def test_echo_answers_in_one_chunk_with_a_short_quote() -> None:
+    rambling = "tell me " + "a very long story " * 20
+    chunks = [chunk async for chunk in EchoEngine().stream([SYSTEM, {"role": "user", "content": rambling}], 50)]
+
+    [reply] = chunks
+    assert "trouble" in reply and "tell me a very long story" in reply
+    assert len(reply) < 200
+
+
+async def test_echo_without_a_user_message_still_answers() -> None:
+    [reply] = [chunk async for chunk in EchoEngine().stream([SYSTEM], 50)]
+
+    assert "trouble" in reply
+
+
+class BusyBrain:
+    name = "brain"
+    context_window = 4096
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        raise EngineError(ErrorKind.BUSY, "queue full")
+        yield ""
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_busy_engine_is_passed_over_without_opening_its_breaker(make_chain) -> None:
+    chain = make_chain(BusyBrain(), failure_threshold=1)
+
+    assert (await ask(chain)).engine == "hf"
+    assert (await ask(chain)).engine == "hf"
+
+    brain = status_of(chain, "brain")
+    assert (brain.calls, brain.failures, brain.last_error_kind, brain.breaker) == (2, 2, "busy", "closed")
+
+
+async def test_context_too_long_is_retried_once_with_half_the_budget(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.script = [HttpError.context_too_long(), Reply("It fits now.")]
+    window = Window()
+    chain = make_chain(brain_server.base_url)
+
+    turn = await ask(chain, window=window)
+
+    assert turn.engine == "brain" and turn.shown == "It fits now."
+    assert window.budgets == [3000, 1500]
+    assert status_of(chain, "brain").breaker == "closed"
+
+
+async def test_context_too_long_twice_moves_on(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.default = HttpError.context_too_long()
+    window = Window()
+
+    turn = await ask(make_chain(brain_server.base_url), window=window)
+
+    assert turn.engine == "hf"
+    assert len(brain_server.requests) == 2
+    assert window.budgets == [3000, 1500, 3000]
+
+
+async def test_prefer_asks_that_engine_first(
+    brain_server: FakeChatServer, hf_server: FakeChatServer, make_chain
+) -> None:
+    chain = make_chain(brain_server.base_url)
+
+    assert (await ask(chain, prefer="hf")).engine == "hf"
+    assert brain_server.requests == []
+
+    hf_server.script = [HttpError.server_error()]
+    assert (await ask(chain, prefer="hf")).engine == "brain"
+    assert (await ask(chain, prefer="no-such-engine")).engine == "brain"
+
+
+async def test_concurrent_engine_calls_are_capped(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.default = Reply("one at a time", chunks=2, chunk_delay_s=0.05)
+    chain = make_chain(brain_server.base_url, max_concurrent_calls=2)
+
+    turns = await asyncio.gather(*(ask(chain) for _ in range(5)))
+
+    assert [turn.engine for turn in turns] == ["brain"] * 5
+    assert brain_server.max_in_flight == 2
+
+
+async def test_cancelling_a_turn_propagates_and_charges_no_one(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [Reply("a long and slow answer", chunks=5, chunk_delay_s=0.1)]
+    chain = make_chain(brain_server.base_url, failure_threshold=1)
+    got_text = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in chain.stream(Window(), 3000):
+            if isinstance(event, str):
+                got_text.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(got_text.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    brain = status_of(chain, "brain")
+    assert (brain.failures, brain.breaker) == (0, "closed")
+    assert (await ask(chain)).shown == "Hello from the brain!"
+
+
+async def test_a_cancelled_probe_lets_the_next_turn_probe(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    brain_server.script = [HttpError.rate_limited(retry_after=5), Hang()]
+    chain = make_chain(brain_server.base_url)
+    await ask(chain)
+    clock.now += 5
+
+    probe = asyncio.create_task(ask(chain))
+    await asyncio.sleep(0.1)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+    assert (await ask(chain)).engine == "brain"
+    assert len(brain_server.requests) == 3
+
+
+async def test_a_silent_engine_counts_as_a_failure(brain_server: FakeChatServer, make_chain) -> None:
+    brain_server.script = [Reply("")]
+    chain = make_chain(brain_server.base_url)
+
+    assert (await ask(chain)).engine == "hf"
+    assert status_of(chain, "brain").failures == 1
+
+
+async def test_status_reports_every_engine(brain_server: FakeChatServer, make_chain) -> None:
+    chain = make_chain(brain_server.base_url)
+    await ask(chain)
+
+    brain, hf, echo = chain.status()
+
+    assert [brain.name, hf.name, echo.name] == ["brain", "hf", "echo"]
+    assert (brain.calls, brain.failures, brain.breaker, brain.open_until) == (1, 0, "closed", None)
+    assert brain.last_latency_s is not None and brain.last_latency_s < DEADLINE_S
+    assert (hf.calls, echo.calls) == (0, 0)
+    assert all(status.configured for status in (brain, hf, echo))
+
+
+class TeaBrain:
+    """An engine-like plugin object."""
+
+    name = "tea"
+    context_window = 2048
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        yield "You love "
+        yield f"tea ({len(messages)} messages)."
+
+
+async def answer_with_tea(messages: list[ChatMessage]) -> str:
+    return f"You love tea, said the function ({messages[0]['role']} first)."
+
+
+@pytest.fixture
+def brains_module(monkeypatch: pytest.MonkeyPatch) -> str:
+    module = types.ModuleType("kortana_test_brains")
+    module.TeaBrain = TeaBrain  # type: ignore[attr-defined]
+    module.tea = TeaBrain()  # type: ignore[attr-defined]
+    module.answer_with_tea = answer_with_tea  # type: ignore[attr-defined]
+    module.not_a_brain = 42  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return module.__name__
+
+
+@pytest.mark.parametrize(
+    ("attribute", "name", "text"),
+    [
+        ("tea", "tea", "You love tea (4 messages)."),
+        ("TeaBrain", "tea", "You love tea (4 messages)."),
+        ("answer_with_tea", "answer_with_tea", "You love tea, said the function (system first)."),
+    ],
+    ids=["object", "factory", "async-callable"],
+)
+async def test_a_plugin_brain_answers(
+    brains_module: str, make_chain, attribute: str, name: str, text: str
+) -> None:
+    brain = load_plugin_brain(f"{brains_module}:{attribute}", context_window=4096)
+
+    turn = await ask(make_chain(brain))
+
+    assert brain.name == name
+    assert turn.starts == [EngineStarted(name, replaces_partial=False)]
+    assert turn.shown == text
+
+
+async def test_a_failing_plugin_brain_hands_over(
+    brains_module: str, make_chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(messages: list[ChatMessage]) -> str:
+        raise RuntimeError("the user's brain has a bug")
+
+    monkeypatch.setattr(sys.modules[brains_module], "answer_with_tea", broken)
+    chain = make_chain(load_plugin_brain(f"{brains_module}:answer_with_tea", context_window=4096))
+
+    assert (await ask(chain)).engine == "hf"
+    assert status_of(chain, "answer_with_tea").last_error_kind == "unavailable"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["no_colon_here", ":attribute", "module:", "no.such.module:brain", "{module}:missing", "{module}:not_a_brain"],
+)
+def test_a_bad_plugin_spec_is_a_clear_error(brains_module: str, spec: str) -> None:
+    with pytest.raises(ValueError, match="BRAIN="):
+        load_plugin_brain(spec.format(module=brains_module), context_window=4096)

@@ -170,21 +170,18 @@ def bench_sqlite_floor(directory: Path, turns: int) -> list[list[object]]:
 
 
 def _sqlite_turn(connection: sqlite3.Connection, conversation_id: int, text: str) -> None:
-    connection.execute(
-        "SELECT id, role, content, token_count, engine FROM messages WHERE conversation_id = ? "
-        "ORDER BY id DESC LIMIT 64",
-        (conversation_id,),
-    ).fetchall()
-    connection.execute(
-        "INSERT INTO messages (conversation_id, role, content, token_count) VALUES (?, 'user', ?, 9)",
+    """What a Kor'tana turn sends SQLite: the newest-id check of the cached window, two committed inserts."""
+    connection.execute("SELECT max(id) FROM messages WHERE conversation_id = ?", (conversation_id,)).fetchone()
+    user_id = connection.execute(
+        "INSERT INTO messages (conversation_id, role, content, token_count) VALUES (?, 'user', ?, 9) RETURNING id",
         (conversation_id, text),
-    )
+    ).fetchone()[0]
     connection.commit()
     connection.execute(
-        "INSERT INTO messages (conversation_id, role, content, token_count, engine) "
-        "VALUES (?, 'assistant', 'Sure — happy to help with that!', 8, 'instant')",
-        (conversation_id,),
-    )
+        "INSERT INTO messages (conversation_id, turn_id, role, content, token_count, engine) "
+        "VALUES (?, ?, 'assistant', 'Sure — happy to help with that!', 8, 'instant') RETURNING id",
+        (conversation_id, user_id),
+    ).fetchone()
     connection.commit()
 
 

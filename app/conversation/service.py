@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +69,12 @@ class ConversationService:
             conversation_id = await self._store.conversation_id(key)
             system = Text.counted(self._system_for(author), self._counter)
             newest = Text.counted(text, self._counter)
-            history = await self._store.recent(
-                conversation_id, history_allowance(system, newest, self._budget), PER_MESSAGE_TOKENS
+            history, turn_id = await self._store.start_turn(
+                conversation_id,
+                StoredMessage("user", text, newest.tokens),
+                history_allowance(system, newest, self._budget),
+                PER_MESSAGE_TOKENS,
             )
-            await self._store.append(conversation_id, StoredMessage("user", text, newest.tokens))
 
             cut_windows: list[bool] = []
 
@@ -84,23 +87,25 @@ class ConversationService:
             engine = ""
             parts: list[str] = []
             notified_cut = False
-            async for item in self._chain.stream(build_messages, self._budget, prefer=prefer):
-                if isinstance(item, EngineStarted):
-                    engine = item.engine
-                    if item.replaces_partial:
-                        parts.clear()
-                    if cut_windows and cut_windows[-1] and not notified_cut:
-                        notified_cut = True
-                        yield Notice(CUT_NOTICE)
-                    yield EngineChosen(item.engine, item.replaces_partial)
-                else:
-                    parts.append(item)
-                    yield TextChunk(item)
+            async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as answer:
+                async for item in answer:
+                    if isinstance(item, EngineStarted):
+                        engine = item.engine
+                        if item.replaces_partial:
+                            parts.clear()
+                        if cut_windows and cut_windows[-1] and not notified_cut:
+                            notified_cut = True
+                            yield Notice(CUT_NOTICE)
+                        yield EngineChosen(item.engine, item.replaces_partial)
+                    else:
+                        parts.append(item)
+                        yield TextChunk(item)
             latency = time.perf_counter() - started
             reply = "".join(parts)
-            await self._store.append(
+            await self._store.finish_turn(
                 conversation_id,
                 StoredMessage("assistant", reply, self._counter.count(reply), engine),
+                turn_id,
                 latency_ms=round(latency * 1000),
             )
             yield FinalReply(reply, engine, latency)

@@ -32,8 +32,10 @@ class Conversation(Base):
 
 
 class Message(Base):
+    """A message of a conversation. `turn_id` is the id of the user message an answer belongs to (NULL on
+    user messages): history is ordered by (coalesce(turn_id, id), id), so an answer follows its question."""
+
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_newest", "conversation_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(
@@ -43,6 +45,7 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, nullable=False)
     engine: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    turn_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
@@ -51,3 +54,11 @@ class Message(Base):
 
 conversations = Conversation.__table__
 messages = Message.__table__
+
+Index("ix_messages_conversation_newest", messages.c.conversation_id, messages.c.id)
+Index(
+    "ix_messages_conversation_turn",
+    messages.c.conversation_id,
+    func.coalesce(messages.c.turn_id, messages.c.id),
+    messages.c.id,
+)

@@ -51,6 +51,31 @@ async def test_concurrent_appends_of_many_conversations_are_all_committed(migrat
             *(store.append(c, StoredMessage("user", f"hello {c}-{i}", 2)) for c in ids for i in range(4))
         )
         for c in ids:
-            assert [m.content for m in await store.all_messages(c)] == [f"hello {c}-{i}" for i in range(4)]
+            assert sorted(m.content for m in await store.all_messages(c)) == [f"hello {c}-{i}" for i in range(4)]
     finally:
         await store.close()
+
+
+async def test_interleaved_turns_store_each_answer_right_after_its_question(migrated_url: str) -> None:
+    first = HistoryStore(create_engine(migrated_url))
+    second = HistoryStore(create_engine(migrated_url))  # another process on the same database
+    try:
+        conversation = await first.conversation_id(KEY)
+        assert await second.conversation_id(KEY) == conversation
+        _, turn_a = await first.start_turn(conversation, StoredMessage("user", "question A", 2), 1000, 5)
+        history_b, turn_b = await second.start_turn(conversation, StoredMessage("user", "question B", 2), 1000, 5)
+        assert [m.content for m in history_b] == ["question A"]
+        await second.finish_turn(conversation, StoredMessage("assistant", "answer B", 2, "brain"), turn_b)
+        await first.finish_turn(conversation, StoredMessage("assistant", "answer A", 2, "brain"), turn_a)
+        expected = ["question A", "answer A", "question B", "answer B"]
+        assert [m.content for m in await first.all_messages(conversation)] == expected
+        if first.dialect == "postgresql":  # SQLite is one process per file: its windows are cached per process
+            assert [m.content for m in await first.recent(conversation, 1000, 5)] == expected
+        fresh = HistoryStore(create_engine(migrated_url))
+        try:
+            assert [m.content for m in await fresh.recent(conversation, 1000, 5)] == expected
+        finally:
+            await fresh.close()
+    finally:
+        await first.close()
+        await second.close()

@@ -1,0 +1,69 @@
+"""The last window of a recently active conversation, kept in memory (SQLite: one process owns the file).
+
+The store checks a cached window against the newest stored id before using it, so writes by anyone else
+(another process, a reset) send it back to the database.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from app.storage.messages import ECHO_ENGINE, StoredMessage
+
+MAX_CACHED_WINDOWS = 2000
+
+
+@dataclass(slots=True)
+class CachedWindow:
+    newest_id: int | None  # the newest stored id (echo replies included) this window reflects
+    budget: int
+    overhead: int
+    messages: list[StoredMessage]  # oldest first, within `budget`
+    spent: int
+
+    @classmethod
+    def of(cls, newest_id: int | None, budget: int, overhead: int, messages: list[StoredMessage]) -> CachedWindow:
+        return cls(newest_id, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
+
+    def fits(self, newest_id: int | None, budget: int, overhead: int) -> bool:
+        return self.newest_id == newest_id and self.overhead == overhead and budget <= self.budget
+
+    def add(self, message_id: int, message: StoredMessage) -> None:
+        self.newest_id = message_id
+        if message.engine == ECHO_ENGINE:
+            return
+        self.messages.append(message)
+        self.spent += message.token_count + self.overhead
+        while self.spent > self.budget:
+            dropped = self.messages.pop(0)
+            self.spent -= dropped.token_count + self.overhead
+
+    def newest_within(self, budget: int) -> list[StoredMessage]:
+        spent, start = 0, len(self.messages)
+        while start > 0 and spent + self.messages[start - 1].token_count + self.overhead <= budget:
+            start -= 1
+            spent += self.messages[start].token_count + self.overhead
+        return self.messages[start:]
+
+
+class WindowCache:
+    """Least recently used windows, at most MAX_CACHED_WINDOWS of them."""
+
+    def __init__(self) -> None:
+        self._windows: OrderedDict[int, CachedWindow] = OrderedDict()
+
+    def get(self, conversation_id: int) -> CachedWindow | None:
+        window = self._windows.get(conversation_id)
+        if window is not None:
+            self._windows.move_to_end(conversation_id)
+        return window
+
+    def put(self, conversation_id: int, window: CachedWindow) -> None:
+        self._windows[conversation_id] = window
+        self._windows.move_to_end(conversation_id)
+        if len(self._windows) > MAX_CACHED_WINDOWS:
+            self._windows.popitem(last=False)
+
+    def forget(self, conversation_id: int) -> None:
+        self._windows.pop(conversation_id, None)

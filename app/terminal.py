@@ -11,7 +11,7 @@ from typing import TextIO
 from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
-from app.storage.history import ConversationKey
+from app.storage.history import ConversationKey, StorageUnavailable
 
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
 HELP = "Type a message and press Enter. Commands: /reset forgets our conversation, /ping shows health, /quit ends."
@@ -60,6 +60,8 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
                     out.write("\n")
     except EmptyMessage:
         out.write("Say something and I'll answer 🙂\n")
+    except StorageUnavailable:
+        out.write("\nI can't reach my memory right now 😔 Please try again in a moment.\n")
 
 
 def _user_name() -> str:

@@ -16,12 +16,13 @@ from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply, ReplyStr
 from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
 from app.conversation.service import ConversationService
 from app.conversation.status import format_duration, format_status
-from app.storage.history import ConversationKey
+from app.storage.history import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 HF_ENGINE = "huggingface"
 SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
+NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 ATTACHMENTS_ONLY = "I can only read text for now 📎 — tell me about it in words?"
 
@@ -141,6 +142,9 @@ class KortanaBot(discord.AutoShardedClient):
                         await stream.finish(self._decorate(event, notices))
         except EmptyMessage:
             await stream.finish(EMPTY_MENTION)
+        except StorageUnavailable:
+            log.error("A turn failed: the database is unreachable")
+            await stream.finish(NO_MEMORY)
         except Exception:
             log.exception("A turn failed")
             await stream.finish(SORRY)

@@ -110,7 +110,9 @@ class ReplyStream:
     async def _flush_after(self, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        await self._flush()
+        # Once started, an edit is never cancelled: discord.py can keep a rate-limit bucket locked when a
+        # request is cancelled in flight, and the final edit would then wait on it forever.
+        await asyncio.shield(self._flush())
 
     async def _flush(self) -> None:
         async with self._flush_lock:  # an edit in flight finishes before the next one starts

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -32,7 +31,7 @@ class World:
     fake: FakeDiscord
     brain: FakeChatServer
     hf: FakeChatServer
-    database: Path
+    database_url: str
     overrides: dict = field(default_factory=dict)
     service: ConversationService | None = None
     bot: KortanaBot | None = None
@@ -40,7 +39,7 @@ class World:
 
     def settings(self) -> Settings:
         values = dict(
-            database_url=f"sqlite+aiosqlite:///{self.database}",
+            database_url=self.database_url,
             discord_bot_token="fake-token",
             brain="http",
             brain_url=self.brain.base_url,
@@ -76,10 +75,11 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(database_url: str) -> AsyncIterator[World]:
+    """A bot on the test's database (a SQLite file, and PostgreSQL when one is given)."""
     async with FakeDiscord() as fake, FakeChatServer(default=Reply("Hello from the brain!", chunks=3)) as brain, \
             FakeChatServer(default=Reply("Hello from Hugging Face!", chunks=2)) as hf:
-        world = World(fake, brain, hf, tmp_path / "kortana.db")
+        world = World(fake, brain, hf, database_url)
         try:
             yield world
         finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engines.base import ChatMessage
-from app.engines.local import LocalModelEngine, default_model_path
+from app.engines.local import REPEAT_PENALTY, LocalModelEngine, default_model_path
 
 SEED = 1234
 DEFAULT_PROMPT: list[ChatMessage] = [
@@ -134,7 +134,14 @@ def _measure_direct(llm: Any, messages: list[ChatMessage], max_tokens: int) -> _
     started = time.perf_counter()
     first: float | None = None
     parts: list[str] = []
-    chunks = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0, seed=SEED, stream=True)
+    chunks = llm.create_chat_completion(
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        repeat_penalty=REPEAT_PENALTY,
+        seed=SEED,
+        stream=True,
+    )
     for chunk in chunks:
         text = chunk["choices"][0]["delta"].get("content")
         if text:

@@ -34,6 +34,7 @@ async def open_service(settings: Settings) -> ConversationService:
         chain = build_chain(settings, brain, build_hf(settings))
         counter = _counter_for(settings, brain)
         _check_budget_fits_system_prompt(settings, counter)
+        await chain.start()
     except BaseException:
         await database.dispose()
         raise

@@ -16,6 +16,8 @@ def format_duration(seconds: float) -> str:
 
 def format_engine(engine) -> str:  # type: ignore[no-untyped-def]
     """One line per engine: breaker, last latency, calls and failures, last error kind, engine details."""
+    if not engine.configured:
+        return f"{engine.name}: not configured"
     breaker = engine.breaker.value if hasattr(engine.breaker, "value") else str(engine.breaker)
     if engine.open_until is not None:
         breaker += f" for {engine.open_until:.0f} s more"
@@ -25,8 +27,11 @@ def format_engine(engine) -> str:  # type: ignore[no-untyped-def]
     parts.append(f"{engine.calls} calls, {engine.failures} failed")
     if engine.last_error_kind:
         parts.append(f"last error: {engine.last_error_kind}")
-    details = getattr(engine, "details", None) or {}
-    parts.extend(f"{key} {value}" for key, value in details.items() if value is not None)
+    parts.extend(
+        f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in engine.details.items()
+        if value is not None
+    )
     return f"{engine.name}: " + " · ".join(parts)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.breaker import BreakerState, CircuitBreaker
@@ -46,6 +47,11 @@ class EngineStatus:
     last_error_kind: str | None
     calls: int
     failures: int
+    details: dict[str, Any] = field(default_factory=dict)  # what the engine tells of itself (the local model)
+
+    @classmethod
+    def not_configured(cls, name: str) -> EngineStatus:
+        return cls(name, False, "closed", None, None, None, 0, 0)
 
 
 class _Link:
@@ -70,6 +76,7 @@ class _Link:
             last_error_kind=self.last_error_kind.value if self.last_error_kind else None,
             calls=self.calls,
             failures=self.failures,
+            details=self.engine.status_details() if hasattr(self.engine, "status_details") else {},
         )
 
 
@@ -83,6 +90,7 @@ class EngineChain:
         failure_threshold: int = 3,
         open_for_s: float = 30.0,
         max_concurrent_calls: int = 8,
+        unconfigured: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         def breaker() -> CircuitBreaker:
@@ -92,9 +100,20 @@ class EngineChain:
         self._echo = _Link(echo, None, breaker())
         self._max_tokens = max_tokens
         self._calls = asyncio.Semaphore(max_concurrent_calls)
+        self._unconfigured = list(unconfigured)
 
     def status(self) -> list[EngineStatus]:
-        return [link.status() for link in (*self._links, self._echo)]
+        configured = [link.status() for link in (*self._links, self._echo)]
+        return configured[:-1] + [EngineStatus.not_configured(name) for name in self._unconfigured] + configured[-1:]
+
+    async def start(self) -> None:
+        """Warm up engines that can load ahead of the first turn (the local model)."""
+        for link in self._links:
+            if hasattr(link.engine, "start"):
+                try:
+                    await link.engine.start()
+                except Exception as error:  # a brain that cannot start is skipped like any failing engine
+                    log.warning("engine %s could not start: %s", link.engine.name, error)
 
     async def aclose(self) -> None:
         for link in (*self._links, self._echo):

@@ -22,7 +22,8 @@ def build_brain(settings: Settings) -> Engine | None:
         else:
             from app.engines.local import local_extra_installed
 
-            choice = "local" if local_extra_installed() or settings.local_model_path else "none"
+            model = str(settings.local_model_path) if settings.local_model_path else None
+            choice = "local" if local_extra_installed(model) else "none"
     if choice == "none":
         return None
     if choice == "http":
@@ -68,6 +69,7 @@ def build_hf(settings: Settings) -> Engine | None:
 
 
 def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> EngineChain:
+    """brain → HF → echo; a tier that is not configured is skipped (and shown as such in status)."""
     tiers = []
     if brain is not None:
         tiers.append(Tier(brain, settings.brain_timeout_seconds))
@@ -76,6 +78,7 @@ def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> 
     return EngineChain(
         tiers,
         EchoEngine(),
+        unconfigured=[name for name, engine in (("brain", brain), ("huggingface", hf)) if engine is None],
         max_tokens=settings.max_tokens,
         failure_threshold=settings.breaker_failure_threshold,
         max_concurrent_calls=settings.max_concurrent_engine_calls,

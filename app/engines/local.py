@@ -50,6 +50,10 @@ def local_extra_installed(model_path: str | None = None) -> bool:
     return path is not None and Path(path).is_file()
 
 
+# Small models loop on a phrase without a penalty on repeated tokens (seen with SmolLM2 at the default 1.0).
+REPEAT_PENALTY = 1.15
+
+
 @dataclass(frozen=True)
 class TurnStats:
     """What the worker reported about the last finished (or cancelled) generation."""
@@ -206,6 +210,7 @@ class LocalModelEngine:
                 "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
                 "max_tokens": max_tokens,
                 "temperature": self.temperature,
+                "repeat_penalty": REPEAT_PENALTY,
                 "seed": self.seed,
             }
             got_token = False

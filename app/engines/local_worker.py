@@ -102,6 +102,7 @@ def _generate(llm: Any, counter: _Counter, request: dict[str, Any], cancels: _Ca
         "messages": request["messages"],
         "max_tokens": int(request["max_tokens"]),
         "temperature": float(request["temperature"]),
+        "repeat_penalty": float(request.get("repeat_penalty", 1.0)),
         "stream": True,
     }
     if request.get("seed") is not None:

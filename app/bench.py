@@ -13,7 +13,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 
@@ -185,20 +185,37 @@ def _sqlite_turn(connection: sqlite3.Connection, conversation_id: int, text: str
     connection.commit()
 
 
-SECTIONS: dict[str, Callable[..., object]] = {}
-
-
 async def run_benchmarks(settings: Settings, sections: Sequence[str] = (), quick: bool = False) -> None:
-    wanted = set(sections) or {"storage", "failover", "discord", "local", "postgres"}
+    """storage (always), local (when the local extra is installed), postgres (when DATABASE_URL is one)."""
+    wanted = set(sections) or {"storage", "local", "postgres"}
     print(f"Machine: {machine_description()}")
     with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
         directory = Path(temporary)
         if "storage" in wanted:
-            turns = 200 if quick else 2000
-            await run_storage_section(directory, turns, quick)
-        for name, section in SECTIONS.items():
-            if name in wanted:
-                await section(settings, directory, quick)  # type: ignore[misc]
+            await run_storage_section(directory, 200 if quick else 2000, quick)
+        if "local" in wanted:
+            await run_local_section(quick)
+        if "postgres" in wanted:
+            if settings.database_url.startswith("postgresql"):
+                from app.bench_postgres import run_postgres_section
+
+                await run_postgres_section(settings.database_url, directory, quick)
+            else:
+                print("\n(PostgreSQL section skipped: set DATABASE_URL=postgresql+asyncpg://... to run it)")
+
+
+async def run_local_section(quick: bool) -> None:
+    from app.engines.local import local_extra_installed
+
+    if not local_extra_installed():
+        print("\n(local model section skipped: install the 'local' extra)")
+        return
+    from app.bench_local import bench_local, format_table
+
+    print("\n### Local brain: our engine (worker process) vs llama-cpp-python called directly\n")
+    print("```")
+    print(format_table(await bench_local(runs=3 if quick else 9)))
+    print("```")
 
 
 async def run_storage_section(directory: Path, turns: int, quick: bool) -> None:

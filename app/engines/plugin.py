@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -56,6 +58,8 @@ def load_plugin_brain(spec: str, context_window: int) -> Engine:
     module_name, _, attribute_path = spec.partition(":")
     if not module_name or not attribute_path:
         raise ValueError(f"BRAIN={spec!r} is not of the form package.module:attribute")
+    if os.getcwd() not in sys.path:  # like `python -m`, find the user's module in the working directory
+        sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:

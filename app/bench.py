@@ -21,7 +21,7 @@ from app.config import DEFAULT_SYSTEM_PROMPT, Settings
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
-from app.engines.chain import EngineChain
+from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate
 from app.storage.history import ConversationKey, HistoryStore
@@ -61,8 +61,6 @@ def machine_description() -> str:
 
 
 async def open_bench_service(url: str, engines: list | None = None) -> ConversationService:
-    from app.engines.chain import Tier
-
     chain = EngineChain([Tier(engine, 5.0) for engine in engines or [InstantEngine()]], EchoEngine(), max_tokens=400)
     return ConversationService(
         HistoryStore(create_engine(url), window_budget=3000),

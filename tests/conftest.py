@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import huggingface_hub.constants
 import pytest
 from sqlalchemy import text
 
@@ -54,6 +55,14 @@ async def migrated_url(database_url: str) -> str:
     finally:
         await engine.dispose()
     return database_url
+
+
+@pytest.fixture(autouse=True)
+def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE blocks 127.0.0.1 too, and the tests' chat servers live there; the constant is read at
+    import, so patch both."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 ServiceFactory = Callable[..., Awaitable[ConversationService]]

@@ -92,7 +92,7 @@ class KortanaBot(discord.AutoShardedClient):
         if wait:
             await self._notify(message, _cooldown_notice(wait))
             return
-        key = self._key(message.author.id, message.guild, message.channel.id)
+        key = self.key_for(message.author.id, message.guild, message.channel.id)
         async with _typing(message.channel):
             await self.stream_turn(ChannelReply(message), key, message.author.display_name, text)
 
@@ -119,7 +119,7 @@ class KortanaBot(discord.AutoShardedClient):
 
     # --- one turn ---------------------------------------------------------------------------------------
 
-    def _key(self, user_id: int, guild: discord.Guild | None, channel_id: int) -> ConversationKey:
+    def key_for(self, user_id: int, guild: discord.Guild | None, channel_id: int) -> ConversationKey:
         return conversation_key(self._scope, user_id, guild.id if guild else None, channel_id)
 
     async def stream_turn(
@@ -197,12 +197,12 @@ def _register_commands(bot: KortanaBot) -> None:
             await interaction.response.send_message(_cooldown_notice(wait), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
-        key = bot._key(interaction.user.id, interaction.guild, interaction.channel_id or 0)
+        key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         await bot.stream_turn(InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE)
 
     @tree.command(name="reset", description="Forget our conversation here and start fresh")
     async def reset(interaction: discord.Interaction) -> None:
-        key = bot._key(interaction.user.id, interaction.guild, interaction.channel_id or 0)
+        key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         forgotten = await bot.service.reset(key)
         noun = "message" if forgotten == 1 else "messages"
         await interaction.response.send_message(f"Done — I forgot {forgotten} {noun}. Fresh start! ✨", ephemeral=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.conversation.service import ServiceStatus
+from app.engines.chain import EngineStatus
 
 
 def format_duration(seconds: float) -> str:
@@ -14,11 +15,11 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
-def format_engine(engine) -> str:  # type: ignore[no-untyped-def]
+def format_engine(engine: EngineStatus) -> str:
     """One line per engine: breaker, last latency, calls and failures, last error kind, engine details."""
     if not engine.configured:
         return f"{engine.name}: not configured"
-    breaker = engine.breaker.value if hasattr(engine.breaker, "value") else str(engine.breaker)
+    breaker: str = engine.breaker
     if engine.open_until is not None:
         breaker += f" for {engine.open_until:.0f} s more"
     parts = [f"breaker {breaker}"]

@@ -148,7 +148,6 @@ class HistoryStore:
         latency_ms: int | None = None,
     ) -> int:
         """Store one message; returns its id once it is committed."""
-        row = _row(conversation_id, message, turn_id, latency_ms)
         if self._shared:
 
             async def insert_one() -> int:
@@ -156,6 +155,7 @@ class HistoryStore:
                     return await self._insert(connection, conversation_id, message, turn_id, latency_ms)
 
             return await self._retrying(insert_one)
+        row = _row(conversation_id, message, turn_id, latency_ms)
         message_id = await self._retrying(lambda: self._writer.write(row))
         if (window := self._windows.get(conversation_id)) is not None:
             window.add(message_id, message)

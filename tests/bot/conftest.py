@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import huggingface_hub.constants
 import pytest
 
 from app.bot.client import KortanaBot
@@ -18,12 +17,6 @@ from tests.fakes.discord_api import BotRunner, FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
 
 HF_SECRET = "hf_" + "t" * 34
-
-
-@pytest.fixture(autouse=True)
-def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 @dataclass

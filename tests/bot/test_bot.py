@@ -111,7 +111,7 @@ async def test_ask_defers_prefers_hf_streams_and_extends_the_history(world: Worl
     assert interaction.deferred and interaction.ack_latency < 1.0
     assert not interaction.ephemeral
     assert user_contents(world.hf.requests[-1]) == ["context first", "Hello from the brain!", "what is the meaning of life?"]
-    history = await world.service.history(world.bot._key(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
+    history = await world.service.history(world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
     assert [m.content for m in history][-2:] == ["what is the meaning of life?", "A considered answer from HF."]
 
 
@@ -192,7 +192,7 @@ async def test_a_10000_character_message_is_answered_and_stored_whole(world: Wor
     message = await mention(world, huge)
     texts = await answer_to(world, message)
     assert texts[0].startswith("Hello from the brain!") and "only read the first part" in texts[0]
-    key = world.bot._key(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
+    key = world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
     assert (await world.service.history(key))[0].content == huge.strip()
 
 

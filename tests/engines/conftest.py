@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import huggingface_hub.constants
 import pytest
 
 from app.engines.chat_api import ChatApiEngine
 from tests.fakes.openai_server import FakeChatServer, Reply, refused_base_url
 
 MakeApiEngine = Callable[..., ChatApiEngine]
-
-
-@pytest.fixture(autouse=True)
-def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HF_HUB_OFFLINE blocks 127.0.0.1 too; the constant is read at import, so patch both."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,7 +22,9 @@ from app.storage.history import ConversationKey, StorageUnavailable
 log = logging.getLogger(__name__)
 
 HF_ENGINE = "huggingface"
+SHUTDOWN_GRACE_S = 10.0
 SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
+RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 ATTACHMENTS_ONLY = "I can only read text for now 📎 — tell me about it in words?"
@@ -58,6 +61,7 @@ class KortanaBot(discord.AutoShardedClient):
         self._edit_interval = edit_interval
         self.version = version
         self.active_turns = 0
+        self._closing = False
         self._started = time.monotonic()
         _register_commands(self)
 
@@ -76,13 +80,21 @@ class KortanaBot(discord.AutoShardedClient):
                 error.status,
             )
 
+    async def shutdown(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking new turns, let the running ones finish (answers shown and stored), then disconnect."""
+        self._closing = True
+        deadline = time.monotonic() + grace_s
+        while self.active_turns and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.close()
+
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
 
     # --- messages -------------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.webhook_id is not None or not self._is_addressed(message):
+        if self._closing or message.author.bot or message.webhook_id is not None or not self._is_addressed(message):
             return
         text = self._without_own_mentions(message.content)
         if not text.strip():
@@ -192,6 +204,9 @@ def _register_commands(bot: KortanaBot) -> None:
     @tree.command(name="ask", description="Ask Kor'tana something, with our conversation as context")
     @app_commands.describe(question="What would you like to ask?")
     async def ask(interaction: discord.Interaction, question: app_commands.Range[str, 1, 4000]) -> None:
+        if bot._closing:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
         wait = bot._cooldown.try_start(interaction.user.id)
         if wait:
             await interaction.response.send_message(_cooldown_notice(wait), ephemeral=True)

@@ -86,12 +86,13 @@ async def run_bot(
 
 
 def _close_on_signals(bot: KortanaBot) -> Callable[[], None]:
-    """SIGINT/SIGTERM close the bot (and so, through run_bot, the database); returns how to undo it."""
+    """SIGINT/SIGTERM let running turns finish, then close the bot (and, through run_bot, the database);
+    returns how to undo it."""
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.shutdown()))
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals on this platform
             pass

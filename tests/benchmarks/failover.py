@@ -1,0 +1,239 @@
+"""Failover figures of the engine chain: `python -m tests.benchmarks.failover [--quick]`.
+
+The brain and Hugging Face tiers are the real ChatApiEngine (huggingface_hub's client) against local
+OpenAI-compatible servers; HF answers at once. "Added" is a case's time to the first chunk minus the
+baseline's (the brain answering at once). The quick cases are measured in turns, one answer each per round, so
+that drift of the machine hits them all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from pathlib import Path
+
+import huggingface_hub.constants
+
+from app.bench import (
+    InstantEngine,
+    machine_description,
+    migrated_database,
+    one_turn,
+    open_bench_service,
+    percentile,
+    print_table,
+)
+from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines.chain import EngineChain, EngineStarted, Tier
+from app.engines.chat_api import ChatApiEngine
+from app.engines.echo import EchoEngine
+from app.storage.history import ConversationKey
+from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
+
+BRAIN_DEADLINE_S = 1.0  # short on purpose: a hang costs exactly this, and the benchmark waits it out each time
+FAILURE_THRESHOLD = 3
+NEVER_OPENS = 10**9
+MESSAGES: list[ChatMessage] = [
+    {"role": "system", "content": "You are Kor'tana, a Sacred AI Companion."},
+    {"role": "user", "content": "Hello there!"},
+    {"role": "assistant", "content": "Hi! How can I help today?"},
+    {"role": "user", "content": "Tell me something nice about the sea."},
+]
+
+
+def api_engine(name: str, base_url: str) -> ChatApiEngine:
+    # The read timeout is far above the deadline: the chain's total deadline is what must end a hang.
+    return ChatApiEngine(name, "bench/model", base_url, None, timeout_s=20.0, temperature=0.8, context_window=8192)
+
+
+def chain_of(brain: Engine, hf: Engine, failure_threshold: int = NEVER_OPENS) -> EngineChain:
+    return EngineChain(
+        [Tier(brain, BRAIN_DEADLINE_S), Tier(hf, 25.0)],
+        EchoEngine(),
+        max_tokens=400,
+        failure_threshold=failure_threshold,
+        open_for_s=3600.0,
+    )
+
+
+async def answer(chain: EngineChain) -> tuple[float, str]:
+    """Seconds to the first text chunk of one answer, and the engine that gave it; the answer is read to its end."""
+    started = time.perf_counter()
+    first, engine = None, ""
+    async with aclosing(chain.stream(lambda budget: MESSAGES, 3000)) as items:
+        async for item in items:
+            if isinstance(item, EngineStarted):
+                engine = item.engine
+            elif first is None:
+                first = time.perf_counter() - started
+    assert first is not None
+    return first, engine
+
+
+async def interleaved(chains: Sequence[EngineChain], rounds: int) -> list[list[tuple[float, str]]]:
+    """`rounds` answers of each chain, one of each per round."""
+    samples: list[list[tuple[float, str]]] = [[] for _ in chains]
+    for _ in range(rounds):
+        for chain, taken in zip(chains, samples):
+            taken.append(await answer(chain))
+    return samples
+
+
+async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
+    async with FakeChatServer(default=Reply("Hello from the brain!")) as brain_server, \
+            FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server, \
+            FakeChatServer(default=Hang()) as hanging_server:
+        with refused_base_url() as refused_url:
+            hf = api_engine("huggingface", hf_server.base_url)
+            hanging = api_engine("brain", hanging_server.base_url)
+            # (case, chain, target as text, limit on the added seconds)
+            cases = [
+                ("baseline: brain answers at once", chain_of(api_engine("brain", brain_server.base_url), hf), "—", None),
+                ("brain refuses connections", chain_of(api_engine("brain", refused_url), hf), "≤ 50 ms added", 0.050),
+                ("brain hangs, breaker open", chain_of(hanging, hf, FAILURE_THRESHOLD), "≤ 1 ms added", 0.001),
+                (f"brain hangs, breaker closed (deadline {BRAIN_DEADLINE_S:g} s)", chain_of(hanging, hf),
+                 f"≈ the deadline: ≤ {BRAIN_DEADLINE_S * 1000 + 100:.0f} ms added", BRAIN_DEADLINE_S + 0.100),
+            ]
+            chains = [chain for _, chain, _, _ in cases]
+            for chain in chains:
+                for _ in range(FAILURE_THRESHOLD):  # warm up; this also opens the breaker of "breaker open"
+                    await answer(chain)
+            assert chains[2].status()[0].breaker == "open"
+            # The hang is measured apart: it leaves the process idle for the deadline, and the first answer after
+            # an idle second is about 1 ms slower here (a cold CPU), which would be charged to the next case.
+            samples = await interleaved(chains[:3], rounds) + await interleaved(chains[3:], hang_rounds)
+
+    baseline = [seconds for seconds, _ in samples[0]]
+    rows = []
+    for (name, _, target, limit), taken in zip(cases, samples):
+        seconds = [s for s, _ in taken]
+        answered_by = ", ".join(sorted({engine for _, engine in taken}))
+        added = [percentile(seconds, q) - percentile(baseline, q) for q in (0.5, 0.99)]
+        rows.append([
+            name, answered_by, len(seconds), ms(percentile(seconds, 0.5)), ms(percentile(seconds, 0.99)),
+            *(("—", "—") if limit is None else (ms(a) for a in added)),
+            target, "—" if limit is None else verdict(added, limit),
+        ])
+    return rows
+
+
+class BrokenEngine:
+    """Fails at once, in process: trips its breaker without any I/O."""
+
+    name = "broken"
+    context_window = 8192
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        raise EngineError(ErrorKind.UNAVAILABLE, "down for the benchmark")
+        yield ""  # unreachable; makes this an async generator like every engine's stream
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def read_all(items: AsyncIterator[object]) -> None:
+    async with aclosing(items) as opened:  # type: ignore[type-var]
+        async for _ in opened:
+            pass
+
+
+async def bench_chain_overhead(turns: int) -> tuple[list[list[object]], float]:
+    engine = InstantEngine()
+    alone = EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=400)
+    skipping = EngineChain([Tier(BrokenEngine(), 5.0), Tier(engine, 5.0)], EchoEngine(), max_tokens=400)
+    for _ in range(FAILURE_THRESHOLD):
+        await read_all(skipping.stream(lambda budget: MESSAGES, 3000))
+    assert skipping.status()[0].breaker == "open"
+
+    ways = {
+        "engine.stream, called directly": lambda: engine.stream(MESSAGES, 400),
+        "chain.stream, one tier": lambda: alone.stream(lambda budget: MESSAGES, 3000),
+        "chain.stream, brain's breaker open, next tier answers": lambda: skipping.stream(lambda budget: MESSAGES, 3000),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    for round_ in range(turns + 200):
+        for name, start in ways.items():
+            started = time.perf_counter()
+            await read_all(start())
+            if round_ >= 200:  # the first rounds warm up
+                samples[name].append(time.perf_counter() - started)
+
+    direct, one_tier, skipped = samples.values()
+    rows = [[name, us(percentile(taken, 0.5)), us(percentile(taken, 0.99)), "—", "—"] for name, taken in samples.items()]
+    overhead = [percentile(one_tier, q) - percentile(direct, q) for q in (0.5, 0.99)]
+    skip_cost = [percentile(skipped, q) - percentile(one_tier, q) for q in (0.5, 0.99)]
+    rows.append(["chain overhead (one tier − direct)", us(overhead[0]), us(overhead[1]), "—", "—"])
+    rows.append(["skipping an open breaker (open − one tier)", us(skip_cost[0]), us(skip_cost[1]), "≤ 1 ms added",
+                 verdict(skip_cost, 0.001)])
+    return rows, overhead[0]
+
+
+async def bench_service_turn(directory: Path, turns: int, chain_overhead_s: float) -> list[list[object]]:
+    service = await open_bench_service(await migrated_database(directory, "failover.db"))
+    key = ConversationKey(1, "bench")
+    try:
+        for _ in range(20):
+            await one_turn(service, key, "warming up")
+        samples = []
+        for i in range(turns):
+            started = time.perf_counter()
+            await one_turn(service, key, f"tell me something new, number {i}")
+            samples.append(time.perf_counter() - started)
+    finally:
+        await service.close()
+    p50 = percentile(samples, 0.5)
+    return [[us(p50), us(percentile(samples, 0.99)), us(chain_overhead_s), f"{chain_overhead_s / p50:.1%}"]]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f}"
+
+
+def verdict(added: Sequence[float], limit: float) -> str:
+    return ", ".join(f"{label} {'met' if value <= limit else 'MISSED'}" for label, value in zip(("p50", "p99"), added))
+
+
+async def main(quick: bool) -> None:
+    # HF_HUB_OFFLINE blocks 127.0.0.1 too; the constant is read at import, so clear both.
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    huggingface_hub.constants.HF_HUB_OFFLINE = False
+    # The chain logs every failure: keep that cost in the figures, but not the noise on the terminal.
+    logging.basicConfig(level=logging.WARNING, stream=open(os.devnull, "w"))
+
+    rounds, hang_rounds = (50, 10) if quick else (300, 50)
+    turns = 500 if quick else 5000
+    print(f"Machine: {machine_description()}")
+    print_table(
+        "Failover: time to the first chunk, real huggingface_hub client, local servers",
+        ["case", "answered by", "answers", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "target", "result"],
+        await bench_failover(rounds, hang_rounds),
+    )
+    rows, chain_overhead = await bench_chain_overhead(turns)
+    print_table(
+        f"Chain overhead per answer, instant in-process engine ({turns} answers each)",
+        ["path", "p50 µs", "p99 µs", "target", "result"],
+        rows,
+    )
+    with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
+        service_turns = 200 if quick else 2000
+        print_table(
+            f"Chain's share of a whole turn: ConversationService, instant engine, SQLite file ({service_turns} turns)",
+            ["turn p50 µs", "turn p99 µs", "chain overhead p50 µs", "chain share of p50"],
+            await bench_service_turn(Path(temporary), service_turns, chain_overhead),
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    asyncio.run(main(parser.parse_args().quick))

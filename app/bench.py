@@ -10,7 +10,6 @@ import asyncio
 import os
 import platform
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence

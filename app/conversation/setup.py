@@ -20,6 +20,9 @@ from app.storage.history import HistoryStore
 log = logging.getLogger(__name__)
 
 
+LOGIN_REFUSED = ("28", "3D")  # SQLSTATE classes: bad password or unknown role; unknown database
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached within the start-up retry period."""
 
@@ -60,6 +63,12 @@ async def _migrate_when_reachable(database: AsyncEngine, settings: Settings) -> 
         except (OSError, ConnectionError) as error:
             cause = error
         except Exception as error:  # drivers wrap connection failures in their own types
+            sqlstate = str(getattr(getattr(error, "orig", None), "sqlstate", None) or "")
+            if sqlstate.startswith(LOGIN_REFUSED):
+                raise DatabaseUnavailable(
+                    f"The database at {describe(settings.database_url)} refused the login: "
+                    f"{getattr(error, 'orig', error)}"
+                ) from None
             if "connect" not in str(error).lower():
                 raise
             cause = error

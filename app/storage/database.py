@@ -29,7 +29,8 @@ def create_engine(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> 
         url,
         pool_size=pool_size,
         pool_timeout=timeout_s,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): HistoryStore retries a lost connection once, and a
+        # disconnect invalidates the whole pool, so the retry gets a fresh connection.
         connect_args={"timeout": timeout_s, "command_timeout": timeout_s},
     )
 

@@ -132,12 +132,13 @@ class HistoryStore:
             await self.append(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
             return
 
-        async def locked() -> None:
-            async with self._engine.begin() as connection:
-                await connection.execute(_ADVISORY_LOCK, {"conversation_id": conversation_id})
-                await self._insert(connection, conversation_id, answer, turn_id, latency_ms)
+        async def insert_answer() -> None:
+            # One autocommitted INSERT: the answer's place comes from turn_id, so it needs no lock.
+            async with self._engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await self._insert(autocommit, conversation_id, answer, turn_id, latency_ms)
 
-        await self._retrying(locked)
+        await self._retrying(insert_answer)
 
     async def append(
         self,

@@ -16,7 +16,7 @@ from app.bot.cooldown import Cooldown
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply, ReplyStream, ReplySurface
 from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
 from app.conversation.service import ConversationService
-from app.conversation.status import format_duration, format_status
+from app.conversation.status import format_status
 from app.storage.history import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ class KortanaBot(discord.AutoShardedClient):
         self.version = version
         self.active_turns = 0
         self._closing = False
-        self._started = time.monotonic()
         _register_commands(self)
 
     async def setup_hook(self) -> None:
@@ -170,9 +169,6 @@ class KortanaBot(discord.AutoShardedClient):
         if self._show_footer and reply.engine != self.service.brain_name:
             lines.append(f"-# answered by {reply.engine}")
         return "\n".join([text, *lines]) if lines else text
-
-    def uptime(self) -> str:
-        return format_duration(time.monotonic() - self._started)
 
 
 def _cooldown_notice(wait: float) -> str:

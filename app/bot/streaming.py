@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import discord
@@ -67,11 +66,9 @@ class ReplyStream:
         surface: ReplySurface,
         *,
         edit_interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._surface = surface
         self._interval = edit_interval
-        self._clock = clock
         self._text = ""
         self._pages: list[Any] = []
         self._shown: list[str] = []
@@ -79,7 +76,6 @@ class ReplyStream:
         self._flush_lock = asyncio.Lock()
         self._scheduled: asyncio.Task[None] | None = None
         self.broken = False  # the channel refused us; the answer is still stored, just not shown
-        self.discord_calls = 0
 
     def add(self, chunk: str) -> None:
         """Append a chunk; its text shows at once if nothing is shown yet, else with the next edit."""
@@ -104,7 +100,7 @@ class ReplyStream:
     def _schedule(self) -> None:
         if self.broken or (self._scheduled is not None and not self._scheduled.done()):
             return
-        delay = max(0.0, self._last_flush + self._interval - self._clock())
+        delay = max(0.0, self._last_flush + self._interval - time.monotonic())
         self._scheduled = asyncio.create_task(self._flush_after(delay))
 
     async def _flush_after(self, delay: float) -> None:
@@ -130,20 +126,17 @@ class ReplyStream:
             except discord.HTTPException as error:  # the next flush (or the final one) tries again
                 log.warning("Discord refused an answer update: HTTP %s (code %s)", error.status, error.code)
             finally:
-                self._last_flush = self._clock()
+                self._last_flush = time.monotonic()
 
     async def _show(self, index: int, content: str) -> None:
         if index < len(self._pages):
             if self._shown[index] == content:
                 return
-            self.discord_calls += 1
             try:
                 await self._surface.edit(self._pages[index], content)
             except discord.NotFound:  # someone deleted our message mid-answer: post the page again
-                self.discord_calls += 1
                 self._pages[index] = await self._surface.send(content, first=index == 0)
             self._shown[index] = content
         else:
-            self.discord_calls += 1
             self._pages.append(await self._surface.send(content, first=index == 0))
             self._shown.append(content)

@@ -12,14 +12,13 @@ import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk, TurnEvent
 from app.conversation.locks import KeyedLocks
 from app.conversation.tokens import TokenCounter
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, build_window, history_allowance
 from app.engines.base import ChatMessage
-from app.engines.chain import EngineChain, EngineStarted
+from app.engines.chain import EngineChain, EngineStarted, EngineStatus
 from app.storage.history import ConversationKey, HistoryStore, StoredMessage
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
@@ -31,7 +30,7 @@ class ServiceStatus:
     database: str
     database_ok: bool
     database_round_trip_ms: float | None
-    engines: list[Any]
+    engines: list[EngineStatus]
     uptime_s: float
     token_counter: str
 

@@ -227,3 +227,12 @@ async def test_open_channels_answer_every_message(world: World) -> None:
 async def test_without_open_channels_the_privileged_intent_is_not_requested(world: World) -> None:
     await world.start()
     assert not world.fake.identifies[-1]["intents"] & (1 << 15)
+
+
+async def test_slash_commands_sync_at_once_to_development_guilds(world: World) -> None:
+    guild_id = world.fake.guild.id
+    await world.start(discord_guild_ids=[guild_id])
+    assert {command["name"] for command in world.fake.commands[guild_id]} == {"ask", "reset", "ping"}
+    interaction = await world.fake.slash_command("reset")
+    await world.fake.wait_for(lambda: interaction.original, what="reset reply from the guild command")
+    assert "forgot 0 messages" in interaction.original.content

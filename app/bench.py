@@ -23,7 +23,7 @@ from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate
-from app.storage.history import ConversationKey, HistoryStore
+from app.storage.history import ConversationKey, open_history_store
 
 HISTORY_SIZES = (100, 10_000, 100_000)
 CONCURRENT_CONVERSATIONS = 100
@@ -62,7 +62,7 @@ def machine_description() -> str:
 async def open_bench_service(url: str, engines: list | None = None) -> ConversationService:
     chain = EngineChain([Tier(engine, 5.0) for engine in engines or [InstantEngine()]], EchoEngine(), max_tokens=400)
     return ConversationService(
-        HistoryStore(create_engine(url), window_budget=3000),
+        open_history_store(create_engine(url), window_budget=3000),
         chain,
         EstimatedTokens(),
         system_prompt=DEFAULT_SYSTEM_PROMPT,

@@ -8,7 +8,13 @@ import sys
 from contextlib import aclosing
 from typing import TextIO
 
-from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
+from app.conversation.events import (
+    EmptyMessage,
+    EngineChosen,
+    FinalReply,
+    Notice,
+    TextChunk,
+)
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.storage.history import ConversationKey, StorageUnavailable

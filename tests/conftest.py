@@ -20,7 +20,7 @@ from app.engines.base import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate
-from app.storage.history import HistoryStore
+from app.storage.history import open_history_store
 
 POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"
@@ -85,7 +85,7 @@ async def open_test_service(migrated_url: str) -> AsyncIterator[ServiceFactory]:
             [Tier(engine, deadline_s) for engine in engines or []], EchoEngine(), max_tokens=max_tokens
         )
         service = ConversationService(
-            HistoryStore(create_engine(migrated_url), window_budget=budget),
+            open_history_store(create_engine(migrated_url), window_budget=budget),
             chain,
             counter or EstimatedTokens(),
             system_prompt=TEST_SYSTEM_PROMPT,

@@ -21,7 +21,7 @@ from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable
+from app.storage.history import ConversationKey, StorageUnavailable, open_history_store
 from tests.instant_engine import InstantEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def open_service_on(url: str) -> tuple[ConversationService, set[int]]:
         database.sync_engine, "connect", lambda connection, _: pids.add(connection.driver_connection.get_server_pid())
     )
     service = ConversationService(
-        HistoryStore(database),
+        open_history_store(database),
         EngineChain([Tier(InstantEngine(), 5.0)], EchoEngine(), max_tokens=32),
         EstimatedTokens(),
         system_prompt="You are a test companion.",

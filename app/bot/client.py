@@ -13,8 +13,20 @@ from discord import app_commands
 
 from app.bot.conversation_keys import Scope, conversation_key
 from app.bot.cooldown import Cooldown
-from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply, ReplyStream, ReplySurface
-from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
+from app.bot.streaming import (
+    NO_PINGS,
+    ChannelReply,
+    InteractionReply,
+    ReplyStream,
+    ReplySurface,
+)
+from app.conversation.events import (
+    EmptyMessage,
+    EngineChosen,
+    FinalReply,
+    Notice,
+    TextChunk,
+)
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.storage.history import ConversationKey, StorageUnavailable

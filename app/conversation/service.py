@@ -13,10 +13,22 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk, TurnEvent
+from app.conversation.events import (
+    EmptyMessage,
+    EngineChosen,
+    FinalReply,
+    Notice,
+    TextChunk,
+    TurnEvent,
+)
 from app.conversation.locks import KeyedLocks
 from app.conversation.tokens import TokenCounter
-from app.conversation.window import PER_MESSAGE_TOKENS, Text, build_window, history_allowance
+from app.conversation.window import (
+    PER_MESSAGE_TOKENS,
+    Text,
+    build_window,
+    history_allowance,
+)
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, EngineStarted, EngineStatus
 from app.storage.history import ConversationKey, HistoryStore, StoredMessage

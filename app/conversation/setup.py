@@ -15,7 +15,7 @@ from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines.base import Engine
 from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage.database import create_engine, describe, migrate
-from app.storage.history import HistoryStore
+from app.storage.history import open_history_store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def open_service(settings: Settings) -> ConversationService:
         await database.dispose()
         raise
     return ConversationService(
-        HistoryStore(database, window_budget=settings.history_token_budget),
+        open_history_store(database, window_budget=settings.history_token_budget),
         chain,
         counter,
         system_prompt=settings.system_prompt,

@@ -126,7 +126,10 @@ def _share_tls_context_between_sessions() -> None:
     of blocked event loop per answer. Sessions built here share one TLS context instead (huggingface_hub's
     public factory hook; its own request/response hooks are kept)."""
     try:
-        from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
+        from huggingface_hub.utils._http import (
+            async_hf_request_event_hook,
+            async_hf_response_event_hook,
+        )
     except ImportError:  # a future huggingface_hub moved them: keep its default sessions
         return
     tls = httpx2.create_ssl_context()

@@ -37,7 +37,11 @@ def build_brain(settings: Settings) -> Engine | None:
             context_window=settings.brain_context_window,
         )
     if choice == "local":
-        from app.engines.local import LocalModelEngine, default_model_path, local_extra_installed
+        from app.engines.local import (
+            LocalModelEngine,
+            default_model_path,
+            local_extra_installed,
+        )
 
         path = str(settings.local_model_path) if settings.local_model_path else default_model_path()
         if path is None or not local_extra_installed(path):

@@ -23,7 +23,7 @@ def create_engine(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> 
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_size=pool_size, connect_args={"timeout": timeout_s})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
@@ -35,7 +35,7 @@ def create_engine(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> 
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def sqlite_pragmas(dbapi_connection, _record=None) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL under WAL: a committed turn survives a crash of the process; only a power cut may lose the last ones.

@@ -3,37 +3,34 @@
 A turn is `start_turn` (read the newest history that fits the budget, commit the user's message) and, once
 the answer is complete, `finish_turn` (commit the answer). Messages are ordered by turn — an answer sorts
 right after the user message it answers — so two processes answering one conversation at once still store
-each answer next to its question.
+each answer next to its question. The window query walks an index newest first and stops at the budget, so
+a turn does not get slower as the stored history grows.
 
-Where the speed comes from:
-- SQLite: writes go through one writer connection that commits the rows of many conversations together
-  (group commit); reads use one long-lived autocommit connection; the last window of active conversations
-  is kept in memory and checked against the newest stored id before use;
-- PostgreSQL (several processes): one short transaction per step, serialised per conversation by an
-  advisory lock that is held while history is read or written, never during the model call;
-- the window query walks an index newest first and stops at the budget, so a turn does not get slower as
-  the stored history grows.
+`open_history_store` picks the implementation: SQLite (one process owns the file: group commit in one
+thread, windows cached in memory) or PostgreSQL (several processes: short transactions under a
+per-conversation advisory lock).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, literal_column, or_, select
+from sqlalchemy import bindparam, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.group_commit import GroupCommitWriter
-from app.storage.messages import ECHO_ENGINE, ConversationKey, StoredMessage, StorageUnavailable
+from app.storage.messages import (
+    ECHO_ENGINE,
+    ConversationKey,
+    StorageUnavailable,
+    StoredMessage,
+)
 from app.storage.models import conversations, messages
-from app.storage.window_cache import CachedWindow, WindowCache
 
-__all__ = ["ConversationKey", "HistoryStore", "StorageUnavailable", "StoredMessage"]
+__all__ = ["ConversationKey", "HistoryStore", "StorageUnavailable", "StoredMessage", "open_history_store"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,22 +71,30 @@ def _recent_statement():  # type: ignore[no-untyped-def]
     )
 
 
-_RECENT = _recent_statement()
-_NEWEST_ID = select(func.max(messages.c.id)).where(messages.c.conversation_id == bindparam("conversation_id"))
-_INSERT = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
+RECENT = _recent_statement()
+NEWEST_ID = select(func.max(messages.c.id)).where(messages.c.conversation_id == bindparam("conversation_id"))
+MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms")
+INSERT_MESSAGE = insert(messages).values({name: bindparam(name) for name in MESSAGE_COLUMNS}).returning(messages.c.id)
+DELETE_CONVERSATION = delete(messages).where(messages.c.conversation_id == bindparam("conversation_id"))
+
+
+def open_history_store(engine: AsyncEngine, window_budget: int = 4096) -> HistoryStore:
+    """The store for the engine's database; `window_budget` is the largest history budget a turn asks for."""
+    if engine.dialect.name == "sqlite":
+        from app.storage.sqlite_history import SqliteHistoryStore
+
+        return SqliteHistoryStore(engine, window_budget)
+    from app.storage.postgres_history import PostgresHistoryStore
+
+    return PostgresHistoryStore(engine)
 
 
 class HistoryStore:
-    def __init__(self, engine: AsyncEngine, window_budget: int = 4096) -> None:
+    """What both stores share: conversations, reading a whole history, closing, retrying a lost connection."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._window_budget = window_budget
-        self._shared = self.dialect != "sqlite"  # other processes write too: no cache, database locks
-        self._windows = WindowCache()
         self._conversation_ids: dict[ConversationKey, int] = {}
-        self._reader: AsyncConnection | None = None
-        self._reader_lock = asyncio.Lock()
-        self._writer = GroupCommitWriter(engine, _INSERT)
 
     @property
     def dialect(self) -> str:
@@ -111,73 +116,34 @@ class HistoryStore:
         Returns that history (oldest first, without the new message) and the new message's id, which
         `finish_turn` takes so the answer sorts right after it.
         """
-        if not self._shared:
-            history = await self.recent(conversation_id, token_budget, overhead_per_message)
-            return history, await self.append(conversation_id, user_message)
-
-        async def locked() -> tuple[list[StoredMessage], int]:
-            async with self._engine.begin() as connection:
-                await connection.execute(_ADVISORY_LOCK, {"conversation_id": conversation_id})
-                history = await self._load_window(connection, conversation_id, token_budget, overhead_per_message)
-                message_id = await self._insert(connection, conversation_id, user_message, None, None)
-            return history, message_id
-
-        return await self._retrying(locked)
+        raise NotImplementedError
 
     async def finish_turn(
         self, conversation_id: int, answer: StoredMessage, turn_id: int, latency_ms: int | None = None
     ) -> None:
         """Commit the complete answer of the turn that `start_turn` opened."""
-        if not self._shared:
-            await self.append(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
-            return
-
-        async def insert_answer() -> None:
-            # One autocommitted INSERT: the answer's place comes from turn_id, so it needs no lock.
-            async with self._engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await self._insert(autocommit, conversation_id, answer, turn_id, latency_ms)
-
-        await self._retrying(insert_answer)
+        await self.append(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
 
     async def append(
-        self,
-        conversation_id: int,
-        message: StoredMessage,
-        *,
-        turn_id: int | None = None,
-        latency_ms: int | None = None,
+        self, conversation_id: int, message: StoredMessage, *, turn_id: int | None = None, latency_ms: int | None = None
     ) -> int:
         """Store one message; returns its id once it is committed."""
-        if self._shared:
-
-            async def insert_one() -> int:
-                async with self._engine.begin() as connection:
-                    return await self._insert(connection, conversation_id, message, turn_id, latency_ms)
-
-            return await self._retrying(insert_one)
-        row = _row(conversation_id, message, turn_id, latency_ms)
-        message_id = await self._retrying(lambda: self._writer.write(row))
-        if (window := self._windows.get(conversation_id)) is not None:
-            window.add(message_id, message)
-        return message_id
+        raise NotImplementedError
 
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
         """The newest messages whose stored token counts (plus an overhead each) fit the budget, oldest first.
 
         Echo replies are left out: they were never a model's words.
         """
-        if self._shared:
-            async with self._engine.connect() as connection:
-                return await self._load_window(connection, conversation_id, token_budget, overhead_per_message)
-        [(newest_id,)] = await self._read(_NEWEST_ID, {"conversation_id": conversation_id})
-        window = self._windows.get(conversation_id)
-        if window is None or not window.fits(newest_id, token_budget, overhead_per_message):
-            budget = max(token_budget, self._window_budget)
-            loaded = await self._read(_RECENT, _recent_parameters(conversation_id, budget, overhead_per_message))
-            window = CachedWindow.of(newest_id, budget, overhead_per_message, [StoredMessage(*r) for r in loaded])
-            self._windows.put(conversation_id, window)
-        return window.newest_within(token_budget)
+        raise NotImplementedError
+
+    async def reset(self, conversation_id: int) -> int:
+        """Forget every message of the conversation; returns how many were forgotten."""
+        raise NotImplementedError
+
+    async def ping(self) -> float:
+        """Round trip to the database in seconds."""
+        raise NotImplementedError
 
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored message of a conversation, in turn order (for tests and tools, not the hot path)."""
@@ -189,35 +155,7 @@ class HistoryStore:
             )
             return [StoredMessage(*row) for row in result.all()]
 
-    async def reset(self, conversation_id: int) -> int:
-        """Forget every message of the conversation; returns how many were forgotten."""
-
-        async def delete_all() -> int:
-            async with self._engine.begin() as connection:
-                if self._shared:
-                    await connection.execute(_ADVISORY_LOCK, {"conversation_id": conversation_id})
-                result = await connection.execute(delete(messages).where(messages.c.conversation_id == conversation_id))
-            return result.rowcount or 0
-
-        forgotten = await self._retrying(delete_all)
-        self._windows.forget(conversation_id)
-        return forgotten
-
-    async def ping(self) -> float:
-        """Round trip to the database in seconds."""
-        started = time.perf_counter()
-        if self._shared:
-            async with self._engine.connect() as connection:
-                await connection.execute(select(literal_column("1")))
-        else:
-            await self._read(select(literal_column("1")))
-        return time.perf_counter() - started
-
     async def close(self) -> None:
-        await self._writer.close()
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
         await self._engine.dispose()
 
     async def _find_or_create(self, key: ConversationKey) -> int:
@@ -235,34 +173,6 @@ class HistoryStore:
             )
         assert found is not None
         return found
-
-    async def _load_window(
-        self, connection: AsyncConnection, conversation_id: int, token_budget: int, overhead: int
-    ) -> list[StoredMessage]:
-        result = await connection.execute(_RECENT, _recent_parameters(conversation_id, token_budget, overhead))
-        return [StoredMessage(*row) for row in result.all()]
-
-    async def _insert(
-        self,
-        connection: AsyncConnection,
-        conversation_id: int,
-        message: StoredMessage,
-        turn_id: int | None,
-        latency_ms: int | None,
-    ) -> int:
-        result = await connection.execute(_INSERT, [_row(conversation_id, message, turn_id, latency_ms)])
-        return int(result.scalar_one())
-
-    async def _read(self, statement, parameters: dict | None = None):  # type: ignore[no-untyped-def]
-        async with self._reader_lock:
-            if self._reader is None:
-                self._reader = await self._engine.execution_options(isolation_level="AUTOCOMMIT").connect()
-            try:
-                return (await self._reader.execute(statement, parameters)).all()
-            except DBAPIError:
-                await self._reader.close()  # a broken connection is replaced on the next read
-                self._reader = None
-                raise
 
     async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run a database step; a lost connection is retried once, then reported as StorageUnavailable."""
@@ -282,7 +192,7 @@ def _is_disconnect(error: DBAPIError) -> bool:
     return error.connection_invalidated or "connect" in str(error.orig).lower() or "closed" in str(error.orig).lower()
 
 
-def _recent_parameters(conversation_id: int, token_budget: int, overhead: int) -> dict[str, int]:
+def recent_parameters(conversation_id: int, token_budget: int, overhead: int) -> dict[str, int]:
     return {
         "conversation_id": conversation_id,
         "overhead": overhead,
@@ -291,7 +201,7 @@ def _recent_parameters(conversation_id: int, token_budget: int, overhead: int) -
     }
 
 
-def _row(conversation_id: int, message: StoredMessage, turn_id: int | None, latency_ms: int | None) -> dict:
+def message_row(conversation_id: int, message: StoredMessage, turn_id: int | None, latency_ms: int | None) -> dict:
     return {
         "conversation_id": conversation_id,
         "turn_id": turn_id,

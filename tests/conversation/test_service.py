@@ -7,7 +7,13 @@ from contextlib import aclosing
 
 import pytest
 
-from app.conversation.events import EmptyMessage, EngineChosen, FinalReply, Notice, TextChunk
+from app.conversation.events import (
+    EmptyMessage,
+    EngineChosen,
+    FinalReply,
+    Notice,
+    TextChunk,
+)
 from app.conversation.service import ConversationService
 from app.storage.history import ConversationKey
 from tests.conftest import TEST_SYSTEM_PROMPT

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from app.conversation.tokens import EstimatedTokens, TokenCounter, TokenizerTokens
-from app.conversation.window import CUT_MARKER, PER_MESSAGE_TOKENS, Text, build_window, fixed_cost
+from app.conversation.window import (
+    CUT_MARKER,
+    PER_MESSAGE_TOKENS,
+    Text,
+    build_window,
+    fixed_cost,
+)
 from app.storage.history import StoredMessage
 
 TRAINING_TEXT = [

@@ -14,7 +14,11 @@ import pytest
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.chain import EngineChain, EngineStarted, Tier
 from app.engines.echo import EchoEngine
-from app.engines.local import LocalModelEngine, default_model_path, local_extra_installed
+from app.engines.local import (
+    LocalModelEngine,
+    default_model_path,
+    local_extra_installed,
+)
 
 if importlib.util.find_spec("llama_cpp") is None:
     pytest.skip("llama-cpp-python is not installed (pip install '.[local]')", allow_module_level=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore, StoredMessage
+from app.storage.history import ConversationKey, StoredMessage, open_history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 
 
 async def test_window_is_the_newest_that_fit_oldest_first_without_echo(migrated_url: str) -> None:
-    store = HistoryStore(create_engine(migrated_url))
+    store = open_history_store(create_engine(migrated_url))
     try:
         conversation = await store.conversation_id(KEY)
         for i in range(10):
@@ -27,8 +27,8 @@ async def test_window_is_the_newest_that_fit_oldest_first_without_echo(migrated_
 
 
 async def test_a_second_store_on_the_same_database_sees_the_other_writes(migrated_url: str) -> None:
-    first = HistoryStore(create_engine(migrated_url))
-    second = HistoryStore(create_engine(migrated_url))
+    first = open_history_store(create_engine(migrated_url))
+    second = open_history_store(create_engine(migrated_url))
     try:
         conversation = await first.conversation_id(KEY)
         await first.append(conversation, StoredMessage("user", "from first", 3))
@@ -44,7 +44,7 @@ async def test_a_second_store_on_the_same_database_sees_the_other_writes(migrate
 
 
 async def test_concurrent_appends_of_many_conversations_are_all_committed(migrated_url: str) -> None:
-    store = HistoryStore(create_engine(migrated_url))
+    store = open_history_store(create_engine(migrated_url))
     try:
         ids = [await store.conversation_id(ConversationKey(n, "global")) for n in range(50)]
         await asyncio.gather(
@@ -57,8 +57,8 @@ async def test_concurrent_appends_of_many_conversations_are_all_committed(migrat
 
 
 async def test_interleaved_turns_store_each_answer_right_after_its_question(migrated_url: str) -> None:
-    first = HistoryStore(create_engine(migrated_url))
-    second = HistoryStore(create_engine(migrated_url))  # another process on the same database
+    first = open_history_store(create_engine(migrated_url))
+    second = open_history_store(create_engine(migrated_url))  # another process on the same database
     try:
         conversation = await first.conversation_id(KEY)
         assert await second.conversation_id(KEY) == conversation
@@ -71,7 +71,7 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
         assert [m.content for m in await first.all_messages(conversation)] == expected
         if first.dialect == "postgresql":  # SQLite is one process per file: its windows are cached per process
             assert [m.content for m in await first.recent(conversation, 1000, 5)] == expected
-        fresh = HistoryStore(create_engine(migrated_url))
+        fresh = open_history_store(create_engine(migrated_url))
         try:
             assert [m.content for m in await fresh.recent(conversation, 1000, 5)] == expected
         finally:

@@ -21,7 +21,7 @@ from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore
+from app.storage.history import ConversationKey, open_history_store
 from app.storage.models import messages
 from tests.instant_engine import InstantEngine
 
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 async def _worker(url: str, name: str, turns: int) -> None:
     engine = InstantEngine()
     service = ConversationService(
-        HistoryStore(create_engine(url), window_budget=BUDGET),
+        open_history_store(create_engine(url), window_budget=BUDGET),
         EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=32),
         EstimatedTokens(),
         system_prompt="You are a test companion.",
@@ -89,7 +89,7 @@ async def test_two_processes_writing_one_conversation_lose_nothing_and_keep_turn
     windows = dict(zip(("alpha", "beta"), await asyncio.gather(_windows(first), _windows(second))))
 
     database = create_engine(migrated_url)
-    store = HistoryStore(database)
+    store = open_history_store(database)
     try:
         stored = await store.all_messages(await store.conversation_id(KEY))
         async with database.connect() as connection:

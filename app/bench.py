@@ -76,6 +76,18 @@ async def one_turn(service: ConversationService, key: ConversationKey, text: str
             pass
 
 
+async def turn_latencies_ms(service: ConversationService, key: ConversationKey, turns: int) -> list[float]:
+    """Milliseconds of each of `turns` turns of one conversation, one at a time, after a warm-up."""
+    for _ in range(20):  # warm caches and connections
+        await one_turn(service, key, "warming up")
+    samples = []
+    for i in range(turns):
+        started = time.perf_counter()
+        await one_turn(service, key, f"tell me something new, number {i}")
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
 def seed_history(database: Path, user_id: int, size: int) -> None:
     """Give one conversation `size` stored messages, written directly (seeding is not what is measured)."""
     with sqlite3.connect(database) as connection:
@@ -108,14 +120,7 @@ async def bench_turn_overhead(directory: Path, turns: int) -> list[list[object]]
     rows = []
     try:
         for user_id, size in enumerate(HISTORY_SIZES):
-            key = ConversationKey(user_id, "bench")
-            for _ in range(20):  # warm caches and connections
-                await one_turn(service, key, "warming up")
-            samples = []
-            for i in range(turns):
-                started = time.perf_counter()
-                await one_turn(service, key, f"tell me something new, number {i}")
-                samples.append((time.perf_counter() - started) * 1000)
+            samples = await turn_latencies_ms(service, ConversationKey(user_id, "bench"), turns)
             rows.append([f"{size:,}", f"{percentile(samples, 0.5):.2f}", f"{percentile(samples, 0.99):.2f}"])
     finally:
         await service.close()

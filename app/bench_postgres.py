@@ -33,6 +33,7 @@ from app.bench import (
     open_bench_service,
     percentile,
     print_table,
+    turn_latencies_ms,
 )
 from app.storage.database import create_engine, migrate
 from app.storage.history import ConversationKey
@@ -92,14 +93,7 @@ async def turn_overhead(url: str, turns: int) -> list[tuple[float, float]]:
     results = []
     try:
         for user_id, _ in enumerate(HISTORY_SIZES):
-            key = ConversationKey(user_id, "bench")
-            for _ in range(20):
-                await one_turn(service, key, "warming up")
-            samples = []
-            for i in range(turns):
-                started = time.perf_counter()
-                await one_turn(service, key, f"tell me something new, number {i}")
-                samples.append((time.perf_counter() - started) * 1000)
+            samples = await turn_latencies_ms(service, ConversationKey(user_id, "bench"), turns)
             results.append((percentile(samples, 0.5), percentile(samples, 0.99)))
     finally:
         await service.close()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,39 +133,63 @@ class EngineChain:
         for link in self._in_order(prefer):
             if not link.breaker.try_acquire():
                 continue
-            budget = min(history_budget, link.engine.context_window - self._max_tokens)
-            for attempt in range(2):
-                started = False
+            async with AsyncExitStack() as reservation:
                 try:
-                    answer = self._call(link, build_messages(budget), showed_partial)
-                    async with self._calls, aclosing(answer) as items:
-                        async for item in items:
-                            started = True
-                            yield item
-                    if not started:
-                        raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
-                except Exception as error:
-                    showed_partial |= started
-                    failure = _as_engine_error(error)
-                    if failure.kind is ErrorKind.CONTEXT_TOO_LONG and attempt == 0 and not started:
-                        budget //= 2
-                        log.warning(
-                            "engine %s failed (%s), retrying once with a budget of %d tokens: %s",
-                            link.engine.name, failure.kind.value, budget, failure.message,
-                        )
-                        continue
-                    self._record_failure(link, failure, cause=error)
-                    break
+                    await self._reserve(link, reservation)
+                except EngineError as busy:
+                    self._record_failure(link, busy, cause=busy)
+                    continue
                 except BaseException:
-                    link.breaker.release()  # cancelled or abandoned: not the engine's fault
+                    link.breaker.release()
                     raise
-                link.breaker.record_success()
-                return
+                budget = min(history_budget, link.engine.context_window - self._max_tokens)
+                for attempt in range(2):
+                    started = False
+                    try:
+                        answer = self._call(link, build_messages(budget), showed_partial)
+                        async with self._calls, aclosing(answer) as items:
+                            async for item in items:
+                                started = True
+                                yield item
+                        if not started:
+                            raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
+                    except Exception as error:
+                        showed_partial |= started
+                        failure = _as_engine_error(error)
+                        if failure.kind is ErrorKind.CONTEXT_TOO_LONG and attempt == 0 and not started:
+                            budget //= 2
+                            log.warning(
+                                "engine %s failed (%s), retrying once with a budget of %d tokens: %s",
+                                link.engine.name, failure.kind.value, budget, failure.message,
+                            )
+                            continue
+                        self._record_failure(link, failure, cause=error)
+                        break
+                    except BaseException:
+                        link.breaker.release()  # cancelled or abandoned: not the engine's fault
+                        raise
+                    link.breaker.record_success()
+                    return
 
         echo_budget = min(history_budget, self._echo.engine.context_window - self._max_tokens)
         async with aclosing(self._call(self._echo, build_messages(echo_budget), showed_partial)) as items:
             async for item in items:
                 yield item
+
+    async def _reserve(self, link: _Link, stack: AsyncExitStack) -> None:
+        """Wait for an engine that serves one answer at a time (the local model) before its deadline starts.
+
+        Otherwise a queued turn would spend its deadline waiting, time out (mid-stream, even) and charge the
+        breaker of a healthy engine. Waiting longer than the deadline is BUSY: "not now", not "broken".
+        """
+        reserved = getattr(link.engine, "reserved", None)
+        if reserved is None:
+            return
+        try:
+            async with asyncio.timeout(link.deadline_s):
+                await stack.enter_async_context(reserved())
+        except TimeoutError:
+            raise EngineError(ErrorKind.BUSY, f"still waiting for the engine after {link.deadline_s:g} s") from None
 
     def _in_order(self, prefer: str | None) -> list[_Link]:
         preferred = [link for link in self._links if link.engine.name == prefer]

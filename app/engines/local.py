@@ -194,12 +194,31 @@ class LocalModelEngine:
         self._waiting = 0
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
+        self._reserved_for: asyncio.Task[Any] | None = None
         self._tokenizer = GgufTokenizer(self.model_path) if self.model_path else None
 
     # -- the Engine interface -------------------------------------------------------------------------
 
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+    @contextlib.asynccontextmanager
+    async def reserved(self) -> AsyncIterator[None]:
+        """Wait for the model now; a `stream` in this task then starts at once (the chain starts the answer's
+        deadline only once the model is ours). Raises BUSY at once when the queue is full."""
         await self._enter_queue()
+        task = asyncio.current_task()
+        self._reserved_for = task
+        try:
+            yield
+        finally:
+            if self._reserved_for is task:  # no stream took the turn over
+                self._reserved_for = None
+                self._turn_lock.release()
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        task = asyncio.current_task()
+        if task is not None and self._reserved_for is task:
+            self._reserved_for = None  # this stream owns the reserved turn now, and releases it as usual
+        else:
+            await self._enter_queue()
         handed_off = False  # whether a background task now owns the turn lock
         try:
             worker = await self._ensure_worker()

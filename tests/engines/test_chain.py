@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -540,3 +541,53 @@ async def test_a_failing_plugin_brain_hands_over(
 def test_a_bad_plugin_spec_is_a_clear_error(brains_module: str, spec: str) -> None:
     with pytest.raises(ValueError, match="BRAIN="):
         load_plugin_brain(spec.format(module=brains_module), context_window=4096)
+
+
+class _OneAtATimeEngine:
+    """An engine that serves one answer at a time, like the local model: turns queue in `reserved()`."""
+
+    def __init__(self, seconds_per_answer: float) -> None:
+        self.name = "local"
+        self.context_window = 4096
+        self._seconds = seconds_per_answer
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def reserved(self):
+        async with self._lock:
+            yield
+
+    async def stream(self, messages, max_tokens):
+        await asyncio.sleep(self._seconds)
+        yield "answer from the one-at-a-time engine"
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_waiting_for_a_one_at_a_time_engine_does_not_eat_its_deadline() -> None:
+    engine = _OneAtATimeEngine(seconds_per_answer=0.3)
+    chain = EngineChain([Tier(engine, 0.5)], EchoEngine(), max_tokens=MAX_TOKENS)
+
+    async def one_answer() -> str:
+        return "".join([item async for item in chain.stream(Window(), 3000) if isinstance(item, str)])
+
+    # Two turns at once: the second waits 0.3 s, then answers in 0.3 s — 0.6 s in all, over the 0.5 s deadline
+    # of one answer, which counts from the moment the engine is free.
+    answers = await asyncio.gather(one_answer(), one_answer())
+    assert answers == ["answer from the one-at-a-time engine"] * 2
+    assert status_of(chain, "local").failures == 0
+
+
+async def test_a_queue_longer_than_the_deadline_is_busy_and_spares_the_breaker() -> None:
+    engine = _OneAtATimeEngine(seconds_per_answer=0.2)
+    chain = EngineChain([Tier(engine, 0.3)], EchoEngine(), max_tokens=MAX_TOKENS, failure_threshold=1)
+
+    async def answered_by() -> str:
+        return [item.engine async for item in chain.stream(Window(), 3000) if isinstance(item, EngineStarted)][-1]
+
+    # The third turn would wait 0.4 s for the engine, longer than its 0.3 s deadline.
+    answers = await asyncio.gather(answered_by(), answered_by(), answered_by())
+    assert sorted(answers) == ["echo", "local", "local"]
+    local = status_of(chain, "local")
+    assert local.last_error_kind == "busy" and local.breaker == "closed"

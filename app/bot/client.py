@@ -39,6 +39,7 @@ SORRY = "Sorry — something went wrong on my side 😔 Please try again in a mo
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
+EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
 ATTACHMENTS_ONLY = "I can only read text for now 📎 — tell me about it in words?"
 
 
@@ -146,7 +147,13 @@ class KortanaBot(discord.AutoShardedClient):
         return conversation_key(self._scope, user_id, guild.id if guild else None, channel_id)
 
     async def stream_turn(
-        self, surface: ReplySurface, key: ConversationKey, author: str, text: str, prefer: str | None = None
+        self,
+        surface: ReplySurface,
+        key: ConversationKey,
+        author: str,
+        text: str,
+        prefer: str | None = None,
+        empty_reply: str = EMPTY_MENTION,
     ) -> None:
         """Run one turn and show it; whatever fails, the user sees an answer or a short apology."""
         stream = ReplyStream(surface, edit_interval=self._edit_interval)
@@ -164,13 +171,13 @@ class KortanaBot(discord.AutoShardedClient):
                     elif isinstance(event, FinalReply):
                         await stream.finish(self._decorate(event, notices))
         except EmptyMessage:
-            await stream.finish(EMPTY_MENTION)
+            await stream.fail(empty_reply)
         except StorageUnavailable:
             log.error("A turn failed: the database is unreachable")
-            await stream.finish(NO_MEMORY)
+            await stream.fail(NO_MEMORY)
         except Exception:
             log.exception("A turn failed")
-            await stream.finish(SORRY)
+            await stream.fail(SORRY)
         finally:
             self.active_turns -= 1
             await stream.close()
@@ -221,14 +228,18 @@ def _register_commands(bot: KortanaBot) -> None:
             return
         await interaction.response.defer(thinking=True)
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
-        await bot.stream_turn(InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE)
+        await bot.stream_turn(
+            InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE, EMPTY_QUESTION
+        )
 
     @tree.command(name="reset", description="Forget our conversation here and start fresh")
     async def reset(interaction: discord.Interaction) -> None:
+        # Deferred: a reset waits for a turn of this conversation that is still answering.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         forgotten = await bot.service.reset(key)
         noun = "message" if forgotten == 1 else "messages"
-        await interaction.response.send_message(f"Done — I forgot {forgotten} {noun}. Fresh start! ✨", ephemeral=True)
+        await interaction.followup.send(f"Done — I forgot {forgotten} {noun}. Fresh start! ✨", ephemeral=True)
 
     @tree.command(name="ping", description="Is Kor'tana alive? Latency, memory and engines")
     async def ping(interaction: discord.Interaction) -> None:
@@ -237,7 +248,7 @@ def _register_commands(bot: KortanaBot) -> None:
         gateway = f"{bot.latency * 1000:.0f} ms" if bot.latency == bot.latency else "not measured yet"  # NaN
         text = (
             f"🏓 Pong! Kor'tana {bot.version}\nGateway latency: {gateway}\nTurns in progress: {bot.active_turns}\n"
-            f"{format_status(status)}"
+            f"{format_status(status, public=True)}"
         )
         await interaction.followup.send(f"```\n{text}\n```", ephemeral=True)
 

@@ -7,8 +7,11 @@ language) on the next, so every page renders as the author meant.
 
 from __future__ import annotations
 
+import re
+
 DISCORD_LIMIT = 2000
 FENCE = "```"
+_FENCE_WITH_LANGUAGE = re.compile(r"```[\w+#.-]{0,20}")
 
 
 def split_message(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
@@ -44,10 +47,14 @@ def _best_cut(text: str, room: int, floor: int) -> int:
 
 
 def _open_fence(page: str) -> str | None:
-    """The opening fence line (e.g. ```python) if the page ends inside a code block, else None."""
+    """The opening fence (e.g. ```python) if the page ends inside a code block, else None.
+
+    Only the fence and its language are reopened, never text after them on the same line: a long first
+    line would otherwise be carried to every following page.
+    """
     opening: str | None = None
     for line in page.split("\n"):
         stripped = line.strip()
         if stripped.startswith(FENCE):
-            opening = None if opening is not None else stripped
+            opening = None if opening is not None else _FENCE_WITH_LANGUAGE.match(stripped).group()  # type: ignore[union-attr]
     return opening

@@ -30,6 +30,10 @@ class ReplySurface(Protocol):
 
     async def edit(self, page: Any, content: str) -> None: ...
 
+    async def apologise(self, text: str) -> bool:
+        """Show an error privately, if this surface can (then True); else the stream shows it as the answer."""
+        ...
+
 
 class ChannelReply:
     """Pages in a channel: the first replies to the user's message (even if it was deleted meanwhile)."""
@@ -43,6 +47,9 @@ class ChannelReply:
 
     async def edit(self, page: discord.Message, content: str) -> None:
         await page.edit(content=content, allowed_mentions=NO_PINGS)
+
+    async def apologise(self, text: str) -> bool:
+        return False  # a channel has no private replies: the apology is the answer
 
 
 class InteractionReply:
@@ -58,6 +65,15 @@ class InteractionReply:
 
     async def edit(self, page: discord.InteractionMessage | discord.WebhookMessage, content: str) -> None:
         await page.edit(content=content, allowed_mentions=NO_PINGS)
+
+    async def apologise(self, text: str) -> bool:
+        """Errors of a slash command are for the caller only: drop the public "thinking…", answer ephemerally."""
+        try:
+            await self._interaction.delete_original_response()
+        except discord.HTTPException:
+            pass
+        await self._interaction.followup.send(text, ephemeral=True)
+        return True
 
 
 class ReplyStream:
@@ -92,6 +108,15 @@ class ReplyStream:
         if self._scheduled is not None and not self._scheduled.done():
             self._scheduled.cancel()
         await self._flush()
+
+    async def fail(self, text: str) -> None:
+        """The turn failed: say so privately where the surface can, else as the answer."""
+        if self._scheduled is not None and not self._scheduled.done():
+            self._scheduled.cancel()
+        async with self._flush_lock:  # after any edit in flight
+            if await self._surface.apologise(text):
+                return
+        await self.finish(text)
 
     async def close(self) -> None:
         if self._scheduled is not None:

@@ -39,7 +39,8 @@ MAX_AUTHOR_NAME = 64
 
 @dataclass(frozen=True, slots=True)
 class ServiceStatus:
-    database: str
+    database: str  # where: a file path, or a URL without its password
+    database_kind: str  # sqlite | postgresql
     database_ok: bool
     database_round_trip_ms: float | None
     engines: list[EngineStatus]
@@ -136,6 +137,7 @@ class ConversationService:
             round_trip = None
         return ServiceStatus(
             database=self._database_description,
+            database_kind=self._store.dialect,
             database_ok=round_trip is not None,
             database_round_trip_ms=None if round_trip is None else round_trip * 1000,
             engines=self._chain.status(),

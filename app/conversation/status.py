@@ -15,7 +15,10 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
-def format_engine(engine: EngineStatus) -> str:
+PRIVATE_DETAILS = {"pid"}  # of use to the operator, of none to Discord users
+
+
+def format_engine(engine: EngineStatus, public: bool = False) -> str:
     """One line per engine: breaker, last latency, calls and failures, last error kind, engine details."""
     if not engine.configured:
         return f"{engine.name}: not configured"
@@ -31,21 +34,21 @@ def format_engine(engine: EngineStatus) -> str:
     parts.extend(
         f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
         for key, value in engine.details.items()
-        if value is not None
+        if value is not None and not (public and key in PRIVATE_DETAILS)
     )
     return f"{engine.name}: " + " · ".join(parts)
 
 
-def format_status(status: ServiceStatus) -> str:
-    database = (
-        f"ok, {status.database_round_trip_ms:.1f} ms round trip" if status.database_ok else "NOT REACHABLE"
-    )
+def format_status(status: ServiceStatus, public: bool = False) -> str:
+    """The terminal shows where the data lives; `public` (Discord) shows only the kind of database."""
+    health = f"ok, {status.database_round_trip_ms:.1f} ms round trip" if status.database_ok else "NOT REACHABLE"
+    where = status.database_kind if public else status.database
     return "\n".join(
         [
-            f"Database: {status.database} ({database})",
+            f"Database: {where} ({health})",
             f"Tokens counted by: {status.token_counter}",
             "Engines:",
-            *(f"  {format_engine(engine)}" for engine in status.engines),
+            *(f"  {format_engine(engine, public)}" for engine in status.engines),
             f"Uptime: {format_duration(status.uptime_s)}",
         ]
     )

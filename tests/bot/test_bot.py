@@ -28,6 +28,16 @@ async def answer_to(world: World, message: dict, count: int = 1, timeout: float 
     return [m.content for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
 
 
+async def interaction_text(world: World, interaction) -> str:
+    """What the caller finally sees: the first followup (it replaces "thinking…") or the original response."""
+
+    def text():
+        shown = interaction.followups or ([interaction.original] if interaction.original else [])
+        return shown[0].content if shown and shown[0].content else None
+
+    return await world.fake.wait_for(text, what=f"/{interaction.name} reply")
+
+
 def user_contents(request) -> list[str]:
     return [m["content"] for m in request.messages if m["role"] != "system"]
 
@@ -79,8 +89,8 @@ async def test_history_survives_a_restart_and_reset_starts_fresh(world: World) -
     assert "remember the blue door" in user_contents(world.brain.requests[-1])
 
     interaction = await world.fake.slash_command("reset")
-    await world.fake.wait_for(lambda: interaction.original, what="reset reply")
-    assert interaction.ephemeral and "forgot 4 messages" in interaction.original.content
+    assert "forgot 4 messages" in await interaction_text(world, interaction)
+    assert interaction.ephemeral
 
     await answer_to(world, await mention(world, "hello again"))
     assert user_contents(world.brain.requests[-1]) == ["hello again"]
@@ -152,11 +162,13 @@ async def test_a_429_on_an_edit_is_survived(world: World) -> None:
 async def test_ping_reports_health_without_secrets(world: World) -> None:
     await world.start()
     interaction = await world.fake.slash_command("ping")
-    await world.fake.wait_for(lambda: interaction.followups or (interaction.original and "Pong" in interaction.original.content))
-    text = (interaction.followups or [interaction.original])[0].content
+    text = await interaction_text(world, interaction)
     for expected in ("Pong", "Gateway latency", "Database", "brain", "huggingface", "echo", "Uptime", "breaker"):
         assert expected in text
     assert HF_SECRET not in text and "fake-token" not in text
+    assert "/" not in text.split("Database:")[1].split("\n")[0], (
+        "Discord users see the kind of database, not its path or URL"
+    )
 
 
 async def test_a_too_fast_user_gets_a_notice_instead_of_a_model_call(world: World) -> None:
@@ -234,5 +246,25 @@ async def test_slash_commands_sync_at_once_to_development_guilds(world: World) -
     await world.start(discord_guild_ids=[guild_id])
     assert {command["name"] for command in world.fake.commands[guild_id]} == {"ask", "reset", "ping"}
     interaction = await world.fake.slash_command("reset")
-    await world.fake.wait_for(lambda: interaction.original, what="reset reply from the guild command")
-    assert "forgot 0 messages" in interaction.original.content
+    assert "forgot 0 messages" in await interaction_text(world, interaction)
+
+
+async def test_reset_during_a_slow_answer_still_replies_in_time(world: World) -> None:
+    world.brain.default = Reply("a slow and thoughtful answer", chunks=4, chunk_delay_s=0.5)
+    await world.start()
+    message = await mention(world, "think slowly")
+    await world.fake.wait_for(lambda: world.brain.requests, what="the slow turn started")
+    interaction = await world.fake.slash_command("reset")
+    assert "forgot 2 messages" in await interaction_text(world, interaction)
+    assert interaction.ack_latency < 1.0, "deferred within Discord's 3 seconds, not after the answer"
+    assert await answer_to(world, message) == ["a slow and thoughtful answer"]
+
+
+async def test_ask_errors_are_shown_only_to_the_caller(world: World) -> None:
+    await world.start()
+    interaction = await world.fake.slash_command("ask", {"question": "\u200b\u200b"})
+    text = await world.fake.wait_for(
+        lambda: interaction.followups and interaction.followups[0].content, what="the private apology"
+    )
+    assert "Ask me something" in text and interaction.followups[0].ephemeral
+    assert interaction.original is None or interaction.original.deleted or not interaction.original.content

@@ -50,6 +50,7 @@ def test_one_enormous_word_is_cut_anyway() -> None:
         st.one_of(
             st.text(alphabet="abc def\n", min_size=0, max_size=700),
             st.just("\n```python\n"),
+            st.just("\n```js some text after the fence "),
             st.just("\n```\n"),
             st.text(min_size=1, max_size=50),
         ),
@@ -65,3 +66,10 @@ def test_pages_fit_and_keep_every_character(pieces: list[str]) -> None:
     assert without_space(joined).replace("python", "") .count("a") == without_space(text).replace("python", "").count("a")
     if len(text) <= DISCORD_LIMIT and text.strip():
         assert pages == [text]
+
+
+def test_text_on_the_fence_line_is_not_carried_to_every_page() -> None:
+    for text in ("```" + "x" * 3000, "```python " + "word " * 700):
+        pages = split_message(text)
+        assert 2 <= len(pages) <= 3
+        assert all(len(page) <= DISCORD_LIMIT for page in pages)

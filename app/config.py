@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -80,6 +80,17 @@ class Settings(BaseSettings):
             return [int(part) for part in value.replace(" ", "").split(",") if part]
         return value
 
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_of_a_known_count(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        # Guessing the count from the ids would let two processes run overlapping shards and answer twice.
+        count = info.data.get("shard_count")
+        if value and count is None:
+            raise ValueError("needs SHARD_COUNT (the total number of shards across all processes)")
+        if count is not None and any(not 0 <= shard < count for shard in value):
+            raise ValueError(f"every shard id must be between 0 and SHARD_COUNT - 1 ({count - 1})")
+        return value
+
     @field_validator("discord_api_base_url", "discord_gateway_url", "brain_url", "hf_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -105,6 +116,8 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if ":memory:" in value:
+            raise ValueError("must be a file: an in-memory SQLite database would forget everything at exit")
         return value
 
 

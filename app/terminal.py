@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import sys
+import threading
 from contextlib import aclosing
 from typing import TextIO
 
@@ -19,6 +21,7 @@ from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.storage.history import ConversationKey, StorageUnavailable
 
+log = logging.getLogger(__name__)
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
 HELP = "Type a message and press Enter. Commands: /reset forgets our conversation, /ping shows health, /quit ends."
 
@@ -27,9 +30,10 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
     author = _user_name()
     out.write(f"Kor'tana is listening. {HELP}\n")
     out.flush()
+    lines = _read_lines(stdin)
     while True:
-        line = await asyncio.to_thread(stdin.readline)
-        if not line:  # end of input
+        line = await lines.get()
+        if line is None:  # end of input
             break
         command = line.strip()
         if command in {"/quit", "/exit"}:
@@ -68,6 +72,27 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
         out.write("Say something and I'll answer 🙂\n")
     except StorageUnavailable:
         out.write("\nI can't reach my memory right now 😔 Please try again in a moment.\n")
+    except Exception:
+        log.exception("A turn failed")
+        out.write("\nSorry — something went wrong on my side 😔 Please try again.\n")
+
+
+def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:
+    """Lines of stdin, read by a daemon thread: a thread blocked in readline() must not keep Ctrl-C waiting
+    (asyncio.to_thread's would, until Enter is pressed). None marks the end of input."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for line in iter(stdin.readline, ""):
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+        except RuntimeError:  # the loop closed first: nobody is reading any more
+            pass
+
+    threading.Thread(target=pump, name="kortana-stdin", daemon=True).start()
+    return lines
 
 
 def _user_name() -> str:

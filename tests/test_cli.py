@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -64,3 +65,23 @@ def test_settings_come_from_a_dotenv_file_too(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("HISTORY_SCOPE=nowhere\n")
     result = run_kortana(["chat"], tmp_path)
     assert result.returncode == 2 and "HISTORY_SCOPE" in result.stderr
+
+
+def test_ctrl_c_ends_chat_at_once_even_while_it_waits_for_a_line(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "app", "chat"],
+        cwd=tmp_path,
+        env={**clean, "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening" in chat.stdout.readline()  # waiting for the user's first line now
+        chat.send_signal(signal.SIGINT)
+        assert chat.wait(timeout=5) == 130
+    finally:
+        chat.kill()
+        chat.wait()

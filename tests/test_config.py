@@ -12,7 +12,7 @@ SECRET = "hf_" + "s" * 34
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)  # a developer's own .env must not leak into these tests
-    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "DISCORD_BOT_TOKEN", "BRAIN", "CHAT_CHANNEL_IDS"):
+    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "DISCORD_BOT_TOKEN", "BRAIN", "CHAT_CHANNEL_IDS", "SHARD_COUNT", "SHARD_IDS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -65,3 +65,26 @@ def test_env_example_documents_every_setting_and_loads(monkeypatch, tmp_path) ->
     assert {name.upper() for name in Settings.model_fields} <= documented
     (tmp_path / ".env").write_text(example)
     assert load_settings().history_token_budget == 3000
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"SHARD_IDS": "0,1"}, "SHARD_IDS"),
+        ({"SHARD_IDS": "2,4", "SHARD_COUNT": "4"}, "SHARD_IDS"),
+        ({"DATABASE_URL": "sqlite+aiosqlite:///:memory:"}, "DATABASE_URL"),
+    ],
+)
+def test_settings_that_would_misbehave_later_are_refused_at_start_up(monkeypatch, values, named) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert named in str(raised.value)
+
+
+def test_shards_split_between_processes(monkeypatch) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", "2,3")
+    settings = load_settings()
+    assert (settings.shard_count, settings.shard_ids) == (4, [2, 3])

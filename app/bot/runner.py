@@ -31,7 +31,6 @@ def build_bot(service: ConversationService, settings: Settings, version: str, **
         client_options.setdefault("shard_count", settings.shard_count)
     if settings.shard_ids:
         client_options.setdefault("shard_ids", settings.shard_ids)
-        client_options.setdefault("shard_count", settings.shard_count or max(settings.shard_ids) + 1)
     return KortanaBot(
         service,
         history_scope=settings.history_scope,
@@ -96,4 +95,8 @@ def _close_on_signals(bot: KortanaBot) -> Callable[[], None]:
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals on this platform
             pass
-    return lambda: [loop.remove_signal_handler(signum) for signum in installed] and None
+    def undo() -> None:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+    return undo

@@ -113,7 +113,7 @@ class ConversationService:
                         parts.append(item)
                         yield TextChunk(item)
             latency = time.perf_counter() - started
-            reply = "".join(parts)
+            reply = "".join(parts).replace("\x00", "")  # PostgreSQL text cannot hold NUL
             await self._store.finish_turn(
                 conversation_id,
                 StoredMessage("assistant", reply, self._counter.count(reply), engine),
@@ -159,5 +159,5 @@ _INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"
 
 def clean_text(text: str) -> str:
     """Drop control characters and invisible padding at the ends; keep everything a person wrote."""
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")  # NUL included
     return kept.strip(_INVISIBLE_EDGES)

@@ -22,12 +22,15 @@ def create_engine(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> 
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=pool_size, connect_args={"timeout": timeout_s})
+        engine = create_async_engine(
+            url, pool_size=pool_size, hide_parameters=True, connect_args={"timeout": timeout_s}
+        )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
         pool_size=pool_size,
+        hide_parameters=True,  # a failed statement's error must not carry message text into the logs
         pool_timeout=timeout_s,
         # No pre-ping (a round trip per checkout): HistoryStore retries a lost connection once, and a
         # disconnect invalidates the whole pool, so the retry gets a fresh connection.

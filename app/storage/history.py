@@ -14,6 +14,7 @@ per-conversation advisory lock).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ from app.storage.models import conversations, messages
 __all__ = ["ConversationKey", "HistoryStore", "StorageUnavailable", "StoredMessage", "open_history_store"]
 
 log = logging.getLogger(__name__)
+MAX_REMEMBERED_CONVERSATIONS = 100_000  # ids of recently active conversations kept in memory
 T = TypeVar("T")
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
@@ -94,7 +96,7 @@ class HistoryStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._conversation_ids: dict[ConversationKey, int] = {}
+        self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()  # most recently used last
 
     @property
     def dialect(self) -> str:
@@ -106,6 +108,10 @@ class HistoryStore:
         if cached is None:
             cached = await self._retrying(lambda: self._find_or_create(key))
             self._conversation_ids[key] = cached
+            if len(self._conversation_ids) > MAX_REMEMBERED_CONVERSATIONS:
+                self._conversation_ids.popitem(last=False)
+        else:
+            self._conversation_ids.move_to_end(key)
         return cached
 
     async def start_turn(

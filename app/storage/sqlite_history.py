@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +25,7 @@ from app.storage.history import (
     message_row,
     recent_parameters,
 )
-from app.storage.messages import StoredMessage
+from app.storage.messages import StorageUnavailable, StoredMessage
 from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
 
@@ -32,6 +33,7 @@ _RECENT = SqlStatement(RECENT)
 _NEWEST_ID = SqlStatement(NEWEST_ID)
 _INSERT = SqlStatement(INSERT_MESSAGE)
 _DELETE = SqlStatement(DELETE_CONVERSATION)
+T = TypeVar("T")
 _STALE = object()  # no usable cached window: always read from the database
 
 
@@ -41,6 +43,13 @@ class SqliteHistoryStore(HistoryStore):
         self._window_budget = window_budget
         self._windows = WindowCache()
         self._writer = SqliteWriter(make_url(str(engine.url)).database or "", sqlite_pragmas)
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """A job of the writer thread; a database SQLite cannot use (locked too long, disk) is StorageUnavailable."""
+        try:
+            return await self._writer.run(job)
+        except sqlite3.OperationalError as error:
+            raise StorageUnavailable(f"SQLite: {error}") from error
 
     async def start_turn(
         self, conversation_id: int, user_message: StoredMessage, token_budget: int, overhead_per_message: int = 0
@@ -53,7 +62,7 @@ class SqliteHistoryStore(HistoryStore):
             newest_id, rows = _window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_newest_id)
             return newest_id, rows, _insert(connection, row)
 
-        newest_id, rows, message_id = await self._writer.run(job)
+        newest_id, rows, message_id = await self._run(job)
         window = self._refreshed(conversation_id, window, newest_id, rows, budget, overhead_per_message)
         history = window.newest_within(token_budget)
         window.add(message_id, user_message)
@@ -63,7 +72,7 @@ class SqliteHistoryStore(HistoryStore):
         self, conversation_id: int, message: StoredMessage, *, turn_id: int | None = None, latency_ms: int | None = None
     ) -> int:
         row = message_row(conversation_id, message, turn_id, latency_ms)
-        message_id = await self._writer.run(lambda connection: _insert(connection, row))
+        message_id = await self._run(lambda connection: _insert(connection, row))
         if (window := self._windows.get(conversation_id)) is not None:
             window.add(message_id, message)
         return message_id
@@ -71,14 +80,14 @@ class SqliteHistoryStore(HistoryStore):
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
         window, cached_newest_id = self._cached(conversation_id, token_budget, overhead_per_message)
         budget = max(token_budget, self._window_budget)
-        newest_id, rows = await self._writer.run(
+        newest_id, rows = await self._run(
             lambda connection: _window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_newest_id)
         )
         window = self._refreshed(conversation_id, window, newest_id, rows, budget, overhead_per_message)
         return window.newest_within(token_budget)
 
     async def reset(self, conversation_id: int) -> int:
-        forgotten = await self._writer.run(
+        forgotten = await self._run(
             lambda connection: _DELETE.run(connection, conversation_id=conversation_id).rowcount
         )
         self._windows.forget(conversation_id)
@@ -86,7 +95,7 @@ class SqliteHistoryStore(HistoryStore):
 
     async def ping(self) -> float:
         started = time.perf_counter()
-        await self._writer.run(lambda connection: connection.execute("SELECT 1").fetchone())
+        await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
         return time.perf_counter() - started
 
     async def close(self) -> None:

@@ -26,9 +26,6 @@ class CachedWindow:
     def of(cls, newest_id: int | None, budget: int, overhead: int, messages: list[StoredMessage]) -> CachedWindow:
         return cls(newest_id, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
 
-    def fits(self, newest_id: int | None, budget: int, overhead: int) -> bool:
-        return self.newest_id == newest_id and self.overhead == overhead and budget <= self.budget
-
     def add(self, message_id: int, message: StoredMessage) -> None:
         self.newest_id = message_id
         if message.engine == ECHO_ENGINE:

@@ -167,3 +167,15 @@ async def test_status_reports_the_database_and_engines(open_test_service) -> Non
     status = await service.status()
     assert status.database_ok and status.database_round_trip_ms is not None
     assert [engine.name for engine in status.engines] == ["instant", "echo"]
+
+
+class _NulEngine(InstantEngine):
+    async def stream(self, messages, max_tokens):
+        yield "secret \x00 diary"
+
+
+async def test_an_answer_with_a_nul_character_is_stored_not_lost(open_test_service) -> None:
+    service = await open_test_service([_NulEngine(name="nul")])
+    events = await turn(service, ALICE, "hi")
+    assert events[-1].text == "secret  diary"
+    assert [m.content for m in await service.history(ALICE)] == ["hi", "secret  diary"]

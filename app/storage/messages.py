@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ECHO_ENGINE = "echo"
+ECHO_ENGINE = "echo"  # the echo engine's name: its replies are stored but never sent to a model
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,3 +108,10 @@ async def test_a_sqlite_file_locked_too_long_is_storage_unavailable(tmp_path, mo
         assert [m.content for m in await store.all_messages(conversation)] == ["hello again"]
     finally:
         await store.close()
+
+
+def test_the_store_knows_the_echo_engine_by_its_name() -> None:
+    from app.engines.echo import EchoEngine
+    from app.storage.messages import ECHO_ENGINE
+
+    assert EchoEngine.name == ECHO_ENGINE

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def _worker(url: str, name: str, turns: int) -> None:
-    engine = InstantEngine()
+    engine = InstantEngine(delay_s=0.01)  # a model's thinking time: the other process's turns land meanwhile
     service = ConversationService(
         open_history_store(create_engine(url), window_budget=BUDGET),
         EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=32),

@@ -30,12 +30,18 @@ CONCURRENT_CONVERSATIONS = 100
 
 
 class InstantEngine:
-    """Answers at once: the benchmark measures everything around the model."""
+    """Answers at once (or after `delay_s`, a stand-in for a model's time): the benchmark measures everything
+    around the model."""
 
     name = "instant"
     context_window = 8192
 
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
     async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         yield "Sure — happy to help with that!"
 
     async def aclose(self) -> None:

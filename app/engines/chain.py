@@ -232,6 +232,8 @@ class EngineChain:
         else:
             open_now = failure.kind is ErrorKind.AUTH
             open_for_s = failure.retry_after if failure.kind in _HONOURS_RETRY_AFTER else None
+            if open_for_s is not None:
+                open_for_s = min(open_for_s, MAX_RETRY_AFTER_S)  # a half-open probe still comes, even if asked for a day
             link.breaker.record_failure(open_now=open_now, open_for_s=open_for_s)
         unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine: show where
         log.warning(
@@ -241,6 +243,7 @@ class EngineChain:
 
 
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)
+MAX_RETRY_AFTER_S = 15 * 60
 
 
 def _as_engine_error(error: Exception) -> EngineError:

@@ -202,6 +202,17 @@ async def test_retry_after_opens_the_breaker_for_that_long_then_one_probe_closes
     assert status_of(chain, "brain").breaker == "closed"
 
 
+async def test_a_retry_after_of_a_day_still_gets_a_probe_within_15_minutes(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    brain_server.script = [HttpError.rate_limited(retry_after=86_400)]
+    chain = make_chain(brain_server.base_url, failure_threshold=3)
+    assert (await ask(chain)).engine == "hf"
+    assert status_of(chain, "brain").open_until == 15 * 60
+    clock.now += 15 * 60
+    assert (await ask(chain)).engine == "brain"
+
+
 async def test_a_failed_probe_opens_the_breaker_again(
     brain_server: FakeChatServer, make_chain, clock: FakeClock
 ) -> None:

@@ -11,15 +11,18 @@ from contextlib import aclosing
 from typing import TextIO
 
 from app.conversation.events import (
+    NO_MEMORY,
+    SORRY,
+    ConversationKey,
     EmptyMessage,
     EngineChosen,
     FinalReply,
     Notice,
+    StorageUnavailable,
     TextChunk,
 )
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
-from app.storage.history import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
@@ -71,10 +74,10 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
     except EmptyMessage:
         out.write("Say something and I'll answer 🙂\n")
     except StorageUnavailable:
-        out.write("\nI can't reach my memory right now 😔 Please try again in a moment.\n")
+        out.write(f"\n{NO_MEMORY}\n")
     except Exception:
         log.exception("A turn failed")
-        out.write("\nSorry — something went wrong on my side 😔 Please try again.\n")
+        out.write(f"\n{SORRY}\n")
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:

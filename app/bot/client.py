@@ -21,23 +21,24 @@ from app.bot.streaming import (
     ReplySurface,
 )
 from app.conversation.events import (
+    NO_MEMORY,
+    SORRY,
+    ConversationKey,
     EmptyMessage,
     EngineChosen,
     FinalReply,
     Notice,
+    StorageUnavailable,
     TextChunk,
 )
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
-from app.storage.history import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 HF_ENGINE = "huggingface"
 SHUTDOWN_GRACE_S = 10.0
-SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
-NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
 ATTACHMENTS_ONLY = "I can only read text for now 📎 — tell me about it in words?"

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.storage.messages import ConversationKey, StorageUnavailable
+
+__all__ = [
+    "NO_MEMORY", "SORRY", "ConversationKey", "EmptyMessage", "EngineChosen", "FinalReply", "Notice",
+    "StorageUnavailable", "TextChunk", "TurnEvent",
+]  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class EngineChosen:
@@ -33,6 +40,11 @@ class FinalReply:
 
 
 TurnEvent = EngineChosen | TextChunk | Notice | FinalReply
+
+
+# What a front end says when a turn fails: the same words in the terminal and on Discord.
+SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
+NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
 
 
 class EmptyMessage(ValueError):

@@ -39,16 +39,21 @@ class Settings(BaseSettings):
     shard_count: int | None = Field(None, ge=1)
     shard_ids: IdList = []
     show_engine_footer: bool = True
+    # auto: ask for it, and connect without it if the developer portal has it off; on: require it; off: never.
+    message_content_intent: Literal["auto", "on", "off"] = "auto"
+    # How long running turns may finish at shutdown; unset = the longest a turn can take (every tier's deadline).
+    shutdown_grace_seconds: float | None = Field(None, ge=0)
 
     # Storage
-    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
+    # repr=False: a URL may carry a password (user:password@host).
+    database_url: str = Field(f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}", repr=False)
     database_pool_size: int = Field(10, ge=1)
     database_timeout_seconds: float = Field(10.0, gt=0)
     database_connect_retry_seconds: float = Field(30.0, ge=0)
 
     # Engines
     brain: str = "auto"
-    brain_url: str | None = None
+    brain_url: str | None = Field(None, repr=False)
     brain_model: str = "default"
     brain_api_key: SecretStr | None = None
     brain_timeout_seconds: float = Field(20.0, gt=0)
@@ -59,7 +64,7 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("HUGGINGFACE_API_KEY", "HF_TOKEN")
     )
     hf_model: str = "meta-llama/Llama-3.2-3B-Instruct"
-    hf_base_url: str | None = None
+    hf_base_url: str | None = Field(None, repr=False)
     hf_timeout_seconds: float = Field(25.0, gt=0)
     hf_context_window: int = Field(8192, ge=256)
     max_tokens: int = Field(400, ge=1)
@@ -116,8 +121,8 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        if ":memory:" in value:
-            raise ValueError("must be a file: an in-memory SQLite database would forget everything at exit")
+        if value.startswith("sqlite") and value.removeprefix("sqlite+aiosqlite:///") in {value, "", ":memory:"}:
+            raise ValueError("must name a file: an in-memory SQLite database would forget everything at exit")
         return value
 
 

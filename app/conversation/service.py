@@ -59,8 +59,10 @@ class ConversationService:
         history_token_budget: int,
         database_description: str = "",
         brain_name: str | None = None,
+        save_answer_within_s: float = 30.0,
     ) -> None:
         self.brain_name = brain_name
+        self._save_answer_within_s = save_answer_within_s  # how long a shown answer's write is retried
         self._store = store
         self._chain = chain
         self._counter = counter
@@ -121,6 +123,11 @@ class ConversationService:
                 latency_ms=round(latency * 1000),
             )
             yield FinalReply(reply, engine, latency)
+
+    @property
+    def answer_bound_s(self) -> float:
+        """The longest the engines can take to answer one turn (the front ends' shutdown grace)."""
+        return self._chain.answer_bound_s
 
     async def reset(self, key: ConversationKey) -> int:
         """Forget the conversation; returns how many messages were forgotten."""

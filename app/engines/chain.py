@@ -102,6 +102,11 @@ class EngineChain:
         self._calls = asyncio.Semaphore(max_concurrent_calls)
         self._unconfigured = list(unconfigured)
 
+    @property
+    def answer_bound_s(self) -> float:
+        """The longest one answer can take, every wait included: each tier's deadline, plus a margin for echo."""
+        return sum(link.deadline_s or 0.0 for link in self._links) + ANSWER_BOUND_MARGIN_S
+
     def status(self) -> list[EngineStatus]:
         configured = [link.status() for link in (*self._links, self._echo)]
         return configured[:-1] + [EngineStatus.not_configured(name) for name in self._unconfigured] + configured[-1:]
@@ -242,6 +247,7 @@ class EngineChain:
         )
 
 
+ANSWER_BOUND_MARGIN_S = 1.0
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)
 MAX_RETRY_AFTER_S = 15 * 60
 

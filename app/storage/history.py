@@ -97,10 +97,16 @@ class HistoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()  # most recently used last
+        self._write_failure: str | None = None
 
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
+
+    @property
+    def write_failure(self) -> str | None:
+        """Why the last write failed, until a write succeeds again (None: the last write worked)."""
+        return self._write_failure
 
     async def conversation_id(self, key: ConversationKey) -> int:
         """The id of the key's conversation, created on first use (remembered: keys never change ids)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 ECHO_ENGINE = "echo"  # the echo engine's name: its replies are stored but never sent to a model
@@ -11,6 +12,11 @@ ECHO_ENGINE = "echo"  # the echo engine's name: its replies are stored but never
 class ConversationKey:
     user_id: int
     scope: str  # "guild:<id>", "channel:<id>", "dm", "global", or a front end's own (e.g. "terminal")
+
+    @property
+    def log_id(self) -> str:
+        """An opaque, stable name of the conversation for log lines: no user id or scope in clear."""
+        return hashlib.blake2b(f"{self.user_id}:{self.scope}".encode(), digest_size=6).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

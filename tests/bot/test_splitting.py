@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.bot.splitting import DISCORD_LIMIT, FENCE, split_message
+from app.bot.splitting import DISCORD_LIMIT, FENCE, split_message, split_pages
 
 
 def _words(pages: list[str]) -> list[str]:
@@ -73,3 +75,53 @@ def test_text_on_the_fence_line_is_not_carried_to_every_page() -> None:
         pages = split_message(text)
         assert 2 <= len(pages) <= 3
         assert all(len(page) <= DISCORD_LIMIT for page in pages)
+
+
+def _without_whitespace(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_an_inline_fence_at_a_line_start_opens_no_code_block() -> None:
+    text = "```x = 1``` is inline code\n" + "and then plain words " * 200
+    pages = split_message(text)
+    assert len(pages) == 3
+    assert all(page.count(FENCE) % 2 == 0 for page in pages), "no page is left inside a code block"
+    assert _without_whitespace("".join(pages)) == _without_whitespace(text), "no fence or word was added"
+
+
+def test_text_after_an_opening_fence_is_not_taken_for_its_language() -> None:
+    text = "```js some text after the fence\n" + "let x = 1;\n" * 300 + "```"
+    pages = split_message(text)
+    assert len(pages) == 2
+    assert pages[0].endswith("\n" + FENCE) and pages[1].startswith(FENCE + "\n"), "reopened without a language"
+    added_fences_removed = pages[0][: -len(FENCE)] + pages[1][len(FENCE) :]
+    assert _without_whitespace(added_fences_removed) == _without_whitespace(text)
+
+
+_FENCE_HEAVY_PIECES = st.one_of(
+    st.text(alphabet="ab `\n", min_size=0, max_size=900),
+    st.sampled_from(["```", "```py\n", "\n```\n", "```inline```", "```js then text", "\n```c++\n", "````"]),
+    st.text(min_size=1, max_size=40),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FENCE_HEAVY_PIECES, max_size=25))
+def test_pages_give_back_the_text_once_the_added_fences_are_removed(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    pages = split_pages(text)
+    assert [str(page) for page in pages] == split_message(text)
+    assert all(len(str(page)) <= DISCORD_LIMIT and str(page).strip() for page in pages)
+    # The bodies are the text in order; only whitespace at the cuts is dropped.
+    position = 0
+    for page in pages:
+        found = text.find(page.body, position)
+        assert found >= 0 and not text[position:found].strip(), "a body is the next stretch of the text"
+        position = found + len(page.body)
+    assert not text[position:].strip(), "nothing is lost at the end"
+    # A block is reopened exactly where one was closed, with a language word at most; every page renders whole.
+    for before, after in zip(pages, pages[1:]):
+        assert bool(after.reopened) == before.closed
+        if after.reopened:
+            assert re.fullmatch(r"```[\w+#.-]{0,20}\n", after.reopened)
+    assert all(str(page).count(FENCE) % 2 == 0 for page in pages[:-1])

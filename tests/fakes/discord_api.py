@@ -44,7 +44,8 @@ Assertions:
 
 Faults:
   ``rate_limit(method, pattern, times=1, retry_after=0.05)`` (429 with Retry-After + Via, JSON
-  ``{"message","retry_after","global"}``), ``fail(method, pattern, status, code=, message=, times=1)``
+  ``{"message","retry_after","global"}``), ``delay(method, pattern, seconds, times=1)`` (a slow answer: the
+  call is held that long before it is handled; ``RestCall.status`` stays None meanwhile), ``fail(method, pattern, status, code=, message=, times=1)``
   (4xx only: discord.py retries 5xx with sleeps of seconds), ``deny_send(channel_id)`` (403 / 50013),
   ``FakeDiscord(token="good")`` (any other token: 401 on REST -> ``discord.LoginFailure``; 4004 on IDENTIFY),
   ``close_on_identify(code, times=1)`` (e.g. 4014 -> ``discord.PrivilegedIntentsRequired``, 4004),
@@ -323,6 +324,23 @@ class _Fault:
         return (self.method in ("*", method)) and self.pattern.fullmatch(path) is not None
 
 
+@dataclass
+class _Delay:
+    method: str
+    pattern: re.Pattern[str]
+    seconds: float
+    times: Optional[int]
+    hits: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.method not in ("*", method) or self.pattern.fullmatch(path) is None:
+            return False
+        self.hits += 1
+        return True
+
+
 # Per-request storage keys (web.RequestKey where aiohttp has it, to avoid NotAppKeyWarning).
 _RequestKey = getattr(web, "RequestKey", None)
 _BODY = _RequestKey("fake_body", object) if _RequestKey else "fake_body"
@@ -456,6 +474,7 @@ class FakeDiscord:
         self._channel_messages: dict[int, list[int]] = {}
         self._sessions: dict[str, _Session] = {}
         self._faults: list[_Fault] = []
+        self._delays: list[_Delay] = []
         self._identify_faults: list[int] = []
         self._buckets: dict[str, tuple[float, int]] = {}  # key -> (window end, used)
         self._guild_id_base = (int(time.time() * 1000) - DISCORD_EPOCH_MS) // 840 * 840
@@ -867,6 +886,14 @@ class FakeDiscord:
         body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
         return self.fail(method, pattern, 429, times=times, headers=headers, body=body)
 
+    def delay(
+        self, method: str, pattern: Union[str, re.Pattern[str]], seconds: float, *, times: Optional[int] = 1
+    ) -> _Delay:
+        """Hold the next ``times`` calls (None: all) matching method+path for ``seconds`` before handling them."""
+        delay = _Delay(method.upper(), _compile(pattern), seconds, times)
+        self._delays.append(delay)
+        return delay
+
     def close_on_identify(self, code: int, times: int = 1) -> None:
         """Close the next ``times`` IDENTIFYs with this close code (4004 auth failed, 4014 intents...)."""
         self._identify_faults.extend([code] * times)
@@ -1005,11 +1032,23 @@ class FakeDiscord:
             return data
         if conn.intents & INTENT_MESSAGE_CONTENT or not data.get("guild_id"):
             return data
+        visible = self._content_visible(data)
+        replied = data.get("referenced_message")
+        if replied and not self._content_visible(replied):
+            data = {**data, "referenced_message": self._without_content(replied)}
+        return data if visible else self._without_content(data)
+
+    def _content_visible(self, data: dict[str, Any]) -> bool:
+        """Discord's rule without the intent: the bot sees the text of its own messages and of those that
+        mention it (a reply with the ping off does not mention the replied author)."""
         author_is_bot = data.get("author", {}).get("id") == str(self.bot_id)
-        mentions_bot = any(m.get("id") == str(self.bot_id) for m in data.get("mentions", []))
-        if author_is_bot or mentions_bot:
-            return data
-        return {**data, "content": "", "embeds": [], "attachments": [], "components": []}
+        return author_is_bot or any(m.get("id") == str(self.bot_id) for m in data.get("mentions", []))
+
+    @staticmethod
+    def _without_content(data: dict[str, Any]) -> dict[str, Any]:
+        hidden = {**data, "content": "", "embeds": [], "attachments": [], "components": []}
+        hidden.pop("poll", None)
+        return hidden
 
     async def dispatch(self, event: str, data: dict[str, Any], shard_id: Optional[int] = None) -> bool:
         """Send a DISPATCH event to the live connection that owns it; False if it was dropped."""
@@ -1325,6 +1364,9 @@ class FakeDiscord:
         self.calls.append(call)
         request[_BODY] = body
         request[_CALL] = call
+        for delay in self._delays:
+            if delay.take(request.method, path):
+                await asyncio.sleep(delay.seconds)
         try:
             response = self._scripted(request.method, path)
             if response is None:

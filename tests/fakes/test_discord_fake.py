@@ -15,6 +15,7 @@ Reusable pattern for other tests::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import time
@@ -218,6 +219,44 @@ async def test_message_content_intent_rule(fake: FakeDiscord) -> None:
         await fake.dm_message(fake.alice, "direct")
         await fake.wait_for(lambda: len(seen) == 3)
     assert seen == ["", f"<@{fake.bot_id}> mention", "direct"]
+
+
+async def test_a_reply_with_the_ping_off_carries_no_text_without_the_intent() -> None:
+    for message_content, expected in ((False, ""), (True, "a quiet reply")):
+        async with FakeDiscord() as fake:
+            bot = make_bot(message_content=message_content)
+            seen: list[str] = []
+
+            async def on_message(message: discord.Message) -> None:
+                if not message.author.bot:
+                    seen.append(message.content)
+
+            bot.add_listener(on_message)
+            async with fake.running(bot):
+                own = await bot.get_channel(fake.channel).send("the bot said this")
+                await fake.user_message(fake.channel, "a quiet reply", reply_to=own.id, reply_ping=False)
+                await fake.wait_for(lambda: seen)
+            assert seen == [expected]
+
+
+async def test_a_delayed_call_is_held_and_others_are_not(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    async with fake.running(bot):
+        channel = bot.get_channel(fake.channel)
+        fake.delay("POST", r"/channels/\d+/typing", 5.0)
+        typing = asyncio.create_task(_send_typing(channel))
+        await fake.wait_for(lambda: fake.calls_matching("POST", r"/channels/\d+/typing"))
+        await channel.send("not held")
+        [call] = fake.calls_matching("POST", r"/channels/\d+/typing")
+        assert call.status is None, "the typing call is still held"
+        assert fake.texts(fake.channel) == ["not held"]
+        typing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await typing
+
+
+async def _send_typing(channel: discord.abc.Messageable) -> None:
+    await channel.typing()
 
 
 async def test_edits_and_deletes_show_final_state(fake: FakeDiscord) -> None:

@@ -3,7 +3,7 @@
 closed     calls go through; `failure_threshold` consecutive failures open it.
 open       calls are refused until the open period is over.
 half_open  the period is over: exactly one call (the probe) goes through; its success closes the breaker,
-           its failure opens it again.
+           its failure opens it again, and a call without a verdict (`release`) lets the next one probe.
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ class CircuitBreaker:
         assert self._open_until is not None
         return self._open_until - self._clock()
 
+    def would_allow(self) -> bool:
+        """Would `try_acquire` say yes now? Takes nothing: for skipping an engine before waiting for it."""
+        state = self.state
+        return state == "closed" or (state == "half_open" and not self._probe_in_flight)
+
     def try_acquire(self) -> bool:
         """May a call go through now? When half-open, the caller that gets True is the probe."""
         state = self.state
@@ -70,5 +75,6 @@ class CircuitBreaker:
             self._open_until = self._clock() + period
 
     def release(self) -> None:
-        """A call ended without a verdict (cancelled): free the probe slot without charging the engine."""
+        """A call ended without a verdict on the engine (cancelled, busy, or refused for what it asked): free the
+        probe slot without charging the engine."""
         self._probe_in_flight = False

@@ -1,15 +1,30 @@
 """The chain: ask each engine in turn until one answers, and remember which ones are down.
 
-Each tier has a total deadline and a circuit breaker. A failure before or during the stream moves to the next
-tier; text a failed engine already streamed is thrown away, and the next `EngineStarted` tells the front end
-to replace what it showed. Echo answers when every tier failed, so a user always gets an answer.
+Each tier has a total deadline, its own limit of concurrent calls and a circuit breaker. A failure before or
+during the stream moves to the next tier; text a failed engine already streamed is thrown away, and the next
+`EngineStarted` tells the front end to replace what it showed. Echo answers when every tier failed, so a user
+always gets an answer, and within `EngineChain.answer_bound_s`:
+
+- A tier never holds a turn longer than its deadline: waiting for one of its call slots counts against it, and
+  so does the one retry with a smaller window. Tiers never queue behind each other. A turn that had to queue
+  for a slot and then ran out of time moves on as BUSY: the engine did not have its whole deadline, so that
+  timeout says "full", not "broken".
+- An engine that serves one answer at a time (it has `reserved()`, the local model) queues turns itself; that
+  wait has its own allowance of one deadline, so the answer's deadline starts once the engine is free.
+- The breaker is checked before waiting (an open one costs nothing) and again once a slot is had: turns that
+  queued while the engine failed do not reach it after its breaker opened.
+
+Text from engines is made valid Unicode chunk by chunk (a surrogate pair split across two chunks is joined),
+so what is counted, stored and shown can always be encoded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
@@ -17,6 +32,7 @@ from typing import Any
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.breaker import BreakerState, CircuitBreaker
+from app.safe_text import redact_url_credentials, valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +70,56 @@ class EngineStatus:
         return cls(name, False, "closed", None, None, None, 0, 0)
 
 
-class _Link:
-    """One engine of the chain with its breaker and its figures."""
+class BreakerRule(enum.Enum):
+    """What a failure says about the engine, and so what it does to the engine's shared breaker."""
 
-    def __init__(self, engine: Engine, deadline_s: float | None, breaker: CircuitBreaker) -> None:
+    ENGINE_UNHEALTHY = "engine unhealthy"  # counts toward opening the breaker: every user would meet it
+    REQUEST_SPECIFIC = "request specific"  # this turn moves on; the breaker is untouched (a probe: inconclusive)
+    NOT_NOW = "not now"  # the engine is full: this turn moves on; the breaker is untouched
+
+
+BREAKER_RULES: dict[ErrorKind, BreakerRule] = {
+    # No complete answer within the deadline: hung, overloaded or unreachable.
+    ErrorKind.TIMEOUT: BreakerRule.ENGINE_UNHEALTHY,
+    # 5xx, connection refused or reset, malformed output, an error event, an empty answer, or a bug while
+    # handling the engine's output.
+    ErrorKind.UNAVAILABLE: BreakerRule.ENGINE_UNHEALTHY,
+    # 429: the quota is the account's, shared by every user; a Retry-After sets how long the breaker stays open.
+    ErrorKind.RATE_LIMITED: BreakerRule.ENGINE_UNHEALTHY,
+    # 401/403: a rejected key fails every request alike; the breaker opens at once.
+    ErrorKind.AUTH: BreakerRule.ENGINE_UNHEALTHY,
+    # 400/422 and the like: a content-policy refusal or a validation error of this request only.
+    ErrorKind.BAD_REQUEST: BreakerRule.REQUEST_SPECIFIC,
+    # Still too long after the one retry with half the window: this conversation's window, not the engine.
+    ErrorKind.CONTEXT_TOO_LONG: BreakerRule.REQUEST_SPECIFIC,
+    # No call slot within the deadline, or the local model's queue is full.
+    ErrorKind.BUSY: BreakerRule.NOT_NOW,
+}
+
+
+class _Link:
+    """One engine of the chain with its breaker, its call slots and its figures."""
+
+    def __init__(
+        self, engine: Engine, deadline_s: float | None, breaker: CircuitBreaker, max_concurrent_calls: int
+    ) -> None:
         self.engine = engine
         self.deadline_s = deadline_s
         self.breaker = breaker
+        self.max_concurrent_calls = max_concurrent_calls
+        self.slots = asyncio.Semaphore(max_concurrent_calls)
+        self.reserves_itself = callable(getattr(engine, "reserved", None))
         self.calls = 0
         self.failures = 0
         self.last_latency_s: float | None = None
         self.last_error_kind: ErrorKind | None = None
+
+    @property
+    def bound_s(self) -> float:
+        """The longest this tier holds a turn: its deadline, after at most one deadline in the engine's own queue."""
+        if self.deadline_s is None:
+            return 0.0
+        return 2 * self.deadline_s if self.reserves_itself else self.deadline_s
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -93,19 +148,22 @@ class EngineChain:
         unconfigured: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`max_concurrent_calls` is per tier; an engine with `reserved()` queues its turns itself instead."""
+
         def breaker() -> CircuitBreaker:
             return CircuitBreaker(failure_threshold, open_for_s, clock)
 
-        self._links = [_Link(tier.engine, tier.deadline_s, breaker()) for tier in tiers]
-        self._echo = _Link(echo, None, breaker())
+        self._links = [_Link(tier.engine, tier.deadline_s, breaker(), max_concurrent_calls) for tier in tiers]
+        self._echo = _Link(echo, None, breaker(), max_concurrent_calls)
         self._max_tokens = max_tokens
-        self._calls = asyncio.Semaphore(max_concurrent_calls)
         self._unconfigured = list(unconfigured)
 
     @property
     def answer_bound_s(self) -> float:
-        """The longest one answer can take, every wait included: each tier's deadline, plus a margin for echo."""
-        return sum(link.deadline_s or 0.0 for link in self._links) + ANSWER_BOUND_MARGIN_S
+        """The longest one answer can take, every wait included: each tier's bound (its deadline; twice it for an
+        engine that queues turns itself), plus a margin for echo. Time the consumer holds a chunk (a front end
+        showing it) is not the engines' and is not counted."""
+        return sum(link.bound_s for link in self._links) + ANSWER_BOUND_MARGIN_S
 
     def status(self) -> list[EngineStatus]:
         configured = [link.status() for link in (*self._links, self._echo)]
@@ -118,7 +176,9 @@ class EngineChain:
                 try:
                     await link.engine.start()
                 except Exception as error:  # a brain that cannot start is skipped like any failing engine
-                    log.warning("engine %s could not start: %s", link.engine.name, error)
+                    log.warning(
+                        "engine %s could not start: %s", link.engine.name, redact_url_credentials(str(error))
+                    )
 
     async def aclose(self) -> None:
         for link in (*self._links, self._echo):
@@ -136,39 +196,44 @@ class EngineChain:
         """
         showed_partial = False
         for link in self._in_order(prefer):
-            if not link.breaker.try_acquire():
+            if not link.breaker.would_allow():
                 continue
-            async with AsyncExitStack() as reservation:
+            async with AsyncExitStack() as admission:
                 try:
-                    await self._reserve(link, reservation)
-                except EngineError as busy:
-                    self._record_failure(link, busy, cause=busy)
+                    deadline, queued = await self._admit(link, admission)
+                except Exception as error:
+                    self._record_failure(link, _as_engine_error(error), cause=error, holds_breaker=False)
                     continue
-                except BaseException:
-                    link.breaker.release()
-                    raise
-                budget = min(history_budget, link.engine.context_window - self._max_tokens)
+                if not link.breaker.try_acquire():
+                    continue  # it opened, or another turn took the probe, while this one waited for a slot
+                try:
+                    budget = min(history_budget, link.engine.context_window - self._max_tokens)
+                except Exception as error:
+                    self._record_failure(link, _as_engine_error(error), cause=error, holds_breaker=True)
+                    continue
                 for attempt in range(2):
                     started = False
                     try:
-                        answer = self._call(link, build_messages(budget), showed_partial)
-                        async with self._calls, aclosing(answer) as items:
+                        answer = self._call(link, build_messages(budget), showed_partial, deadline)
+                        async with aclosing(answer) as items:
                             async for item in items:
                                 started = True
                                 yield item
                         if not started:
                             raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
-                    except Exception as error:
+                    except Exception as error:  # any error while handling this engine is this engine's failure
                         showed_partial |= started
                         failure = _as_engine_error(error)
+                        if failure.kind is ErrorKind.TIMEOUT and queued:
+                            failure = EngineError(ErrorKind.BUSY, "out of time after queueing for a call slot")
                         if failure.kind is ErrorKind.CONTEXT_TOO_LONG and attempt == 0 and not started:
                             budget //= 2
                             log.warning(
                                 "engine %s failed (%s), retrying once with a budget of %d tokens: %s",
-                                link.engine.name, failure.kind.value, budget, failure.message,
+                                link.engine.name, failure.kind.value, budget, redact_url_credentials(failure.message),
                             )
                             continue
-                        self._record_failure(link, failure, cause=error)
+                        self._record_failure(link, failure, cause=error, holds_breaker=True)
                         break
                     except BaseException:
                         link.breaker.release()  # cancelled or abandoned: not the engine's fault
@@ -177,41 +242,59 @@ class EngineChain:
                     return
 
         echo_budget = min(history_budget, self._echo.engine.context_window - self._max_tokens)
-        async with aclosing(self._call(self._echo, build_messages(echo_budget), showed_partial)) as items:
+        async with aclosing(self._call(self._echo, build_messages(echo_budget), showed_partial, None)) as items:
             async for item in items:
                 yield item
 
-    async def _reserve(self, link: _Link, stack: AsyncExitStack) -> None:
-        """Wait for an engine that serves one answer at a time (the local model) before its deadline starts.
+    async def _admit(self, link: _Link, admission: AsyncExitStack) -> tuple[float, bool]:
+        """Wait for the engine, within bounds; return the deadline (loop time) of its answer, and whether the
+        turn queued for a call slot (so the engine gets less than its whole deadline).
 
-        Otherwise a queued turn would spend its deadline waiting, time out (mid-stream, even) and charge the
-        breaker of a healthy engine. Waiting longer than the deadline is BUSY: "not now", not "broken".
+        An engine that serves one answer at a time (the local model) is waited for before its deadline starts:
+        otherwise a queued turn would spend its deadline waiting, time out (mid-stream, even) and charge the
+        breaker of a healthy engine. Any other engine has `max_concurrent_calls` slots, and the wait for one is
+        part of the tier's deadline. Waiting longer than the deadline is BUSY: "not now", not "broken".
         """
-        reserved = getattr(link.engine, "reserved", None)
-        if reserved is None:
-            return
+        loop = asyncio.get_running_loop()
+        assert link.deadline_s is not None
+        if link.reserves_itself:
+            try:
+                async with asyncio.timeout(link.deadline_s):
+                    await admission.enter_async_context(link.engine.reserved())  # type: ignore[attr-defined]
+            except TimeoutError:
+                raise EngineError(
+                    ErrorKind.BUSY, f"still waiting for the engine after {link.deadline_s:g} s"
+                ) from None
+            return loop.time() + link.deadline_s, False
+        deadline = loop.time() + link.deadline_s
+        queued = link.slots.locked()
         try:
-            async with asyncio.timeout(link.deadline_s):
-                await stack.enter_async_context(reserved())
+            async with asyncio.timeout_at(deadline):
+                await link.slots.acquire()
         except TimeoutError:
-            raise EngineError(ErrorKind.BUSY, f"still waiting for the engine after {link.deadline_s:g} s") from None
+            raise EngineError(
+                ErrorKind.BUSY,
+                f"all {link.max_concurrent_calls} call slots stayed taken for the whole deadline ({link.deadline_s:g} s)",
+            ) from None
+        admission.callback(link.slots.release)
+        return deadline, queued
 
     def _in_order(self, prefer: str | None) -> list[_Link]:
         preferred = [link for link in self._links if link.engine.name == prefer]
         return preferred + [link for link in self._links if link not in preferred]
 
     async def _call(
-        self, link: _Link, messages: list[ChatMessage], replaces_partial: bool
+        self, link: _Link, messages: list[ChatMessage], replaces_partial: bool, deadline: float | None
     ) -> AsyncIterator[EngineStarted | str]:
-        """`EngineStarted` and the engine's chunks, within its deadline.
+        """`EngineStarted` and the engine's chunks as valid text, before `deadline` (loop time; None: no limit).
 
         The deadline covers the engine's time only: time the consumer holds a chunk does not count.
         """
         loop = asyncio.get_running_loop()
         started_at = loop.time()
-        deadline = None if link.deadline_s is None else started_at + link.deadline_s
         link.calls += 1
         first = True
+        held_back = ""
         async with aclosing(link.engine.stream(messages, self._max_tokens)) as chunks:
             while True:
                 # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code.
@@ -219,37 +302,62 @@ class EngineChain:
                     try:
                         chunk = await anext(chunks)
                     except StopAsyncIteration:
-                        return
-                if first:
-                    first = False
-                    link.last_latency_s = loop.time() - started_at
-                    yield EngineStarted(link.engine.name, replaces_partial)
-                held_from = loop.time()
-                yield chunk
-                if deadline is not None:
-                    deadline += loop.time() - held_from
+                        chunk = None
+                if chunk is None:
+                    text, held_back, ended = valid_unicode(held_back), "", True
+                else:
+                    text, held_back = _valid_text(held_back, chunk)
+                    ended = False
+                if text:
+                    if first:
+                        first = False
+                        link.last_latency_s = loop.time() - started_at
+                        yield EngineStarted(link.engine.name, replaces_partial)
+                    held_from = loop.time()
+                    yield text
+                    if deadline is not None:
+                        deadline += loop.time() - held_from
+                if ended:
+                    return
 
-    def _record_failure(self, link: _Link, failure: EngineError, cause: Exception) -> None:
+    def _record_failure(self, link: _Link, failure: EngineError, cause: Exception, *, holds_breaker: bool) -> None:
+        """Count the failure, and apply its `BREAKER_RULES`. `holds_breaker`: this call passed `try_acquire`."""
         link.failures += 1
         link.last_error_kind = failure.kind
-        if failure.kind is ErrorKind.BUSY:
-            link.breaker.release()  # a full queue says "not now", not "broken"
-        else:
+        unhealthy = BREAKER_RULES[failure.kind] is BreakerRule.ENGINE_UNHEALTHY
+        if unhealthy and not holds_breaker:
+            holds_breaker = link.breaker.try_acquire()  # charge it only as a call that was allowed could be
+        if holds_breaker and unhealthy:
             open_now = failure.kind is ErrorKind.AUTH
             open_for_s = failure.retry_after if failure.kind in _HONOURS_RETRY_AFTER else None
             if open_for_s is not None:
                 open_for_s = min(open_for_s, MAX_RETRY_AFTER_S)  # a half-open probe still comes, even if asked for a day
             link.breaker.record_failure(open_now=open_now, open_for_s=open_for_s)
-        unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine: show where
+        elif holds_breaker:
+            link.breaker.release()  # says nothing about the engine's health: the next turn may probe
+        unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine or ours: show where
+        where = "\n" + "".join(traceback.format_exception(cause)).rstrip() if unexpected else ""
         log.warning(
-            "engine %s failed (%s): %s", link.engine.name, failure.kind.value, failure.message,
-            exc_info=cause if unexpected else None,
+            "engine %s failed (%s): %s",
+            link.engine.name, failure.kind.value, redact_url_credentials(failure.message + where),
         )
 
 
 ANSWER_BOUND_MARGIN_S = 1.0
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)
 MAX_RETRY_AFTER_S = 15 * 60
+_HIGH_SURROGATES = ("\ud800", "\udbff")
+
+
+def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
+    """The chunk (after what was held back) as valid text, and a trailing high surrogate to hold back: its
+    partner may open the next chunk, and together they are one character."""
+    if not isinstance(chunk, str):
+        raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
+    text = held_back + chunk
+    if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
+        return valid_unicode(text[:-1]), text[-1]
+    return valid_unicode(text), ""
 
 
 def _as_engine_error(error: Exception) -> EngineError:
@@ -257,4 +365,4 @@ def _as_engine_error(error: Exception) -> EngineError:
         return error
     if isinstance(error, TimeoutError):
         return EngineError(ErrorKind.TIMEOUT, "no complete answer within the deadline")
-    return EngineError(ErrorKind.UNAVAILABLE, f"the engine raised {type(error).__name__} instead of EngineError")
+    return EngineError(ErrorKind.UNAVAILABLE, f"{type(error).__name__} while handling the engine's answer")

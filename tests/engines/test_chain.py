@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
-from app.engines.chain import EngineChain, EngineStarted, Tier
+from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, EngineStarted, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
 from tests.engines.conftest import MakeApiEngine
@@ -22,6 +22,7 @@ from tests.fakes.openai_server import (
     FakeChatServer,
     Hang,
     HttpError,
+    LoneSurrogates,
     MalformedJson,
     Reply,
     StreamErrorEvent,
@@ -602,3 +603,253 @@ async def test_a_queue_longer_than_the_deadline_is_busy_and_spares_the_breaker()
     assert sorted(answers) == ["echo", "local", "local"]
     local = status_of(chain, "local")
     assert local.last_error_kind == "busy" and local.breaker == "closed"
+
+
+# -- what a failure says about the engine: only an unhealthy engine's failures reach its breaker -----------------
+
+CONTENT_POLICY_REFUSAL = HttpError(
+    400, {"error": {"message": "Your request was rejected by the content policy.", "code": "content_policy_violation"}}
+)
+VALIDATION_ERROR = HttpError(422, {"error": "Input validation error: `messages` must alternate roles"})
+
+
+@pytest.mark.parametrize(
+    "refusal", [CONTENT_POLICY_REFUSAL, VALIDATION_ERROR, HttpError.context_too_long()], ids=["400", "422", "too-long"]
+)
+async def test_one_users_refused_requests_never_switch_the_brain_off_for_everyone(
+    brain_server: FakeChatServer, make_chain, refusal: HttpError
+) -> None:
+    refused_prompt = "a message this engine refuses"
+    brain_server.script = lambda body: refusal if refused_prompt in str(body["messages"]) else Reply("Brain here.")
+    chain = make_chain(brain_server.base_url, failure_threshold=1)
+
+    def refused_window(budget: int) -> list[ChatMessage]:
+        return [SYSTEM, {"role": "user", "content": refused_prompt}]
+
+    for _ in range(3):
+        assert (await ask(chain, window=refused_window)).engine == "hf"  # type: ignore[arg-type]
+
+    assert status_of(chain, "brain").breaker == "closed"
+    assert (await ask(chain)).shown == "Brain here."
+
+
+async def test_a_probe_refused_for_its_request_is_inconclusive_and_the_next_turn_probes(
+    brain_server: FakeChatServer, make_chain, clock: FakeClock
+) -> None:
+    brain_server.script = [HttpError.rate_limited(retry_after=5), CONTENT_POLICY_REFUSAL, Reply("Back again.")]
+    chain = make_chain(brain_server.base_url)
+    await ask(chain)
+    clock.now += 5
+
+    assert (await ask(chain)).engine == "hf"  # the probe was refused for what it asked, not for being down
+    assert status_of(chain, "brain").breaker == "half_open"
+
+    assert (await ask(chain)).shown == "Back again."
+    assert status_of(chain, "brain").breaker == "closed"
+
+
+class FailingEngine:
+    """Fails every call with one kind, after `delay_s`."""
+
+    def __init__(self, kind: ErrorKind, delay_s: float = 0.0, name: str = "brain") -> None:
+        self.name = name
+        self.context_window = 4096
+        self.kind = kind
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        raise EngineError(self.kind, "failing for the test")
+        yield ""
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_every_error_kind_has_a_breaker_rule() -> None:
+    assert set(BREAKER_RULES) == set(ErrorKind)
+    unhealthy = {kind for kind, rule in BREAKER_RULES.items() if rule is BreakerRule.ENGINE_UNHEALTHY}
+    assert unhealthy == {ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE, ErrorKind.RATE_LIMITED, ErrorKind.AUTH}
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind), ids=lambda kind: kind.value)
+async def test_only_failures_that_say_the_engine_is_unhealthy_open_its_breaker(make_chain, kind: ErrorKind) -> None:
+    chain = make_chain(FailingEngine(kind), failure_threshold=1)
+
+    assert (await ask(chain)).engine == "hf"
+
+    expected = "open" if BREAKER_RULES[kind] is BreakerRule.ENGINE_UNHEALTHY else "closed"
+    assert status_of(chain, "brain").breaker == expected
+    assert status_of(chain, "brain").last_error_kind == kind.value
+
+
+# -- bounded waiting under an outage -------------------------------------------------------------------------------
+
+
+class BreakerWitness:
+    """Wraps an engine and notes every call that reaches it while its breaker is open (never a probe here: the
+    test clock does not move, so an open breaker never turns half-open)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.context_window = engine.context_window
+        self.chain: EngineChain | None = None
+        self.calls_while_open = 0
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        assert self.chain is not None
+        if status_of(self.chain, self.name).breaker == "open":
+            self.calls_while_open += 1
+        async with contextlib.aclosing(self.engine.stream(messages, max_tokens)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+async def timed(turn) -> tuple[Turn, float]:
+    started = time.perf_counter()
+    result = await turn
+    return result, time.perf_counter() - started
+
+
+async def test_with_a_hanging_brain_no_turn_of_many_users_exceeds_the_answer_bound(
+    brain_server: FakeChatServer, hf_server: FakeChatServer, make_chain, make_api_engine: MakeApiEngine
+) -> None:
+    brain_server.default = Hang()
+    brain = BreakerWitness(make_api_engine(brain_server.base_url, "brain"))
+    chain = make_chain(brain, max_concurrent_calls=2, failure_threshold=3)
+    brain.chain = chain
+
+    results = await asyncio.gather(*(timed(ask(chain)) for _ in range(16)))
+
+    assert [turn.engine for turn, _ in results] == ["hf"] * 16
+    assert max(seconds for _, seconds in results) <= chain.answer_bound_s
+    assert brain.calls_while_open == 0
+
+
+async def test_a_healthy_tier_never_queues_behind_a_hanging_ones_call_limit(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.default = Hang()
+    chain = make_chain(brain_server.base_url, max_concurrent_calls=2)
+    hanging = [asyncio.create_task(ask(chain)) for _ in range(2)]
+    while brain_server.in_flight < 2:
+        await asyncio.sleep(0.01)
+
+    turn, waited = await timed(ask(chain, prefer="hf"))  # `/ask` prefers Hugging Face
+
+    assert turn.engine == "hf"
+    assert waited < DEADLINE_S / 2  # it never waited for the brain's slots
+    assert [turn.engine for turn in await asyncio.gather(*hanging)] == ["hf", "hf"]
+
+
+async def test_the_breaker_is_checked_again_once_a_slot_is_free(make_chain) -> None:
+    failing = FailingEngine(ErrorKind.UNAVAILABLE, delay_s=0.1)
+    chain = make_chain(failing, max_concurrent_calls=1, failure_threshold=1)
+
+    turns = await asyncio.gather(*(ask(chain) for _ in range(5)))
+
+    assert [turn.engine for turn in turns] == ["hf"] * 5
+    assert failing.calls == 1  # the others waited for the slot, then found the breaker open
+
+
+async def test_waiting_for_a_slot_counts_against_the_tiers_deadline(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.default = Reply("slowly, slowly", chunks=2, chunk_delay_s=DEADLINE_S * 0.4)
+    chain = make_chain(brain_server.base_url, max_concurrent_calls=1, failure_threshold=10)
+
+    (first, _), (second, waited) = await asyncio.gather(timed(ask(chain)), timed(ask(chain)))
+
+    assert first.engine == "brain"
+    assert second.engine == "hf"  # its deadline ran out while the first answer held the only slot
+    assert waited < DEADLINE_S * 1.5
+    assert status_of(chain, "brain").last_error_kind == "busy"
+    assert status_of(chain, "brain").breaker == "closed"  # a full engine is "not now", not "broken"
+
+
+async def test_the_retry_with_a_smaller_window_shares_the_tiers_deadline(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    too_long_after_a_while = HttpError(**{**HttpError.context_too_long().__dict__, "delay_s": DEADLINE_S * 0.75})
+    brain_server.script = [too_long_after_a_while, Hang()]
+
+    started, waited = await first_event_after(make_chain(brain_server.base_url))
+
+    assert started.engine == "hf"
+    assert waited < DEADLINE_S + 0.15
+
+
+async def test_the_answer_bound_covers_the_wait_for_a_one_at_a_time_engine() -> None:
+    engine = _OneAtATimeEngine(seconds_per_answer=1.15)
+    chain = EngineChain([Tier(engine, 1.2)], EchoEngine(), max_tokens=MAX_TOKENS)
+
+    results = await asyncio.gather(timed(ask(chain)), timed(ask(chain)))
+
+    assert [turn.engine for turn, _ in results] == ["local", "local"]
+    assert max(seconds for _, seconds in results) <= chain.answer_bound_s
+
+
+# -- text from engines is valid before anyone counts, stores or shows it ---------------------------------------
+
+
+async def test_a_surrogate_pair_split_across_chunks_becomes_the_emoji(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.script = [LoneSurrogates()]
+
+    turn = await ask(make_chain(brain_server.base_url))
+
+    assert turn.engine == "brain"
+    assert turn.shown == "ab😀cd lone \ufffd."
+    for chunk in turn.events:
+        if isinstance(chunk, str):
+            chunk.encode("utf-8")  # every chunk on its own is valid: front ends show them one by one
+
+
+async def test_a_stream_ending_in_half_a_pair_ends_with_a_replacement_character(
+    brain_server: FakeChatServer, make_chain
+) -> None:
+    brain_server.script = [LoneSurrogates(pieces=("cut off \ud83d",))]
+
+    assert (await ask(make_chain(brain_server.base_url))).shown == "cut off \ufffd"
+
+
+class GarbageBrain:
+    """A plugin brain with a bug: yields something that is not text."""
+
+    name = "brain"
+    context_window = 4096
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        yield "Half an answer, then "
+        yield 42  # type: ignore[misc]
+
+    async def aclose(self) -> None:
+        pass
+
+
+class BrokenReservationBrain(_OneAtATimeEngine):
+    @contextlib.asynccontextmanager
+    async def reserved(self):
+        raise RuntimeError("a bug in the queue")
+        yield
+
+
+@pytest.mark.parametrize("brain", [GarbageBrain, lambda: BrokenReservationBrain(0.0)], ids=["bad-chunk", "reserve"])
+async def test_a_bug_while_handling_an_engine_is_that_engines_failure_and_the_turn_still_gets_an_answer(
+    make_chain, brain
+) -> None:
+    chain = make_chain(brain(), failure_threshold=1)
+
+    turn = await ask(chain)
+
+    assert turn.engine == "hf" and turn.shown == "Hello from Hugging Face!"
+    assert all(isinstance(event, EngineStarted | str) for event in turn.events)
+    engine = chain.status()[0]
+    assert (engine.failures, engine.last_error_kind, engine.breaker) == (1, "unavailable", "open")

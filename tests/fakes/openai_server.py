@@ -14,9 +14,10 @@ Each request takes the next behaviour from the script; when the script is empty 
         assert server.requests[0].messages[0]["role"] == "system"
 
 Behaviours: `Reply` (text in N chunks, optional delay per chunk, optional stall after some chunks),
-`HttpError` (any status, headers and body, with constructors for the usual ones), `Hang` (never answers),
-`MalformedJson`, `StreamErrorEvent` (an error event inside the stream). `refused_base_url()` gives a URL on
-which connections are refused.
+`HttpError` (any status, headers and body, optionally after a delay, with constructors for the usual ones),
+`Hang` (never answers), `MalformedJson`, `StreamErrorEvent` (an error event inside the stream),
+`LoneSurrogates` (chunks carrying halves of UTF-16 surrogate pairs as JSON escapes). `refused_base_url()`
+gives a URL on which connections are refused.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class HttpError:
     status: int
     body: dict[str, Any] | str = field(default_factory=lambda: {"error": "fake failure"})
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # before the answer, as a server that works a while and then gives up
 
     @classmethod
     def server_error(cls) -> HttpError:
@@ -117,7 +119,20 @@ class StreamErrorEvent:
     error_type: str = "validation"
 
 
-Behaviour = Reply | HttpError | Hang | MalformedJson | StreamErrorEvent
+@dataclass(frozen=True)
+class LoneSurrogates:
+    """Stream `pieces` as they are, one chunk each. `json.dumps` writes a surrogate half as its escape
+    (`"\\ud83d"`), valid JSON that decodes to a string no UTF-8 codec accepts: by default an emoji split
+    across two chunks, then a low surrogate with no partner. The text a user should see is `shown`.
+
+    A request without `"stream": true` gets the pieces joined in one JSON answer.
+    """
+
+    pieces: tuple[str, ...] = ("ab\ud83d", "\ude00cd", " lone \udc00.")
+    shown: str = "ab\U0001f600cd lone \ufffd."
+
+
+Behaviour = Reply | HttpError | Hang | MalformedJson | StreamErrorEvent | LoneSurrogates
 Script = list[Behaviour] | Callable[[dict[str, Any]], Behaviour]
 
 
@@ -195,6 +210,7 @@ class FakeChatServer:
         model = body.get("model") or "fake-model"
 
         if isinstance(behaviour, HttpError):
+            await asyncio.sleep(behaviour.delay_s)
             if isinstance(behaviour.body, str):
                 return web.Response(status=behaviour.status, text=behaviour.body, headers=behaviour.headers)
             return web.json_response(behaviour.body, status=behaviour.status, headers=behaviour.headers)
@@ -210,6 +226,8 @@ class FakeChatServer:
             return web.Response(text='{"choices": [', content_type="application/json")
         if isinstance(behaviour, StreamErrorEvent):
             return web.json_response({"error": behaviour.message, "error_type": behaviour.error_type}, status=422)
+        if isinstance(behaviour, LoneSurrogates):
+            behaviour = Reply("".join(behaviour.pieces))
         assert isinstance(behaviour, Reply)
         for _ in behaviour.pieces():
             await asyncio.sleep(behaviour.chunk_delay_s)
@@ -246,6 +264,11 @@ class FakeChatServer:
             if behaviour.text_before:
                 await send(_chunk(model, {"role": "assistant", "content": behaviour.text_before}))
             await send({"error": behaviour.message, "error_type": behaviour.error_type})
+        elif isinstance(behaviour, LoneSurrogates):
+            for piece in behaviour.pieces:
+                await send(_chunk(model, {"role": "assistant", "content": piece}))
+            await send(_chunk(model, {}, finish_reason="stop"))
+            await send("[DONE]")
         else:
             assert isinstance(behaviour, Reply)
             for index, piece in enumerate(behaviour.pieces()):

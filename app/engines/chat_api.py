@@ -3,23 +3,31 @@
 One class serves Hugging Face's router (no `base_url`), an Inference Endpoint or TGI, and any
 OpenAI-compatible server (Ollama, llama.cpp server, vLLM, LM Studio, ...). Every library error is turned into
 an `EngineError` with a kind at this boundary; cancellation always propagates.
+
+Credentials inside the URL (`http://user:password@host/v1`, basic auth in front of Ollama) are taken out of it
+and sent as the `Authorization: Basic` header they stand for, so the URL that the library puts into its errors
+and log lines carries none; messages are redacted as well. The client contacts no host but the configured one.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import functools
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 
 import httpx2
+import huggingface_hub.constants
 from huggingface_hub import AsyncInferenceClient, set_async_client_factory
 from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
 
 from app.engines.base import ChatMessage, EngineError, ErrorKind
+from app.safe_text import redact_url_credentials
 
 # How servers say "the prompt does not fit": vLLM/OpenAI, TGI and HF's router, llama.cpp server, Ollama.
 _CONTEXT_TOO_LONG = re.compile(
@@ -44,8 +52,9 @@ class ChatApiEngine:
         self.name = name
         self.model = model
         self.context_window = context_window
-        self._base_url = base_url
+        self._base_url, self._basic_auth, url_secrets = _without_credentials(base_url)
         self._api_key = api_key
+        self._secrets = [secret for secret in (api_key, *url_secrets) if secret]
         self._timeout_s = timeout_s
         self._temperature = temperature
 
@@ -74,8 +83,11 @@ class ChatApiEngine:
 
     def _new_client(self) -> AsyncInferenceClient:
         _share_tls_context_between_sessions()
+        _no_calls_to_the_hub()
         headers: dict[str, str | None] = {}
-        if self._base_url is not None and self._api_key is None:
+        if self._basic_auth is not None:
+            headers["authorization"] = self._basic_auth  # what the URL's credentials meant, as HTTP clients read them
+        elif self._base_url is not None and self._api_key is None:
             # Without this, huggingface_hub sends the locally stored HF token to whatever server base_url names.
             headers["authorization"] = None
         return AsyncInferenceClient(
@@ -106,6 +118,10 @@ class ChatApiEngine:
         retry_after = _parse_retry_after(error.response.headers.get("Retry-After"))
         if status in (401, 403):
             return self._error(ErrorKind.AUTH, f"{message} (check the API key and its permissions)")
+        if status == 404:  # a wrong URL or model name: every request fails alike
+            return self._error(ErrorKind.UNAVAILABLE, f"{message} (check the URL and the model name)")
+        if status == 408:
+            return self._error(ErrorKind.TIMEOUT, message)
         if status == 429:
             return self._error(ErrorKind.RATE_LIMITED, message, retry_after)
         if status == 413 or (status in (400, 422) and _CONTEXT_TOO_LONG.search(server_text)):
@@ -115,9 +131,35 @@ class ChatApiEngine:
         return self._error(ErrorKind.UNAVAILABLE, message, retry_after)
 
     def _error(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> EngineError:
-        if self._api_key:
-            message = message.replace(self._api_key, "***")
+        message = redact_url_credentials(message)
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
         return EngineError(kind, message, retry_after)
+
+
+def _without_credentials(base_url: str | None) -> tuple[str | None, str | None, list[str]]:
+    """The URL without its `user:password@`, the basic-auth header those stand for, and the secret among them
+    (as written and decoded) to scrub from messages."""
+    if base_url is None:
+        return None, None, []
+    parts = urllib.parse.urlsplit(base_url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return base_url, None, []
+    user, _, password = userinfo.partition(":")
+    credentials = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    header = "Basic " + base64.b64encode(credentials.encode()).decode()
+    secret = password or user  # a key alone in the URL is its user part
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), header, [secret, urllib.parse.unquote(secret)]
+
+
+@functools.cache
+def _no_calls_to_the_hub() -> None:
+    """huggingface_hub builds its User-Agent with telemetry: on the first request of a process it fetches a
+    list of "agent harnesses" from huggingface.co, synchronously — inside the event loop, up to 3 s, whatever
+    server the request is for, even with the HF tier off. Telemetry off (HF_HUB_DISABLE_TELEMETRY, read at the
+    library's import, so set on its constants) skips that call; requests are otherwise the same."""
+    huggingface_hub.constants.HF_HUB_DISABLE_TELEMETRY = True
 
 
 @functools.cache

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from app.engines.base import ChatMessage, EngineError, ErrorKind
+from app.engines.chain import EngineChain, Tier
+from app.engines.echo import EchoEngine
 from tests.engines.conftest import MakeApiEngine
 from tests.fakes.openai_server import (
     FakeChatServer,
@@ -93,7 +103,8 @@ async def test_accepts_any_base_path(brain_server: FakeChatServer, make_api_engi
             None,
         ),
         (HttpError(400, {"error": "temperature must be positive"}), ErrorKind.BAD_REQUEST, None),
-        (HttpError(404, {"error": "model not found"}), ErrorKind.BAD_REQUEST, None),
+        (HttpError(404, {"error": "model not found"}), ErrorKind.UNAVAILABLE, None),
+        (HttpError(408, "Request Timeout"), ErrorKind.TIMEOUT, None),
         (MalformedJson(), ErrorKind.UNAVAILABLE, None),
         (StreamErrorEvent(), ErrorKind.UNAVAILABLE, None),
         (StreamErrorEvent(message="Input is too long for this model"), ErrorKind.CONTEXT_TOO_LONG, None),
@@ -186,3 +197,110 @@ async def test_cancellation_propagates_and_the_engine_stays_usable(
         await task
 
     assert "".join(await answer(engine)) == "Hello from the brain!"
+
+
+# -- credentials inside URLs are secrets ---------------------------------------------------------------------
+
+
+def with_credentials(base_url: str, userinfo: str) -> str:
+    return base_url.replace("http://", f"http://{userinfo}@", 1)
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [HttpError(500, ""), HttpError(401, ""), HttpError(404, ""), Hang(), "refused"],
+    ids=["500-empty-body", "401-empty-body", "404-empty-body", "read-timeout", "refused"],
+)
+@pytest.mark.parametrize("userinfo", ["kortana:s3cret-pw", "sk-key-in-url"], ids=["user-password", "key-as-user"])
+async def test_credentials_in_the_url_reach_no_error_log_line_or_status(
+    brain_server: FakeChatServer,
+    refused_url: str,
+    make_api_engine: MakeApiEngine,
+    caplog: pytest.LogCaptureFixture,
+    behaviour: object,
+    userinfo: str,
+) -> None:
+    secret = userinfo.rpartition(":")[2]
+    base_url = refused_url if behaviour == "refused" else brain_server.base_url
+    if behaviour != "refused":
+        brain_server.default = behaviour  # type: ignore[assignment]
+    engine = make_api_engine(with_credentials(base_url, userinfo), timeout_s=0.3)
+    chain = EngineChain([Tier(engine, 2.0)], EchoEngine(), max_tokens=50, failure_threshold=1)
+
+    with caplog.at_level(logging.DEBUG):
+        error = await failure_of(engine)
+        events = [event async for event in chain.stream(lambda budget: HISTORY, 3000)]
+
+    assert "echo" in repr(events)
+    assert secret not in str(error) + repr(error.__cause__)
+    assert secret not in caplog.text
+    assert secret not in repr(chain.status())
+    assert caplog.records  # the failure was logged, without the secret
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "credentials"),
+    [("kortana:s3cret-pw", "kortana:s3cret-pw"), ("sk-key-in-url", "sk-key-in-url:"), ("k%40rt:p%3Aw", "k@rt:p:w")],
+)
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    brain_server: FakeChatServer, make_api_engine: MakeApiEngine, userinfo: str, credentials: str
+) -> None:
+    engine = make_api_engine(with_credentials(brain_server.base_url, userinfo), api_key="sk-ignored-for-basic")
+
+    assert "".join(await answer(engine)) == "Hello from the brain!"
+
+    [request] = brain_server.requests
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(credentials.encode()).decode()
+    assert request.path == "/v1/chat/completions"
+
+
+# -- nothing but the configured server is contacted ------------------------------------------------------------
+
+_FIRST_REQUEST = textwrap.dedent(
+    """
+    import asyncio, json, socket
+
+    contacted = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def recording_getaddrinfo(host, *args, **kwargs):
+        contacted.append(["resolve", str(host)])
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def recording_connect(self, address):
+        contacted.append(["connect", str(address[0])])
+        return real_connect(self, address)
+
+    socket.getaddrinfo, socket.socket.connect = recording_getaddrinfo, recording_connect
+
+    from app.engines.chat_api import ChatApiEngine
+    from tests.fakes.openai_server import FakeChatServer
+
+    async def main():
+        async with FakeChatServer() as server:
+            engine = ChatApiEngine("brain", "fake/model", server.base_url, None, 2.0, 0.8, 4096)
+            text = "".join([chunk async for chunk in engine.stream([{"role": "user", "content": "hi"}], 20)])
+        print(json.dumps({"text": text, "contacted": contacted}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_first_request_contacts_no_host_but_the_configured_one(tmp_path: Path) -> None:
+    """A fresh process (the library's one-time work happens on its first request), with an empty hub cache."""
+    env = {
+        name: value for name, value in os.environ.items()
+        if name not in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY") and not name.startswith("HF_HUB_")
+    }
+    env["HF_HOME"] = str(tmp_path / "hf-home")
+    repo_root = Path(__file__).resolve().parents[2]
+
+    finished = subprocess.run(
+        [sys.executable, "-c", _FIRST_REQUEST], cwd=repo_root, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout.splitlines()[-1])
+    assert result["text"] == "Hello from the fake server!"
+    assert {host for _, host in result["contacted"]} == {"127.0.0.1"}

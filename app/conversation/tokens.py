@@ -4,21 +4,29 @@ The estimate, per piece of text (bytes per token measured with the Llama 3 token
 - a run of ASCII letters: one token per started 3 characters (English averages 4.9 bytes a token);
 - a run mixing letters and digits (ids, hex, base64): one token per started 1.4 characters;
 - a run of digits: one token per started 3 digits (Llama 3 splits numbers in threes);
-- any other ASCII character (punctuation, symbols): one token each; whitespace: free (it joins a word);
-- a non-ASCII character: half its UTF-8 bytes plus one (CJK over-counts a lot, emoji a little);
+- any other ASCII character (punctuation, symbols): one token each;
+- whitespace: a single space before a word is free (it joins the word); a longer run of spaces costs one token
+  per started 4 spaces; every line break and every tab costs one (a BPE without whitespace merges, such as
+  one trained on prose, spends a token on each, and SentencePiece vocabularies spell newlines as bytes);
+- a non-ASCII character (a non-ASCII space included): half its UTF-8 bytes plus one (CJK over-counts a lot,
+  emoji a little);
 and never more tokens than the text has UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-_PIECES = re.compile(r"[A-Za-z]+(?:[0-9]+[A-Za-z0-9]*)?|[0-9]+(?:[A-Za-z]+[A-Za-z0-9]*)?|[^\sA-Za-z0-9]")
+log = logging.getLogger(__name__)
+
+_PIECES = re.compile(r"[A-Za-z]+(?:[0-9]+[A-Za-z0-9]*)?|[0-9]+(?:[A-Za-z]+[A-Za-z0-9]*)?| +|[^ A-Za-z0-9]")
+SPACES_PER_TOKEN = 4
 
 
 class TokenCounter(Protocol):
@@ -32,9 +40,15 @@ class EstimatedTokens:
 
     def count(self, text: str) -> int:
         tokens = 0
-        for piece in _PIECES.findall(text):
+        for match in _PIECES.finditer(text):
+            piece = match[0]
             first = piece[0]
-            if first.isascii() and first.isalnum():
+            if first == " ":
+                spaces = len(piece)
+                if match.end() < len(text) and not text[match.end()].isspace():
+                    spaces -= 1  # the space that starts the next word is part of its token
+                tokens += math.ceil(spaces / SPACES_PER_TOKEN)
+            elif first.isascii() and first.isalnum():
                 if piece.isalpha():
                     tokens += math.ceil(len(piece) / 3)
                 elif piece.isdigit():
@@ -46,6 +60,22 @@ class EstimatedTokens:
             else:
                 tokens += len(first.encode()) // 2 + 1
         return min(tokens, len(text.encode()))
+
+
+class NeverFailingCounter:
+    """A counter whose failure falls back to the estimate: a tokenizer's bug must not end a turn."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.name = counter.name
+        self._counter = counter
+        self._estimate = EstimatedTokens()
+
+    def count(self, text: str) -> int:
+        try:
+            return self._counter.count(text)
+        except Exception as error:
+            log.warning("Token counter %s failed (%s); estimating instead", self.name, type(error).__name__)
+            return self._estimate.count(text)
 
 
 class TokenizerTokens:

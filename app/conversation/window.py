@@ -4,10 +4,17 @@ The budget covers the system prompt, the history and the newest user message, ch
 included. The system prompt and the newest message are always sent (a newest message that alone exceeds the
 budget is cut, with a visible marker); the oldest turns go first; a window never starts with an assistant
 message whose user message was dropped.
+
+What is sent is defused: the control syntax of common chat templates (`<|im_start|>`, `</s>`, `[INST]`,
+`<<SYS>>`, `<start_of_turn>` …) in a user's text, a display name or an answer gets a word joiner after its
+first character, so no server parses it as a special token and nobody can forge a turn or a system prompt.
+The model still reads the same characters; the store keeps the text as it was written. Token counts are of
+the defused text, since that is what a model reads.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +28,21 @@ PREAMBLE_TOKENS = 26
 PER_MESSAGE_TOKENS = 5
 ANSWER_HEADER_TOKENS = 4
 CUT_MARKER = "\n[… cut: the message was longer than I can read at once]"
+
+WORD_JOINER = "\u2060"  # invisible, and no tokenizer's special token contains it
+_CHAT_SYNTAX = re.compile(
+    r"<(?=[|｜])"  # <|im_start|>, <|eot_id|>, <|endoftext|> …; DeepSeek's <｜begin▁of▁sentence｜>
+    r"|<(?=/?(?:s|unk|pad|bos|eos|mask|sop|eop|think|tool_call|tool_response)>)"
+    r"|<(?=(?:start|end)_of_[a-z]+>)"  # Gemma's <start_of_turn>, <end_of_turn>
+    r"|<(?=</?SYS>>)"  # Llama 2's <<SYS>>, <</SYS>>
+    r"|\[(?=/?(?:INST|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|TOOL_CONTENT|THINK|[gs]?MASK)\])",
+    re.IGNORECASE,
+)
+
+
+def defuse_chat_syntax(text: str) -> str:
+    """The text with chat-template control syntax broken by a word joiner (idempotent)."""
+    return _CHAT_SYNTAX.sub(r"\g<0>" + WORD_JOINER, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +81,11 @@ def build_window(
     budget: int,
     counter: TokenCounter,
 ) -> Window:
-    """The messages to send: system prompt, the newest history that fits (oldest dropped first), newest message."""
+    """The messages to send: system prompt, the newest history that fits (oldest dropped first), newest message.
+
+    `system` and `newest` come defused and counted; stored history is defused here (its stored token counts
+    are of the defused text).
+    """
     was_cut = False
     if fixed_cost(system, newest) > budget:
         newest = _cut_to_fit(newest, budget - fixed_cost(system, Text("", 0)), counter)
@@ -78,7 +104,7 @@ def build_window(
         room += kept.pop(0).token_count + PER_MESSAGE_TOKENS
 
     chat: list[ChatMessage] = [{"role": "system", "content": system.content}]
-    chat.extend({"role": m.role, "content": m.content} for m in kept)
+    chat.extend({"role": m.role, "content": defuse_chat_syntax(m.content)} for m in kept)
     chat.append({"role": "user", "content": newest.content})
     return Window(chat, budget - room, was_cut)
 

@@ -13,6 +13,7 @@ from app.conversation.window import (
     PER_MESSAGE_TOKENS,
     Text,
     build_window,
+    defuse_chat_syntax,
     fixed_cost,
 )
 from app.storage.history import StoredMessage
@@ -57,6 +58,49 @@ def test_estimate_over_counts_natural_text(sample: str, llama3_bytes_per_token: 
     assert size / llama3_bytes_per_token <= EstimatedTokens().count(sample) <= size
 
 
+# A byte-level BPE trained on prose and indented code, as real tokenizers are: it learns merges for runs of
+# spaces and a newline followed by indentation, but spends a token on each newline of a run and on each tab.
+WHITESPACE_TRAINING_TEXT = [
+    *TRAINING_TEXT,
+    "First paragraph.\n\nSecond paragraph, after a blank line.\n",
+    "def window(budget):\n    kept = []\n    for m in history:\n        if m.tokens < budget:\n            kept.append(m)\n",
+    "| name  | value |\n|-------|-------|\n| a     |   1   |\n",
+    "if x:\n\tdo(y)\r\n",
+]
+
+
+@pytest.fixture(scope="module")
+def whitespace_tokenizer(tmp_path_factory) -> TokenizerTokens:
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(WHITESPACE_TRAINING_TEXT * 20, trainer=trainer)
+    path = tmp_path_factory.mktemp("whitespace_tokenizer") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return TokenizerTokens(str(path))
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "a" + "\n" * 3998 + "a",
+        "a" + " " * 4000 + "a",
+        "x" + "\t" * 100,
+        "\r\n" * 50,
+        "def f():\n        return 1\n\n\n\n",
+        "   \n   \n   \n" * 30,
+        "Hello  there   how    are     you      today",
+    ],
+    ids=["newlines", "spaces", "tabs", "crlf", "code", "indented blank lines", "spaced words"],
+)
+def test_estimate_counts_whitespace_as_a_bpe_spends_it(whitespace_tokenizer: TokenizerTokens, sample: str) -> None:
+    assert EstimatedTokens().count(sample) >= whitespace_tokenizer.count(sample)
+
+
+def test_four_thousand_newlines_are_not_free() -> None:
+    assert EstimatedTokens().count("a" + "\n" * 3998 + "a") >= 4000
+
+
 words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=400)
 roles = st.sampled_from(["user", "assistant"])
 
@@ -81,7 +125,9 @@ def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -
         assert sent[-1]["content"] == newest_text
     middle = sent[1:-1]
     assert not middle or middle[0]["role"] == "user", "window starts with an orphaned assistant message"
-    expected_tail = [{"role": m.role, "content": m.content} for m in history[len(history) - len(middle) :]]
+    expected_tail = [
+        {"role": m.role, "content": defuse_chat_syntax(m.content)} for m in history[len(history) - len(middle) :]
+    ]
     assert middle == expected_tail, "history must be the newest messages, in order"
     total = fixed_cost(system, Text.counted(sent[-1]["content"], counter)) + sum(
         counter.count(m["content"]) + PER_MESSAGE_TOKENS for m in middle

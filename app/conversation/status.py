@@ -41,11 +41,18 @@ def format_engine(engine: EngineStatus, public: bool = False) -> str:
 
 def format_status(status: ServiceStatus, public: bool = False) -> str:
     """The terminal shows where the data lives; `public` (Discord) shows only the kind of database."""
-    health = f"ok, {status.database_round_trip_ms:.1f} ms round trip" if status.database_ok else "NOT REACHABLE"
+    if status.database_write_failure:
+        health = f"NOT WRITABLE ({status.database_write_failure})"
+    elif status.database_ok and status.database_round_trip_ms is not None:
+        health = f"ok, {status.database_round_trip_ms:.1f} ms round trip"
+    else:
+        health = "NOT REACHABLE"
     where = status.database_kind if public else status.database
+    unsaved = status.unsaved_answers
     return "\n".join(
         [
             f"Database: {where} ({health})",
+            *([f"Answers waiting to be stored: {unsaved}"] if unsaved else []),
             f"Tokens counted by: {status.token_counter}",
             "Engines:",
             *(f"  {format_engine(engine, public)}" for engine in status.engines),

@@ -54,13 +54,6 @@ def local_extra_installed(model_path: str | None = None) -> bool:
 REPEAT_PENALTY = 1.15
 
 
-def defuse_special_tokens(text: str) -> str:
-    """llama-cpp-python tokenizes the rendered chat with special tokens parsed, so a user who types
-    `<|im_end|>` could end their turn and forge the assistant's. A word joiner after `<` keeps the text
-    readable to the model but no longer a special token."""
-    return text.replace("<|", "<\u2060|")
-
-
 @dataclass(frozen=True)
 class TurnStats:
     """What the worker reported about the last finished (or cancelled) generation."""
@@ -233,7 +226,9 @@ class LocalModelEngine:
             request = {
                 "op": "generate",
                 "id": request_id,
-                "messages": [{"role": m["role"], "content": defuse_special_tokens(m["content"])} for m in messages],
+                # llama-cpp-python parses special tokens in the rendered prompt: the conversation layer defuses
+                # the ones a user typed, for every engine (window.py).
+                "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
                 "max_tokens": max_tokens,
                 "temperature": self.temperature,
                 "repeat_penalty": REPEAT_PENALTY,

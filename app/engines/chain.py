@@ -269,8 +269,11 @@ class EngineChain:
         deadline = loop.time() + link.deadline_s
         queued = link.slots.locked()
         try:
-            async with asyncio.timeout_at(deadline):
-                await link.slots.acquire()
+            if queued:
+                async with asyncio.timeout_at(deadline):
+                    await link.slots.acquire()
+            else:
+                await link.slots.acquire()  # a free slot is taken without suspending: no timeout to arm
         except TimeoutError:
             raise EngineError(
                 ErrorKind.BUSY,

@@ -3,7 +3,8 @@
 The brain and Hugging Face tiers are the real ChatApiEngine (huggingface_hub's client) against local
 OpenAI-compatible servers; HF answers at once. "Added" is a case's time to the first chunk minus the
 baseline's (the brain answering at once). The quick cases are measured in turns, one answer each per round, so
-that drift of the machine hits them all alike.
+that drift of the machine hits them all alike. The outage case sends many users at once at a hanging brain
+and measures every turn's time to its complete answer against the chain's stated bound (`answer_bound_s`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from app.storage.history import ConversationKey
 from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
 
 BRAIN_DEADLINE_S = 1.0  # short on purpose: a hang costs exactly this, and the benchmark waits it out each time
+OUTAGE_USERS = 50
+OUTAGE_HF_DEADLINE_S = 2.0
 FAILURE_THRESHOLD = 3
 NEVER_OPENS = 10**9
 MESSAGES: list[ChatMessage] = [
@@ -119,6 +122,75 @@ async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
             name, answered_by, len(seconds), ms(percentile(seconds, 0.5)), ms(percentile(seconds, 0.99)),
             *(("—", "—") if limit is None else (ms(a) for a in added)),
             target, "—" if limit is None else verdict(added, limit),
+        ])
+    return rows
+
+
+class BreakerWitness:
+    """Wraps the brain: notes each call that reaches it while its breaker is open (a call the breaker should
+    have spared it). The breaker stays open for an hour here, so no call is a half-open probe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.context_window = engine.context_window
+        self.chain: EngineChain | None = None
+        self.calls = 0
+        self.calls_while_open = 0
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        assert self.chain is not None
+        self.calls += 1
+        if self.chain.status()[0].breaker == "open":
+            self.calls_while_open += 1
+        async with aclosing(self.engine.stream(messages, max_tokens)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+async def timed_answer(chain: EngineChain) -> tuple[float, str]:
+    """Seconds to the end of one answer, and the engine that gave it."""
+    started = time.perf_counter()
+    engine = ""
+    async with aclosing(chain.stream(lambda budget: MESSAGES, 3000)) as items:
+        async for item in items:
+            if isinstance(item, EngineStarted):
+                engine = item.engine
+    return time.perf_counter() - started, engine
+
+
+async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[list[object]]:
+    """`users` turns at once with a hanging brain, HF healthy: every turn's time to its answer."""
+    rows = []
+    for limit in concurrency_limits:
+        async with FakeChatServer(default=Hang()) as hanging_server, \
+                FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server:
+            brain = BreakerWitness(api_engine("brain", hanging_server.base_url))
+            chain = EngineChain(
+                [Tier(brain, BRAIN_DEADLINE_S), Tier(api_engine("huggingface", hf_server.base_url), OUTAGE_HF_DEADLINE_S)],
+                EchoEngine(),
+                max_tokens=400,
+                failure_threshold=FAILURE_THRESHOLD,
+                open_for_s=3600.0,
+                max_concurrent_calls=limit,
+            )
+            brain.chain = chain
+            await timed_answer(EngineChain([Tier(api_engine("huggingface", hf_server.base_url), 5.0)], EchoEngine(),
+                                           max_tokens=400))  # warm up the client outside the figures
+            taken = await asyncio.gather(*(timed_answer(chain) for _ in range(users)))
+            breaker_after = chain.status()[0].breaker
+            await chain.aclose()
+        seconds = [s for s, _ in taken]
+        bound = chain.answer_bound_s
+        answered_by = ", ".join(f"{name} {sum(1 for _, e in taken if e == name)}" for name in sorted({e for _, e in taken}))
+        rows.append([
+            limit, users, answered_by, ms(percentile(seconds, 0.5)), ms(percentile(seconds, 0.99)), ms(max(seconds)),
+            ms(bound), "met" if max(seconds) <= bound else "MISSED", brain.calls, breaker_after,
+            f"{brain.calls_while_open}/{users} ({brain.calls_while_open / users:.0%})",
+            "met" if brain.calls_while_open == 0 else "MISSED",
         ])
     return rows
 
@@ -217,6 +289,14 @@ async def main(quick: bool) -> None:
         "Failover: time to the first chunk, real huggingface_hub client, local servers",
         ["case", "answered by", "answers", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "target", "result"],
         await bench_failover(rounds, hang_rounds),
+    )
+    print_table(
+        f"Outage: {OUTAGE_USERS} users at once, brain hangs (deadline {BRAIN_DEADLINE_S:g} s), HF healthy "
+        f"(deadline {OUTAGE_HF_DEADLINE_S:g} s), breaker threshold {FAILURE_THRESHOLD}: time to the complete answer",
+        ["concurrent-call limit", "turns", "answered by", "p50 ms", "p99 ms", "max ms", "stated bound ms",
+         "max ≤ bound", "calls reaching the brain", "brain's breaker after", "turns reaching the brain after its "
+         "breaker opened", "target 0"],
+        await bench_outage(OUTAGE_USERS, (2, 8)),
     )
     rows, chain_overhead = await bench_chain_overhead(turns)
     print_table(

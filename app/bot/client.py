@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 import discord
 from discord import app_commands
 
 from app.bot.conversation_keys import Scope, conversation_key
-from app.bot.cooldown import Cooldown
+from app.bot.cooldown import NoticeLimit, TurnCooldown
 from app.bot.streaming import (
     NO_PINGS,
     ChannelReply,
@@ -31,17 +31,27 @@ from app.conversation.events import (
     StorageUnavailable,
     TextChunk,
 )
-from app.conversation.service import ConversationService
+from app.bot.turns import Place, TurnLine
+from app.bot.typing_indicator import start_typing
+from app.conversation.service import ConversationService, clean_text
 from app.conversation.status import format_status
 
 log = logging.getLogger(__name__)
 
 HF_ENGINE = "huggingface"
-SHUTDOWN_GRACE_S = 10.0
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
 ATTACHMENTS_ONLY = "I can only read text for now 📎 — tell me about it in words?"
+CANNOT_SEE_REPLY = (
+    "I can't see the text of replies that don't mention me 🙈 — turn the reply ping on (@ON), or mention me."
+)
+CANNOT_SEE_MESSAGE = "I can't see messages here that don't mention me 🙈 — mention me and I'll answer."
+STILL_ANSWERING = "I'm still answering your earlier messages ⏳ — send this one again once I've replied."
+# What people write; joins, pins, boosts, thread starts and the like are not spoken to the bot.
+ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# How long a turn cut by shutdown may take to say so before the connection closes anyway.
+RESTART_NOTICE_BOUND_S = 5.0
 
 
 class KortanaBot(discord.AutoShardedClient):
@@ -53,6 +63,8 @@ class KortanaBot(discord.AutoShardedClient):
         chat_channel_ids: list[int] | None = None,
         guild_ids: list[int] | None = None,
         cooldown_seconds: float = 2.0,
+        message_content: bool = True,
+        shutdown_grace_s: float | None = None,
         show_engine_footer: bool = True,
         version: str = "dev",
         edit_interval: float = 1.0,
@@ -62,20 +74,25 @@ class KortanaBot(discord.AutoShardedClient):
         intents.guilds = True
         intents.guild_messages = True
         intents.dm_messages = True
-        # Mentions, replies that mention the bot and DMs carry text without it; only open channels need it.
-        intents.message_content = bool(chat_channel_ids)
+        # Privileged: without it, replies that don't ping the bot and open-channel messages arrive without text.
+        intents.message_content = message_content
         super().__init__(intents=intents, allowed_mentions=NO_PINGS, **client_options)  # type: ignore[arg-type]
         self.service = service
         self.tree = app_commands.CommandTree(self)
         self._scope: Scope = history_scope
         self._chat_channels = set(chat_channel_ids or [])
         self._guild_ids = guild_ids or []
-        self._cooldown = Cooldown(cooldown_seconds)
+        self._cooldown = TurnCooldown(cooldown_seconds)
+        self._notices = NoticeLimit(cooldown_seconds)
+        self._line = TurnLine()
+        self._grace_s = service.answer_bound_s if shutdown_grace_s is None else shutdown_grace_s
         self._show_footer = show_engine_footer
         self._edit_interval = edit_interval
         self.version = version
-        self.active_turns = 0
+        self.active_turns = 0  # accepted turns not yet ended: running or waiting for their place
+        self._turn_tasks: set[asyncio.Task[object]] = set()
         self._closing = False
+        self._shutdown: asyncio.Task[None] | None = None
         _register_commands(self)
 
     async def setup_hook(self) -> None:
@@ -93,48 +110,89 @@ class KortanaBot(discord.AutoShardedClient):
                 error.status,
             )
 
-    async def shutdown(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking new turns, let the running ones finish (answers shown and stored), then disconnect."""
-        self._closing = True
-        deadline = time.monotonic() + grace_s
-        while self.active_turns and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await self.close()
-
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+    # --- shutdown -------------------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> asyncio.Task[None]:
+        """Start the shutdown (once; later calls return the same task)."""
+        if self._shutdown is None:
+            self._closing = True  # from now on no turn is accepted
+            self._shutdown = asyncio.create_task(self._shut_down(), name="kortana-shutdown")
+        return self._shutdown
+
+    async def shutdown(self) -> None:
+        """Stop taking turns, let the running ones finish within the grace (answers shown and stored), end
+        the rest visibly ("I'm restarting"), then disconnect."""
+        await asyncio.shield(self.begin_shutdown())
+
+    async def _shut_down(self) -> None:
+        turns = set(self._turn_tasks)
+        if turns:
+            _, late = await asyncio.wait(turns, timeout=self._grace_s)
+            if late:
+                log.warning("Shutting down: %d turn(s) still running after %.0f s are cut", len(late), self._grace_s)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=RESTART_NOTICE_BOUND_S)  # each says so before Discord closes
+        await self.close()
 
     # --- messages -------------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._closing or message.author.bot or message.webhook_id is not None or not self._is_addressed(message):
+        if self._closing or message.author.bot or message.webhook_id is not None:
+            return
+        if message.type not in ANSWERED_TYPES or not self._is_addressed(message):
+            return
+        if self._text_is_hidden(message):
+            await self._notify(message, CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE)
             return
         text = self._without_own_mentions(message.content)
-        if not text.strip():
-            await self._notify(message, ATTACHMENTS_ONLY if message.attachments else EMPTY_MENTION)
-            return
-        wait = self._cooldown.try_start(message.author.id)
-        if wait:
-            await self._notify(message, _cooldown_notice(wait))
+        if not clean_text(text):
+            await self._notify(message, ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION)
             return
         key = self.key_for(message.author.id, message.guild, message.channel.id)
-        async with _typing(message.channel):
-            await self.stream_turn(ChannelReply(message), key, message.author.display_name, text)
+        place = self._accept(key)  # before any await: this message's turn keeps its order of arrival
+        if isinstance(place, str):
+            await self._notify(message, place)
+            return
+        await self.take_turn(place, ChannelReply(message), key, message.author.display_name, text, typing=message.channel)
 
     def _is_addressed(self, message: discord.Message) -> bool:
         if message.guild is None or message.channel.id in self._chat_channels:
             return True
-        if self.user is not None and any(user.id == self.user.id for user in message.mentions):
+        if self._mentions_me(message):
             return True
         replied = message.reference.resolved if message.reference else None
         return isinstance(replied, discord.Message) and self.user is not None and replied.author.id == self.user.id
+
+    def _mentions_me(self, message: discord.Message) -> bool:
+        return self.user is not None and any(user.id == self.user.id for user in message.mentions)
+
+    def _text_is_hidden(self, message: discord.Message) -> bool:
+        """Without the Message Content intent, Discord sends guild messages that don't mention the bot
+        without their text (a reply with the ping off is one)."""
+        return message.guild is not None and not self.intents.message_content and not self._mentions_me(message)
 
     def _without_own_mentions(self, content: str) -> str:
         if self.user is None:
             return content
         return re.sub(rf"<@!?{self.user.id}>", "", content).strip()
 
+    def _accept(self, key: ConversationKey) -> Place | str:
+        """Take the turn's place now, or say why not (the user's queue is full, or they write too fast)."""
+        if not self._line.has_room(key.user_id):
+            return STILL_ANSWERING
+        wait = self._cooldown.try_take(key.user_id)
+        if wait:
+            return _cooldown_notice(wait)
+        return self._line.join(key)
+
     async def _notify(self, message: discord.Message, text: str) -> None:
+        """A short notice; at most one per user per notice interval, the others are dropped."""
+        if not self._notices.allow(message.author.id):
+            return
         try:
             await message.channel.send(
                 text, reference=message.to_reference(fail_if_not_exists=False), allowed_mentions=NO_PINGS
@@ -147,6 +205,48 @@ class KortanaBot(discord.AutoShardedClient):
     def key_for(self, user_id: int, guild: discord.Guild | None, channel_id: int) -> ConversationKey:
         return conversation_key(self._scope, user_id, guild.id if guild else None, channel_id)
 
+    async def take_turn(
+        self,
+        place: Place,
+        surface: ReplySurface,
+        key: ConversationKey,
+        author: str,
+        text: str,
+        *,
+        prefer: str | None = None,
+        empty_reply: str = EMPTY_MENTION,
+        typing: discord.abc.Messageable | None = None,
+        acknowledge: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Wait for the turn's place, then run it. Call it right after `_accept`, before any other await:
+        it counts the turn at once, so a shutdown that starts meanwhile waits for it. `acknowledge` (a slash
+        command's defer) is awaited first."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._turn_tasks.add(task)
+        self.active_turns += 1
+        try:
+            if acknowledge is not None:
+                await acknowledge()
+            async with place:
+                if self._closing:  # its place came up after shutdown began
+                    await _say_restarting(ReplyStream(surface))
+                    return
+                typing_task = start_typing(typing, self._grace_s) if typing is not None else None
+                try:
+                    await self.stream_turn(surface, key, author, text, prefer, empty_reply)
+                finally:
+                    if typing_task is not None:
+                        typing_task.cancel()
+        except asyncio.CancelledError:
+            if not place.reached:  # cut by shutdown while waiting: say so too
+                await _say_restarting(ReplyStream(surface))
+            raise
+        finally:
+            place.leave()
+            self.active_turns -= 1
+            self._turn_tasks.discard(task)
+
     async def stream_turn(
         self,
         surface: ReplySurface,
@@ -156,10 +256,11 @@ class KortanaBot(discord.AutoShardedClient):
         prefer: str | None = None,
         empty_reply: str = EMPTY_MENTION,
     ) -> None:
-        """Run one turn and show it; whatever fails, the user sees an answer or a short apology."""
+        """Run one turn and show it; whatever fails, the user sees an answer or a short apology, and an answer
+        once shown is never replaced by one."""
         stream = ReplyStream(surface, edit_interval=self._edit_interval)
         notices: list[str] = []
-        self.active_turns += 1
+        shown = False
         try:
             async with aclosing(self.service.respond(key, author, text, prefer=prefer)) as events:
                 async for event in events:
@@ -170,17 +271,24 @@ class KortanaBot(discord.AutoShardedClient):
                     elif isinstance(event, Notice):
                         notices.append(event.text)
                     elif isinstance(event, FinalReply):
+                        shown = True
                         await stream.finish(self._decorate(event, notices))
+        except asyncio.CancelledError:
+            if not shown:  # cut by shutdown: end visibly, not with a partial answer left for good
+                await _say_restarting(stream)
+            raise
         except EmptyMessage:
             await stream.fail(empty_reply)
-        except StorageUnavailable:
-            log.error("A turn failed: the database is unreachable")
-            await stream.fail(NO_MEMORY)
-        except Exception:
-            log.exception("A turn failed")
-            await stream.fail(SORRY)
+        except Exception as error:
+            if shown:
+                log.error("Turn failed in conversation %s after its answer was shown: %s", key.log_id, _cause(error))
+            elif isinstance(error, StorageUnavailable):
+                log.error("Turn failed in conversation %s: %s", key.log_id, _cause(error))
+                await stream.fail(NO_MEMORY)
+            else:
+                log.error("Turn failed in conversation %s: %s", key.log_id, _cause(error), exc_info=error)
+                await stream.fail(SORRY)
         finally:
-            self.active_turns -= 1
             await stream.close()
 
     def _decorate(self, reply: FinalReply, notices: list[str]) -> str:
@@ -191,27 +299,20 @@ class KortanaBot(discord.AutoShardedClient):
         return "\n".join([text, *lines]) if lines else text
 
 
+async def _say_restarting(stream: ReplyStream) -> None:
+    try:
+        await stream.fail(RESTARTING)
+    except Exception as error:  # noqa: BLE001 - shutting down: one log line, never a traceback
+        log.warning("Could not tell a user that Kor'tana is restarting: %s", _cause(error))
+
+
+def _cause(error: BaseException) -> str:
+    """The error's own words for the log (our errors never carry message text)."""
+    return str(error) or type(error).__name__
+
+
 def _cooldown_notice(wait: float) -> str:
     return f"Easy there 🙂 give me {max(1, round(wait))} s between messages."
-
-
-class _typing:
-    """Show "Kor'tana is typing…" while a turn runs; a channel that refuses it is no reason to fail."""
-
-    def __init__(self, channel: discord.abc.Messageable) -> None:
-        self._typing = channel.typing()
-        self._active = False
-
-    async def __aenter__(self) -> None:
-        try:
-            await self._typing.__aenter__()
-            self._active = True
-        except discord.HTTPException:
-            pass
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._active:
-            await self._typing.__aexit__(None, None, None)
 
 
 def _register_commands(bot: KortanaBot) -> None:
@@ -223,14 +324,20 @@ def _register_commands(bot: KortanaBot) -> None:
         if bot._closing:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
-        wait = bot._cooldown.try_start(interaction.user.id)
-        if wait:
-            await interaction.response.send_message(_cooldown_notice(wait), ephemeral=True)
-            return
-        await interaction.response.defer(thinking=True)
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
-        await bot.stream_turn(
-            InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE, EMPTY_QUESTION
+        place = bot._accept(key)  # before any await: the question keeps its order of arrival
+        if isinstance(place, str):
+            await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
+            return
+        await bot.take_turn(
+            place,
+            InteractionReply(interaction),
+            key,
+            interaction.user.display_name,
+            question,
+            prefer=HF_ENGINE,
+            empty_reply=EMPTY_QUESTION,
+            acknowledge=lambda: interaction.response.defer(thinking=True),
         )
 
     @tree.command(name="reset", description="Forget our conversation here and start fresh")

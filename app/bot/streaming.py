@@ -103,11 +103,11 @@ class ReplyStream:
         self._text = ""
 
     async def finish(self, text: str) -> None:
-        """Show the complete answer now."""
+        """Show the complete answer now (even if the turn is cancelled meanwhile: the edit is not cut)."""
         self._text = text
         if self._scheduled is not None and not self._scheduled.done():
             self._scheduled.cancel()
-        await self._flush()
+        await asyncio.shield(self._flush())
 
     async def fail(self, text: str) -> None:
         """The turn failed: say so privately where the surface can, else as the answer."""
@@ -119,8 +119,11 @@ class ReplyStream:
         await self.finish(text)
 
     async def close(self) -> None:
+        """Stop updating; an edit already in flight ends first, so nothing reaches Discord after the turn."""
         if self._scheduled is not None:
             self._scheduled.cancel()
+        async with self._flush_lock:
+            pass
 
     def _schedule(self) -> None:
         if self.broken or (self._scheduled is not None and not self._scheduled.done()):
@@ -150,6 +153,8 @@ class ReplyStream:
                 self.broken = True
             except discord.HTTPException as error:  # the next flush (or the final one) tries again
                 log.warning("Discord refused an answer update: HTTP %s (code %s)", error.status, error.code)
+            except Exception as error:  # noqa: BLE001 - runs detached from the turn: nobody else would see it
+                log.warning("Could not update an answer on Discord: %s", error or type(error).__name__)
             finally:
                 self._last_flush = time.monotonic()
 

@@ -56,15 +56,16 @@ class World:
 
     async def stop(self) -> None:
         if self.runner is not None:
+            await self.bot.shutdown()  # as SIGTERM does: running turns end before the connection closes
             await self.runner.stop()
             self.runner = None
         if self.service is not None:
             await self.service.close()
             self.service = None
 
-    async def restart(self) -> KortanaBot:
+    async def restart(self, **overrides: object) -> KortanaBot:
         await self.stop()
-        return await self.start()
+        return await self.start(**overrides)
 
 
 @pytest.fixture
@@ -77,3 +78,37 @@ async def world(database_url: str) -> AsyncIterator[World]:
             yield world
         finally:
             await world.stop()
+
+
+# --- what a user does and sees ---------------------------------------------------------------------------
+
+
+async def mention(world: World, text: str, **kwargs) -> dict:
+    return await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> {text}", **kwargs)
+
+
+async def answer_to(world: World, message: dict, count: int = 1, timeout: float = 8) -> list[str]:
+    """The final texts of the bot's messages that answer `message` (replies to it and their continuations)."""
+    fake = world.fake
+    channel = int(message["channel_id"])
+
+    def answered():
+        replies = [m for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
+        return len(replies) >= count and world.bot.active_turns == 0
+
+    await fake.wait_for(answered, timeout=timeout, what=f"{count} answer(s)")
+    return [m.content for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
+
+
+async def interaction_text(world: World, interaction) -> str:
+    """What the caller finally sees: the first followup (it replaces "thinking…") or the original response."""
+
+    def text():
+        shown = interaction.followups or ([interaction.original] if interaction.original else [])
+        return shown[0].content if shown and shown[0].content else None
+
+    return await world.fake.wait_for(text, what=f"/{interaction.name} reply")
+
+
+def user_contents(request) -> list[str]:
+    return [m["content"] for m in request.messages if m["role"] != "system"]

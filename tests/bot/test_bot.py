@@ -6,40 +6,12 @@ import asyncio
 
 import pytest
 
-from app.bot.client import ATTACHMENTS_ONLY, EMPTY_MENTION
-from tests.bot.conftest import HF_SECRET, World
+from app.bot.client import ATTACHMENTS_ONLY, CANNOT_SEE_MESSAGE, CANNOT_SEE_REPLY, EMPTY_MENTION
+from app.conversation.events import NO_MEMORY, StorageUnavailable
+from tests.bot.conftest import HF_SECRET, World, answer_to, interaction_text, mention, user_contents
 from tests.fakes.openai_server import HttpError, Reply, refused_base_url
 
-
-async def mention(world: World, text: str, **kwargs) -> dict:
-    return await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> {text}", **kwargs)
-
-
-async def answer_to(world: World, message: dict, count: int = 1, timeout: float = 8) -> list[str]:
-    """The final texts of the bot's messages that answer `message` (replies to it and their continuations)."""
-    fake = world.fake
-    channel = int(message["channel_id"])
-
-    def answered():
-        replies = [m for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
-        return len(replies) >= count and world.bot.active_turns == 0
-
-    await fake.wait_for(answered, timeout=timeout, what=f"{count} answer(s)")
-    return [m.content for m in fake.bot_messages(channel) if int(m.id) > int(message["id"])]
-
-
-async def interaction_text(world: World, interaction) -> str:
-    """What the caller finally sees: the first followup (it replaces "thinking…") or the original response."""
-
-    def text():
-        shown = interaction.followups or ([interaction.original] if interaction.original else [])
-        return shown[0].content if shown and shown[0].content else None
-
-    return await world.fake.wait_for(text, what=f"/{interaction.name} reply")
-
-
-def user_contents(request) -> list[str]:
-    return [m["content"] for m in request.messages if m["role"] != "system"]
+MESSAGE_CONTENT_INTENT = 1 << 15
 
 
 async def test_a_mention_is_answered_by_the_brain_with_the_history_in_order(world: World) -> None:
@@ -58,7 +30,7 @@ async def test_a_mention_is_answered_by_the_brain_with_the_history_in_order(worl
     ]
     reply = world.fake.bot_messages(world.fake.channel)[0]
     assert reply.data.get("message_reference", {}).get("message_id") == first["id"]
-    assert world.fake.typing, "the bot shows it is typing"
+    await world.fake.wait_for(lambda: world.fake.typing, what="the bot shows it is typing")
 
 
 async def test_dms_and_replies_to_the_bot_are_answered_other_bots_and_webhooks_are_not(world: World) -> None:
@@ -119,6 +91,7 @@ async def test_ask_defers_prefers_hf_streams_and_extends_the_history(world: Worl
         what="ask answer",
     )
     assert interaction.deferred and interaction.ack_latency < 1.0
+    await world.fake.wait_for(lambda: world.bot.active_turns == 0, what="the turn ended (its answer stored)")
     assert not interaction.ephemeral
     assert user_contents(world.hf.requests[-1]) == ["context first", "Hello from the brain!", "what is the meaning of life?"]
     history = await world.service.history(world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
@@ -233,12 +206,93 @@ async def test_open_channels_answer_every_message(world: World) -> None:
     await world.start(chat_channel_ids=[world.fake.channel])
     message = await world.fake.user_message(world.fake.channel, "no mention needed here")
     assert await answer_to(world, message) == ["Hello from the brain!"]
-    assert world.fake.identifies[-1]["intents"] & (1 << 15), "asks for Message Content only when needed"
 
 
-async def test_without_open_channels_the_privileged_intent_is_not_requested(world: World) -> None:
+async def test_open_channels_answer_what_people_write_not_joins_pins_or_stickers(world: World) -> None:
+    await world.start(chat_channel_ids=[world.fake.channel])
+    fake = world.fake
+    await fake.user_message(fake.channel, "", type=7)  # a member joined
+    await fake.user_message(fake.channel, "", type=6)  # a message was pinned
+    sticker = await fake.user_message(
+        fake.channel, "", sticker_items=[{"id": "749054660769218631", "name": "Wave", "format_type": 1}]
+    )
+    assert await answer_to(world, sticker) == [ATTACHMENTS_ONLY]
+    await asyncio.sleep(0.3)
+    assert fake.texts(fake.channel) == [ATTACHMENTS_ONLY], "joins and pins get no answer"
+    assert world.brain.requests == []
+
+
+async def test_message_content_is_asked_for_by_default_and_never_when_off(world: World) -> None:
     await world.start()
-    assert not world.fake.identifies[-1]["intents"] & (1 << 15)
+    assert world.fake.identifies[-1]["intents"] & MESSAGE_CONTENT_INTENT
+    await world.restart(message_content_intent="off")
+    assert not world.fake.identifies[-1]["intents"] & MESSAGE_CONTENT_INTENT
+
+
+async def bot_message_to_reply_to(world: World):
+    await answer_to(world, await mention(world, "start"))
+    return world.fake.bot_messages(world.fake.channel)[-1]
+
+
+async def test_a_reply_with_the_ping_off_is_answered_from_its_text(world: World) -> None:
+    await world.start()
+    own = await bot_message_to_reply_to(world)
+    reply = await world.fake.user_message(world.fake.channel, "a quiet reply", reply_to=own.id, reply_ping=False)
+    assert await answer_to(world, reply) == ["Hello from the brain!"]
+    assert user_contents(world.brain.requests[-1])[-1] == "a quiet reply"
+
+
+async def test_without_the_intent_a_reply_it_cannot_read_is_told_so_once(world: World) -> None:
+    await world.start(message_content_intent="off")
+    own = await bot_message_to_reply_to(world)
+    requests = len(world.brain.requests)
+    first = await world.fake.user_message(world.fake.channel, "a quiet reply", reply_to=own.id, reply_ping=False)
+    await world.fake.user_message(world.fake.channel, "another one", reply_to=own.id, reply_ping=False)
+    texts = await answer_to(world, first)
+    await asyncio.sleep(0.3)
+    assert texts == [CANNOT_SEE_REPLY] and len(world.fake.bot_messages(world.fake.channel)) == 2, "one notice"
+    assert "Mention me with a message" not in CANNOT_SEE_REPLY and "can't see" in CANNOT_SEE_REPLY
+    assert len(world.brain.requests) == requests
+    pinged = await world.fake.user_message(world.fake.channel, "with the ping on", reply_to=own.id)
+    assert await answer_to(world, pinged) == ["Hello from the brain!"]
+
+
+async def test_without_the_intent_open_channels_say_what_they_cannot_see(world: World) -> None:
+    await world.start(message_content_intent="off", chat_channel_ids=[world.fake.channel])
+    message = await world.fake.user_message(world.fake.channel, "no mention needed here?")
+    assert await answer_to(world, message) == [CANNOT_SEE_MESSAGE]
+    assert world.brain.requests == []
+
+
+async def test_an_answer_already_shown_is_never_replaced_by_an_error(world: World) -> None:
+    await world.start()
+    respond = world.service.respond
+
+    async def respond_then_fail(*args, **kwargs):
+        async for event in respond(*args, **kwargs):
+            yield event
+        raise StorageUnavailable("database or disk is full")
+
+    world.service.respond = respond_then_fail
+    message = await mention(world, "answer me")
+    assert await answer_to(world, message) == ["Hello from the brain!"]
+    assert NO_MEMORY not in [version for m in world.fake.bot_messages(world.fake.channel) for version in m.versions]
+
+
+async def test_a_failed_turn_logs_its_conversation_and_cause_never_the_text(world: World, caplog) -> None:
+    await world.start()
+
+    async def respond_failing(*args, **kwargs):
+        raise StorageUnavailable("database or disk is full")
+        yield  # an async generator, like the real one
+
+    world.service.respond = respond_failing
+    message = await mention(world, "my secret question")
+    assert await answer_to(world, message) == [NO_MEMORY]
+    key = world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
+    [line] = [record.getMessage() for record in caplog.records if "Turn failed" in record.getMessage()]
+    assert key.log_id in line and "database or disk is full" in line
+    assert "my secret question" not in caplog.text and str(key.user_id) not in line
 
 
 async def test_slash_commands_sync_at_once_to_development_guilds(world: World) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
 import logging
 import sys
 import threading
@@ -30,6 +31,10 @@ HELP = "Type a message and press Enter. Commands: /reset forgets our conversatio
 
 
 async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+    # A byte the locale cannot decode (or a character the terminal cannot show) becomes U+FFFD / "?", never an
+    # exception: a strict decoder killed the reader thread and the chat hung for good.
+    _replace_undecodable(stdin)
+    _replace_undecodable(out)
     author = _user_name()
     out.write(f"Kor'tana is listening. {HELP}\n")
     out.flush()
@@ -73,29 +78,44 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
                     out.write("\n")
     except EmptyMessage:
         out.write("Say something and I'll answer 🙂\n")
-    except StorageUnavailable:
+    except StorageUnavailable as error:
+        log.error("Conversation %s: a turn failed, the database is unavailable (%s)", TERMINAL_KEY.log_id, error)
         out.write(f"\n{NO_MEMORY}\n")
     except Exception:
-        log.exception("A turn failed")
+        log.exception("Conversation %s: a turn failed", TERMINAL_KEY.log_id)
         out.write(f"\n{SORRY}\n")
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:
     """Lines of stdin, read by a daemon thread: a thread blocked in readline() must not keep Ctrl-C waiting
-    (asyncio.to_thread's would, until Enter is pressed). None marks the end of input."""
+    (asyncio.to_thread's would, until Enter is pressed). None marks the end of input — also when reading
+    fails, so the chat ends with a logged line instead of waiting for a thread that died."""
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def deliver(line: str | None) -> bool:
+        try:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+            return True
+        except RuntimeError:  # the loop closed first: nobody is reading any more
+            return False
 
     def pump() -> None:
         try:
             for line in iter(stdin.readline, ""):
-                loop.call_soon_threadsafe(lines.put_nowait, line)
-            loop.call_soon_threadsafe(lines.put_nowait, None)
-        except RuntimeError:  # the loop closed first: nobody is reading any more
-            pass
+                if not deliver(line):
+                    return
+        except Exception as error:
+            log.error("Stopped reading the input: %s: %s", type(error).__name__, error)
+        deliver(None)
 
     threading.Thread(target=pump, name="kortana-stdin", daemon=True).start()
     return lines
+
+
+def _replace_undecodable(stream: TextIO) -> None:
+    if isinstance(stream, io.TextIOWrapper) and not stream.closed:
+        stream.reconfigure(errors="replace")
 
 
 def _user_name() -> str:

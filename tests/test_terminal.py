@@ -1,0 +1,110 @@
+"""`kortana chat` with bad input: an invalid byte on stdin, a stdin that fails, a database that stops writing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.conversation.events import NO_MEMORY
+from app.conversation.service import ConversationService
+from app.conversation.tokens import EstimatedTokens
+from app.engines.chain import EngineChain
+from app.engines.echo import EchoEngine
+from app.storage.database import create_engine, migrate
+from app.storage.history import open_history_store
+from app.terminal import TERMINAL_KEY, chat
+from tests.conftest import TEST_SYSTEM_PROMPT
+from tests.test_cli import SETTING_NAMES
+
+BUSY_TIMEOUT_S = 0.1
+
+
+@pytest.mark.parametrize("io_encoding", [None, "utf-8:strict"], ids=["locale default", "strict"])
+def test_an_invalid_byte_on_stdin_is_answered_and_quit_still_works(tmp_path: Path, io_encoding: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (*SETTING_NAMES, "PYTHONIOENCODING", "LANG", "LC_CTYPE")}
+    env |= {"LC_ALL": "C", "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"}
+    if io_encoding:
+        env["PYTHONIOENCODING"] = io_encoding
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "chat"],
+        input=b"hi\xff there\n/quit\n",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+    assert "hi\ufffd there" in stdout, "the echo engine quotes the message, the bad byte replaced"
+    assert "Goodbye" in stdout
+    with sqlite3.connect(tmp_path / "c.db") as connection:
+        assert connection.execute("SELECT content FROM messages WHERE role = 'user'").fetchall() == [("hi\ufffd there",)]
+
+
+@pytest.fixture
+async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConversationService:
+    import app.storage.database
+
+    # A short busy timeout: "locked longer than SQLite waits" without waiting long.
+    monkeypatch.setattr(app.storage.database, "SQLITE_BUSY_TIMEOUT_MS", int(BUSY_TIMEOUT_S * 1000), raising=False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kortana.db'}"
+    engine = create_engine(url, timeout_s=BUSY_TIMEOUT_S)
+    await migrate(engine)
+    service = ConversationService(
+        open_history_store(engine),
+        EngineChain([], EchoEngine(), max_tokens=64),
+        EstimatedTokens(),
+        system_prompt=TEST_SYSTEM_PROMPT,
+        history_token_budget=3000,
+        save_answer_within_s=0.5,
+    )
+    yield service
+    await service.close()
+
+
+def stdin_with(tmp_path: Path, text: str) -> io.TextIOWrapper:
+    path = tmp_path / "stdin.txt"
+    path.write_text(text, encoding="utf-8")
+    return open(path, encoding="utf-8")  # noqa: SIM115 - chat reads it to the end
+
+
+async def test_a_stdin_that_fails_ends_the_chat_with_a_logged_line_not_a_hang(
+    service: ConversationService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = stdin_with(tmp_path, "hello\n")
+    broken.close()  # reading a closed file raises in the reader thread
+    out = io.StringIO()
+    with caplog.at_level(logging.ERROR):
+        await asyncio.wait_for(chat(service, stdin=broken, out=out), timeout=30)  # it hung for good
+    assert "Goodbye" in out.getvalue()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "input" in errors[0] and "closed file" in errors[0]
+
+
+async def test_a_storage_failure_shows_the_memory_sentence_and_logs_the_conversation_and_cause(
+    service: ConversationService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await chat(service, stdin=stdin_with(tmp_path, "first\n"), out=io.StringIO())
+    other = sqlite3.connect(tmp_path / "kortana.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program holds the write lock longer than SQLite waits
+    out = io.StringIO()
+    try:
+        with caplog.at_level(logging.ERROR):
+            await chat(service, stdin=stdin_with(tmp_path, "second\n"), out=out)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert NO_MEMORY in out.getvalue()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert TERMINAL_KEY.log_id in errors[0] and "database is locked" in errors[0]
+    assert "second" not in errors[0], "message text never reaches the log"

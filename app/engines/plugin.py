@@ -7,10 +7,13 @@ returning one, or an async callable taking the list of messages and returning th
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
@@ -58,10 +61,8 @@ def load_plugin_brain(spec: str, context_window: int) -> Engine:
     module_name, _, attribute_path = spec.partition(":")
     if not module_name or not attribute_path:
         raise ValueError(f"BRAIN={spec!r} is not of the form package.module:attribute")
-    if os.getcwd() not in sys.path:  # like `python -m`, find the user's module in the working directory
-        sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import_plugin(module_name)
     except ImportError as error:
         raise ValueError(f"BRAIN={spec!r}: cannot import {module_name!r} ({error})") from error
     for part in attribute_path.split("."):
@@ -80,6 +81,36 @@ def load_plugin_brain(spec: str, context_window: int) -> Engine:
             "nor an async callable taking the messages"
         )
     return engine
+
+
+def _import_plugin(module_name: str) -> ModuleType:
+    """The plugin's module, found in the working directory first (like `python -m`), else among installed ones.
+
+    The working directory is on the import path only while the plugin is imported, and last: the plugin's own
+    imports of its neighbours work, but no file there can shadow a standard or installed module — a
+    `stringprep.py` in the working directory used to run on the first HTTPS call. A plugin that imports its
+    neighbours lazily should be a package.
+    """
+    top_level = module_name.partition(".")[0]
+    working_directory = os.getcwd()
+    added = working_directory not in sys.path
+    if added:
+        sys.path.append(working_directory)
+    try:
+        if top_level not in sys.modules:
+            spec = importlib.machinery.PathFinder.find_spec(top_level, [working_directory])
+            if spec is not None and spec.loader is not None and spec.origin is not None:  # not a bare folder
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[top_level] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[top_level]
+                    raise
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(working_directory)
 
 
 def _as_engine(target: Any, name: str, context_window: int) -> Engine | None:

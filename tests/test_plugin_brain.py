@@ -1,0 +1,38 @@
+"""BRAIN=module:attribute finds the user's module in the working directory without letting the files there
+shadow a standard or installed module for the rest of the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_cli import SETTING_NAMES
+
+PROBE = """
+import asyncio, os, sys
+from app.engines.plugin import load_plugin_brain
+
+engine = load_plugin_brain("my_brain:brain", context_window=4096)
+print(asyncio.run(anext(engine.stream([{"role": "user", "content": "hi"}], 16))))
+import stringprep  # the idna codec imports it on the first HTTPS call (Hugging Face)
+print(os.getcwd() in sys.path)
+"""
+
+
+def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_module(tmp_path: Path) -> None:
+    (tmp_path / "stringprep.py").write_text("open('shadowed', 'w').close()\n")
+    (tmp_path / "brain_words.py").write_text("ANSWER = 'hello from my own brain'\n")  # a neighbour it imports
+    (tmp_path / "my_brain.py").write_text(
+        "import brain_words\n\nasync def brain(messages):\n    return brain_words.ANSWER\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    # -P: no working directory on the path from Python itself, as when the `kortana` script runs.
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:5] == ["hello", "from", "my", "own", "brain"]
+    assert result.stdout.split()[-1] == "False", "the working directory left on the import path"
+    assert not (tmp_path / "shadowed").exists(), "a file in the working directory shadowed the standard library"

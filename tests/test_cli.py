@@ -53,7 +53,12 @@ def test_chat_survives_a_restart(tmp_path: Path) -> None:
 
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path: Path) -> None:
     secret = "hf_" + "x" * 34
-    for name, value in [("HISTORY_TOKEN_BUDGET", "-5"), ("BRAIN_URL", "not a url"), ("HISTORY_SCOPE", "planet")]:
+    for name, value in [
+        ("HISTORY_TOKEN_BUDGET", "-5"),
+        ("BRAIN_URL", "not a url"),
+        ("HISTORY_SCOPE", "planet"),
+        ("DATABASE_URL", "sqlite+aiosqlite://"),  # was a traceback from the migration
+    ]:
         result = run_kortana(["chat"], tmp_path, "", **{name: value, "HF_TOKEN": secret})
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()

@@ -73,6 +73,8 @@ def test_env_example_documents_every_setting_and_loads(monkeypatch, tmp_path) ->
         ({"SHARD_IDS": "0,1"}, "SHARD_IDS"),
         ({"SHARD_IDS": "2,4", "SHARD_COUNT": "4"}, "SHARD_IDS"),
         ({"DATABASE_URL": "sqlite+aiosqlite:///:memory:"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite+aiosqlite://"}, "DATABASE_URL"),  # no file: SQLite's in-memory database
+        ({"DATABASE_URL": "sqlite+aiosqlite:///"}, "DATABASE_URL"),
     ],
 )
 def test_settings_that_would_misbehave_later_are_refused_at_start_up(monkeypatch, values, named) -> None:

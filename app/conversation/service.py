@@ -308,9 +308,13 @@ class _ValidChunks:
 
 
 def _cause(error: BaseException) -> str:
-    """The database's own words for a failure, short; never the statement or its parameters."""
-    cause = getattr(error, "orig", None) or error
-    return f"{type(cause).__name__}: {cause}"[:300]
+    """A failure in words fit for a log: the store's short cause, else the error's type and code — never a
+    driver's message, which can quote SQL or a row's values."""
+    if isinstance(error, StorageUnavailable):
+        return str(getattr(error, "cause", None) or error)
+    driver = getattr(error, "orig", None) or error
+    code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
+    return f"{type(driver).__name__} {code}" if code else type(driver).__name__
 
 
 _INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"

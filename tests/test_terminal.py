@@ -104,7 +104,7 @@ async def test_a_storage_failure_shows_the_memory_sentence_and_logs_the_conversa
         other.execute("ROLLBACK")
         other.close()
     assert NO_MEMORY in out.getvalue()
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "app.terminal"]
     assert len(errors) == 1, errors
     assert TERMINAL_KEY.log_id in errors[0] and "database is locked" in errors[0]
     assert "second" not in errors[0], "message text never reaches the log"

@@ -152,7 +152,7 @@ class ConversationService:
                 parts.append(tail)
                 yield TextChunk(tail)
             latency = time.perf_counter() - started
-            reply = "".join(parts).replace("\x00", "")  # PostgreSQL text cannot hold NUL
+            reply = "".join(parts)
             unsaved = _UnsavedAnswer(
                 conversation_id,
                 StoredMessage("assistant", reply, self._counter.count(defuse_chat_syntax(reply)), engine),
@@ -288,7 +288,8 @@ class ConversationService:
 
 class _ValidChunks:
     """Streamed text made valid Unicode chunk by chunk; a high surrogate ending a chunk waits for its other half
-    (servers split an emoji's surrogate pair across two chunks)."""
+    (servers split an emoji's surrogate pair across two chunks). NUL goes too: PostgreSQL text cannot hold it,
+    and what is shown is what is stored."""
 
     def __init__(self) -> None:
         self._held = ""
@@ -297,7 +298,7 @@ class _ValidChunks:
         chunk, self._held = self._held + chunk, ""
         if chunk and "\ud800" <= chunk[-1] <= "\udbff":
             chunk, self._held = chunk[:-1], chunk[-1]
-        return valid_unicode(chunk)
+        return valid_unicode(chunk).replace("\x00", "")
 
     def flush(self) -> str:
         held, self._held = self._held, ""

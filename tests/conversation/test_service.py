@@ -178,4 +178,5 @@ async def test_an_answer_with_a_nul_character_is_stored_not_lost(open_test_servi
     service = await open_test_service([_NulEngine(name="nul")])
     events = await turn(service, ALICE, "hi")
     assert events[-1].text == "secret  diary"
+    assert "".join(e.text for e in events if isinstance(e, TextChunk)) == "secret  diary", "shown as stored"
     assert [m.content for m in await service.history(ALICE)] == ["hi", "secret  diary"]

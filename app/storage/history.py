@@ -6,78 +6,40 @@ right after the user message it answers — so two processes answering one conve
 each answer next to its question. The window query walks an index newest first and stops at the budget, so
 a turn does not get slower as the stored history grows.
 
-`open_history_store` picks the implementation: SQLite (one process owns the file: group commit in one
-thread, windows cached in memory) or PostgreSQL (several processes: short transactions under a
-per-conversation advisory lock).
+What every store guarantees, whatever the database does:
+- a write retried after a lost reply is stored once (each turn has a key; see `statements`);
+- an answer is stored only while its question is: what a reset (or an operator) erased never comes back;
+- a conversation deleted under a running bot is created again on its next turn, not failed until restart;
+- a database that cannot be used now (unreachable, locked too long, full, read-only) is `StorageUnavailable`
+  with a short cause, and `write_failure` keeps the cause of the last failed write until a write succeeds.
+
+`open_history_store` picks the implementation: SQLite (group commit in one thread, windows cached in
+memory) or PostgreSQL (several processes: short transactions under a per-conversation advisory lock).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.messages import (
-    ECHO_ENGINE,
-    ConversationKey,
-    StorageUnavailable,
-    StoredMessage,
-)
-from app.storage.models import conversations, messages
+from app.storage.failures import driver_error, is_disconnect, is_foreign_key_violation, short_cause, unavailable_cause
+from app.storage.messages import ConversationKey, StorageUnavailable, StoredMessage
+from app.storage.models import messages
+from app.storage.statements import TURN_ORDER, message_row, writes_for
 
 __all__ = ["ConversationKey", "HistoryStore", "StorageUnavailable", "StoredMessage", "open_history_store"]
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_CONVERSATIONS = 100_000  # ids of recently active conversations kept in memory
+MAX_REMEMBERED_MOVES = 1000  # deleted conversations' old ids, for turns that were running when it happened
 T = TypeVar("T")
-
-TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
-
-
-def _recent_statement():  # type: ignore[no-untyped-def]
-    """Newest-first running total of token costs over at most `most_rows` rows, cut where it passes the budget.
-
-    Every message costs at least one token plus the overhead, so `most_rows` bounds the scan of the index
-    whatever the length of the stored history. Built once, so each turn reuses the compiled SQL.
-    """
-    newest = (
-        select(
-            messages.c.id,
-            TURN_ORDER.label("turn"),
-            messages.c.role,
-            messages.c.content,
-            messages.c.token_count,
-            messages.c.engine,
-            func.sum(messages.c.token_count + bindparam("overhead"))
-            .over(order_by=(TURN_ORDER.desc(), messages.c.id.desc()), rows=(None, 0))
-            .label("spent"),
-        )
-        .where(
-            messages.c.conversation_id == bindparam("conversation_id"),
-            or_(messages.c.engine.is_(None), messages.c.engine != ECHO_ENGINE),
-        )
-        .order_by(TURN_ORDER.desc(), messages.c.id.desc())
-        .limit(bindparam("most_rows"))
-        .subquery()
-    )
-    return (
-        select(newest.c.role, newest.c.content, newest.c.token_count, newest.c.engine)
-        .where(newest.c.spent <= bindparam("budget"))
-        .order_by(newest.c.turn, newest.c.id)
-    )
-
-
-RECENT = _recent_statement()
-NEWEST_ID = select(func.max(messages.c.id)).where(messages.c.conversation_id == bindparam("conversation_id"))
-MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms")
-INSERT_MESSAGE = insert(messages).values({name: bindparam(name) for name in MESSAGE_COLUMNS}).returning(messages.c.id)
-DELETE_CONVERSATION = delete(messages).where(messages.c.conversation_id == bindparam("conversation_id"))
 
 
 def open_history_store(engine: AsyncEngine, window_budget: int = 4096) -> HistoryStore:
@@ -92,11 +54,14 @@ def open_history_store(engine: AsyncEngine, window_budget: int = 4096) -> Histor
 
 
 class HistoryStore:
-    """What both stores share: conversations, reading a whole history, closing, retrying a lost connection."""
+    """The policies both stores share; subclasses implement the underscored steps for their database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._writes = writes_for(engine.dialect.name)
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()  # most recently used last
+        self._keys: dict[int, ConversationKey] = {}  # the reverse of _conversation_ids
+        self._moved: OrderedDict[int, int] = OrderedDict()  # a deleted conversation's id -> its new id
         self._write_failure: str | None = None
 
     @property
@@ -109,13 +74,11 @@ class HistoryStore:
         return self._write_failure
 
     async def conversation_id(self, key: ConversationKey) -> int:
-        """The id of the key's conversation, created on first use (remembered: keys never change ids)."""
+        """The id of the key's conversation, created on first use (remembered while it exists)."""
         cached = self._conversation_ids.get(key)
         if cached is None:
-            cached = await self._retrying(lambda: self._find_or_create(key))
-            self._conversation_ids[key] = cached
-            if len(self._conversation_ids) > MAX_REMEMBERED_CONVERSATIONS:
-                self._conversation_ids.popitem(last=False)
+            cached = await self._written(key.log_id, lambda: self._find_or_create(key))
+            self._remember(key, cached)
         else:
             self._conversation_ids.move_to_end(key)
         return cached
@@ -128,19 +91,44 @@ class HistoryStore:
         Returns that history (oldest first, without the new message) and the new message's id, which
         `finish_turn` takes so the answer sorts right after it.
         """
-        raise NotImplementedError
+        conversation_id = self._current(conversation_id)
+        turn_key = uuid.uuid4().hex  # one per turn: every retry of this write reuses it
+
+        async def write() -> tuple[list[StoredMessage], int]:
+            try:
+                return await self._start_turn(conversation_id, user_message, turn_key, token_budget, overhead_per_message)
+            except Exception as error:
+                key = self._keys.get(conversation_id)
+                if key is None or not is_foreign_key_violation(error):
+                    raise
+            recreated = await self._recreate(key, conversation_id)
+            return await self._start_turn(recreated, user_message, turn_key, token_budget, overhead_per_message)
+
+        return await self._written(self._log_id(conversation_id), write)
 
     async def finish_turn(
         self, conversation_id: int, answer: StoredMessage, turn_id: int, latency_ms: int | None = None
     ) -> None:
-        """Commit the complete answer of the turn that `start_turn` opened."""
-        await self.append(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
+        """Commit the complete answer of the turn that `start_turn` opened, unless its question was erased."""
+        conversation_id = self._current(conversation_id)
+        log_id = self._log_id(conversation_id)
+        row = message_row(
+            conversation_id, answer.role, answer.content, answer.token_count, answer.engine, turn_id, latency_ms
+        )
+        if not await self._written(log_id, lambda: self._finish_turn(conversation_id, answer, row)):
+            log.info("Answer not stored in conversation %s: its question was erased meanwhile", log_id)
 
     async def append(
         self, conversation_id: int, message: StoredMessage, *, turn_id: int | None = None, latency_ms: int | None = None
     ) -> int:
-        """Store one message; returns its id once it is committed."""
-        raise NotImplementedError
+        """Store one message outside a turn (tools, tests); returns its id once it is committed."""
+        conversation_id = self._current(conversation_id)
+        row = message_row(
+            conversation_id, message.role, message.content, message.token_count, message.engine, turn_id, latency_ms
+        )
+        return await self._written(
+            self._log_id(conversation_id), lambda: self._append(conversation_id, message, {**row, "turn_key": None})
+        )
 
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
         """The newest messages whose stored token counts (plus an overhead each) fit the budget, oldest first.
@@ -151,7 +139,8 @@ class HistoryStore:
 
     async def reset(self, conversation_id: int) -> int:
         """Forget every message of the conversation; returns how many were forgotten."""
-        raise NotImplementedError
+        conversation_id = self._current(conversation_id)
+        return await self._written(self._log_id(conversation_id), lambda: self._reset(conversation_id))
 
     async def ping(self) -> float:
         """Round trip to the database in seconds."""
@@ -162,7 +151,7 @@ class HistoryStore:
         async with self._engine.connect() as connection:
             result = await connection.execute(
                 select(messages.c.role, messages.c.content, messages.c.token_count, messages.c.engine)
-                .where(messages.c.conversation_id == conversation_id)
+                .where(messages.c.conversation_id == self._current(conversation_id))
                 .order_by(TURN_ORDER, messages.c.id)
             )
             return [StoredMessage(*row) for row in result.all()]
@@ -170,56 +159,86 @@ class HistoryStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
-    async def _find_or_create(self, key: ConversationKey) -> int:
-        insert_ = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                insert_(conversations)
-                .values(user_id=key.user_id, scope=key.scope)
-                .on_conflict_do_nothing(index_elements=["user_id", "scope"])
-            )
-            found = await connection.scalar(
-                select(conversations.c.id).where(
-                    conversations.c.user_id == key.user_id, conversations.c.scope == key.scope
-                )
-            )
-        assert found is not None
-        return found
+    # --- the steps each store implements ---------------------------------------------------------------
 
-    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
-        """Run a database step; a lost connection is retried once, then reported as StorageUnavailable."""
+    async def _find_or_create(self, key: ConversationKey) -> int:
+        raise NotImplementedError
+
+    async def _start_turn(
+        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+    ) -> tuple[list[StoredMessage], int]:
+        raise NotImplementedError
+
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
+        """Insert the answer (row) if its question exists; True if it is stored (now or by an earlier try)."""
+        raise NotImplementedError
+
+    async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
+        raise NotImplementedError
+
+    async def _reset(self, conversation_id: int) -> int:
+        raise NotImplementedError
+
+    def _forget_conversation(self, conversation_id: int) -> None:
+        """Drop what is kept in memory about a conversation that no longer exists."""
+
+    # --- shared machinery --------------------------------------------------------------------------------
+
+    def _remember(self, key: ConversationKey, conversation_id: int) -> None:
+        self._conversation_ids[key] = conversation_id
+        self._keys[conversation_id] = key
+        if len(self._conversation_ids) > MAX_REMEMBERED_CONVERSATIONS:
+            _, evicted = self._conversation_ids.popitem(last=False)
+            self._keys.pop(evicted, None)
+
+    def _current(self, conversation_id: int) -> int:
+        """The id to use: a turn that started before its conversation was deleted and created again has the old."""
+        return self._moved.get(conversation_id, conversation_id)
+
+    def _log_id(self, conversation_id: int) -> str:
+        key = self._keys.get(conversation_id)
+        return key.log_id if key is not None else f"#{conversation_id}"
+
+    async def _recreate(self, key: ConversationKey, gone_id: int) -> int:
+        """The conversation row was deleted (an operator erasing data): create it again, once."""
+        log.warning("Conversation %s was deleted while in use; creating it again", key.log_id)
+        self._conversation_ids.pop(key, None)
+        self._keys.pop(gone_id, None)
+        self._forget_conversation(gone_id)
+        new_id = await self._find_or_create(key)
+        self._remember(key, new_id)
+        self._moved[gone_id] = new_id
+        if len(self._moved) > MAX_REMEMBERED_MOVES:
+            self._moved.popitem(last=False)
+        return new_id
+
+    async def _written(self, log_id: str, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a write, keeping `write_failure` true: set by a failure, cleared by a success."""
+        try:
+            result = await write()
+        except Exception as error:
+            self._write_failure = error.cause if isinstance(error, StorageUnavailable) else short_cause(error)
+            log.warning("A write to conversation %s failed: %s", log_id, self._write_failure)
+            raise
+        self._write_failure = None
+        return result
+
+    async def _retrying(self, step: Callable[[], Awaitable[T]], log_id: str) -> T:
+        """Run a database step; a lost connection is retried once. A database that can't be used now is
+        StorageUnavailable with its cause; any other error (a bug, a constraint) is raised as it is."""
         for attempt in (1, 2):
             try:
                 return await step()
             except (DBAPIError, OSError, ConnectionError) as error:
-                if isinstance(error, DBAPIError) and not _is_disconnect(error):
+                if attempt == 1 and is_disconnect(error):
+                    log.warning(
+                        "Lost the database connection (%s) in conversation %s; retrying once",
+                        type(driver_error(error)).__name__,
+                        log_id,
+                    )
+                    continue
+                cause = unavailable_cause(error)
+                if cause is None:
                     raise
-                if attempt == 2:
-                    raise StorageUnavailable(f"database unreachable ({type(error).__name__})") from error
-                log.warning("Lost the database connection (%s); retrying once", type(error).__name__)
+                raise StorageUnavailable(cause) from error
         raise AssertionError("unreachable")
-
-
-def _is_disconnect(error: DBAPIError) -> bool:
-    return error.connection_invalidated or "connect" in str(error.orig).lower() or "closed" in str(error.orig).lower()
-
-
-def recent_parameters(conversation_id: int, token_budget: int, overhead: int) -> dict[str, int]:
-    return {
-        "conversation_id": conversation_id,
-        "overhead": overhead,
-        "budget": token_budget,
-        "most_rows": token_budget // (overhead + 1) + 1,
-    }
-
-
-def message_row(conversation_id: int, message: StoredMessage, turn_id: int | None, latency_ms: int | None) -> dict:
-    return {
-        "conversation_id": conversation_id,
-        "turn_id": turn_id,
-        "role": message.role,
-        "content": message.content,
-        "token_count": message.token_count,
-        "engine": message.engine,
-        "latency_ms": latency_ms,
-    }

@@ -28,4 +28,11 @@ class StoredMessage:
 
 
 class StorageUnavailable(Exception):
-    """The database could not be reached, even after one retry."""
+    """The database cannot be used now: unreachable (even after one retry), locked too long, full, read-only.
+
+    `cause` is short and fit for logs and health ("database or disk is full"): never SQL or message text.
+    """
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -43,7 +44,9 @@ class Conversation(Base):
 
 class Message(Base):
     """A message of a conversation. `turn_id` is the id of the user message an answer belongs to (NULL on
-    user messages): history is ordered by (coalesce(turn_id, id), id), so an answer follows its question."""
+    user messages): history is ordered by (coalesce(turn_id, id), id), so an answer follows its question.
+    `turn_key` names the turn (the question and its answer share it): a write retried after its reply was
+    lost finds the first copy by it."""
 
     __tablename__ = "messages"
 
@@ -57,6 +60,7 @@ class Message(Base):
     engine: Mapped[str | None] = mapped_column(String(64), nullable=True)
     turn_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    turn_key: Mapped[str | None] = mapped_column(Uuid(as_uuid=False), nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
     )
@@ -72,3 +76,4 @@ Index(
     func.coalesce(messages.c.turn_id, messages.c.id),
     messages.c.id,
 )
+Index("uq_messages_turn_key_role", messages.c.turn_key, messages.c.role, unique=True)

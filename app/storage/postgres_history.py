@@ -1,8 +1,8 @@
 """History on PostgreSQL, shared by several processes: short transactions, a per-conversation lock.
 
-The advisory lock serialises the read of the window and the insert of the user's message across processes,
-and is held only for that transaction, never while a model answers. The answer needs no lock: its place in
-the history comes from its turn_id.
+The advisory lock serialises, across processes, everything that changes a conversation: the user's message
+with the read of its window, the answer (stored only if its question still exists), and a reset. It is held
+only for those transactions, never while a model answers.
 """
 
 from __future__ import annotations
@@ -12,54 +12,26 @@ import time
 from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.storage.history import (
+from app.storage.history import HistoryStore
+from app.storage.messages import ConversationKey, StoredMessage
+from app.storage.statements import (
     DELETE_CONVERSATION,
-    INSERT_MESSAGE,
+    FIND_ANSWER,
+    FIND_BY_TURN_KEY,
+    FIND_CONVERSATION,
     RECENT,
-    HistoryStore,
     message_row,
     recent_parameters,
 )
-from app.storage.messages import StoredMessage
 
 ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
 
 
 class PostgresHistoryStore(HistoryStore):
-    async def start_turn(
-        self, conversation_id: int, user_message: StoredMessage, token_budget: int, overhead_per_message: int = 0
-    ) -> tuple[list[StoredMessage], int]:
-        async def locked() -> tuple[list[StoredMessage], int]:
-            async with self._engine.begin() as connection:
-                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
-                history = await _window(connection, conversation_id, token_budget, overhead_per_message)
-                message_id = await _insert(connection, message_row(conversation_id, user_message, None, None))
-            return history, message_id
-
-        return await self._retrying(locked)
-
-    async def append(
-        self, conversation_id: int, message: StoredMessage, *, turn_id: int | None = None, latency_ms: int | None = None
-    ) -> int:
-        async def insert_one() -> int:
-            async with self._engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                return await _insert(autocommit, message_row(conversation_id, message, turn_id, latency_ms))
-
-        return await self._retrying(insert_one)
-
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
+        conversation_id = self._current(conversation_id)
         async with self._engine.connect() as connection:
             return await _window(connection, conversation_id, token_budget, overhead_per_message)
-
-    async def reset(self, conversation_id: int) -> int:
-        async def delete_all() -> int:
-            async with self._engine.begin() as connection:
-                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
-                result = await connection.execute(DELETE_CONVERSATION, {"conversation_id": conversation_id})
-            return result.rowcount or 0
-
-        return await self._retrying(delete_all)
 
     async def ping(self) -> float:
         started = time.perf_counter()
@@ -67,11 +39,70 @@ class PostgresHistoryStore(HistoryStore):
             await connection.execute(select(literal_column("1")))
         return time.perf_counter() - started
 
+    async def _find_or_create(self, key: ConversationKey) -> int:
+        async def find_or_create() -> int:
+            async with self._engine.begin() as connection:
+                values = {"user_id": key.user_id, "scope": key.scope}
+                await connection.execute(self._writes.create_conversation, values)
+                return int((await connection.execute(FIND_CONVERSATION, values)).scalar_one())
 
-async def _window(connection: AsyncConnection, conversation_id: int, budget: int, overhead: int) -> list[StoredMessage]:
-    result = await connection.execute(RECENT, recent_parameters(conversation_id, budget, overhead))
+        return await self._retrying(find_or_create, key.log_id)
+
+    async def _start_turn(
+        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+    ) -> tuple[list[StoredMessage], int]:
+        row = message_row(conversation_id, user_message.role, user_message.content, user_message.token_count,
+                          user_message.engine, None, None)  # fmt: skip
+        row["turn_key"] = turn_key
+
+        async def locked() -> tuple[list[StoredMessage], int]:
+            async with self._engine.begin() as connection:
+                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                message_id = (await connection.execute(self._writes.insert_message, row)).scalar()
+                if message_id is None:  # a retry: the first try committed, and its reply was lost
+                    found = await connection.execute(FIND_BY_TURN_KEY, {"turn_key": turn_key, "role": row["role"]})
+                    message_id = found.scalar_one()
+                history = await _window(connection, conversation_id, budget, overhead, exclude_id=message_id)
+            return history, int(message_id)
+
+        return await self._retrying(locked, self._log_id(conversation_id))
+
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
+        async def locked() -> bool:
+            async with self._engine.begin() as connection:
+                # Under the lock a reset in another process either ran before (the question is gone: nothing
+                # is inserted) or waits for this commit (and then erases the answer with its question).
+                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                if (await connection.execute(self._writes.insert_answer, row)).scalar() is not None:
+                    return True
+                found = await connection.execute(FIND_ANSWER, {"turn_id": row["turn_id"], "role": row["role"]})
+                return found.scalar() is not None  # stored by the try whose reply was lost
+
+        return await self._retrying(locked, self._log_id(conversation_id))
+
+    async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
+        async def insert_one() -> int:
+            async with self._engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return int((await autocommit.execute(self._writes.insert_message, row)).scalar_one())
+
+        return await self._retrying(insert_one, self._log_id(conversation_id))
+
+    async def _reset(self, conversation_id: int) -> int:
+        async def delete_all() -> int:
+            async with self._engine.begin() as connection:
+                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                result = await connection.execute(DELETE_CONVERSATION, {"conversation_id": conversation_id})
+            return result.rowcount or 0
+
+        return await self._retrying(delete_all, self._log_id(conversation_id))
+
+
+async def _window(
+    connection: AsyncConnection, conversation_id: int, budget: int, overhead: int, exclude_id: int | None = None
+) -> list[StoredMessage]:
+    parameters = recent_parameters(conversation_id, budget, overhead)
+    if exclude_id is not None:
+        parameters["exclude_id"] = exclude_id
+    result = await connection.execute(RECENT, parameters)
     return [StoredMessage(*row) for row in result.all()]
-
-
-async def _insert(connection: AsyncConnection, row: dict) -> int:
-    return int((await connection.execute(INSERT_MESSAGE, row)).scalar_one())

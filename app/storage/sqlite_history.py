@@ -1,8 +1,9 @@
-"""History on SQLite, owned by one process: each step of a turn is one job of the writer thread.
+"""History on SQLite: each step of a turn is one job of the writer thread.
 
-The last window of recently active conversations stays in memory. A job checks it against the newest
-stored id before use (so another process's writes or resets send it back to the database), reads the window
-only when it is stale, and inserts in the same transaction: a turn costs two hops to the database thread.
+The last window of recently active conversations stays in memory. A job first reads `PRAGMA data_version`
+(see `window_cache`): if another connection committed since the last job, every cached window is from an
+older epoch and is read again. A turn's first job checks its window, reads it if stale and inserts the user's
+message in one transaction: a turn costs two hops to the database thread.
 """
 
 from __future__ import annotations
@@ -15,26 +16,33 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.database import sqlite_pragmas
-from app.storage.history import (
+from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
+from app.storage.failures import unavailable_cause
+from app.storage.history import HistoryStore
+from app.storage.messages import ConversationKey, StorageUnavailable, StoredMessage
+from app.storage.sqlite_writer import SqliteWriter, SqlStatement
+from app.storage.statements import (
     DELETE_CONVERSATION,
-    INSERT_MESSAGE,
-    NEWEST_ID,
+    FIND_ANSWER,
+    FIND_BY_TURN_KEY,
+    FIND_CONVERSATION,
     RECENT,
-    HistoryStore,
     message_row,
     recent_parameters,
+    writes_for,
 )
-from app.storage.messages import StorageUnavailable, StoredMessage
-from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
 
 _RECENT = SqlStatement(RECENT)
-_NEWEST_ID = SqlStatement(NEWEST_ID)
-_INSERT = SqlStatement(INSERT_MESSAGE)
 _DELETE = SqlStatement(DELETE_CONVERSATION)
+_FIND_BY_TURN_KEY = SqlStatement(FIND_BY_TURN_KEY)
+_FIND_ANSWER = SqlStatement(FIND_ANSWER)
+_FIND_CONVERSATION = SqlStatement(FIND_CONVERSATION)
+_INSERT_MESSAGE = SqlStatement(writes_for("sqlite").insert_message)
+_INSERT_ANSWER = SqlStatement(writes_for("sqlite").insert_answer)
+_CREATE_CONVERSATION = SqlStatement(writes_for("sqlite").create_conversation)
 T = TypeVar("T")
-_STALE = object()  # no usable cached window: always read from the database
+_STALE = -1  # an epoch no job reports: no usable cached window, read from the database
 
 
 class SqliteHistoryStore(HistoryStore):
@@ -42,56 +50,22 @@ class SqliteHistoryStore(HistoryStore):
         super().__init__(engine)
         self._window_budget = window_budget
         self._windows = WindowCache()
-        self._writer = SqliteWriter(make_url(str(engine.url)).database or "", sqlite_pragmas)
-
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """A job of the writer thread; a database SQLite cannot use (locked too long, disk) is StorageUnavailable."""
-        try:
-            return await self._writer.run(job)
-        except sqlite3.OperationalError as error:
-            raise StorageUnavailable(f"SQLite: {error}") from error
-
-    async def start_turn(
-        self, conversation_id: int, user_message: StoredMessage, token_budget: int, overhead_per_message: int = 0
-    ) -> tuple[list[StoredMessage], int]:
-        row = message_row(conversation_id, user_message, None, None)
-        window, cached_newest_id = self._cached(conversation_id, token_budget, overhead_per_message)
-        budget = max(token_budget, self._window_budget)
-
-        def job(connection: sqlite3.Connection) -> tuple[int | None, list[Any] | None, int]:
-            newest_id, rows = _window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_newest_id)
-            return newest_id, rows, _insert(connection, row)
-
-        newest_id, rows, message_id = await self._run(job)
-        window = self._refreshed(conversation_id, window, newest_id, rows, budget, overhead_per_message)
-        history = window.newest_within(token_budget)
-        window.add(message_id, user_message)
-        return history, message_id
-
-    async def append(
-        self, conversation_id: int, message: StoredMessage, *, turn_id: int | None = None, latency_ms: int | None = None
-    ) -> int:
-        row = message_row(conversation_id, message, turn_id, latency_ms)
-        message_id = await self._run(lambda connection: _insert(connection, row))
-        if (window := self._windows.get(conversation_id)) is not None:
-            window.add(message_id, message)
-        return message_id
+        self._writer = SqliteWriter(
+            make_url(str(engine.url)).database or "", sqlite_pragmas(sqlite_busy_timeout_s(engine))
+        )
+        # Both are only touched in the writer thread, one job at a time.
+        self._data_version: int | None = None
+        self._epoch = 0
 
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
-        window, cached_newest_id = self._cached(conversation_id, token_budget, overhead_per_message)
+        conversation_id = self._current(conversation_id)
+        window, cached_epoch = self._cached(conversation_id, token_budget, overhead_per_message)
         budget = max(token_budget, self._window_budget)
-        newest_id, rows = await self._run(
-            lambda connection: _window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_newest_id)
+        epoch, rows = await self._run(
+            lambda connection: self._window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_epoch)
         )
-        window = self._refreshed(conversation_id, window, newest_id, rows, budget, overhead_per_message)
+        window = self._refreshed(conversation_id, window, epoch, rows, budget, overhead_per_message)
         return window.newest_within(token_budget)
-
-    async def reset(self, conversation_id: int) -> int:
-        forgotten = await self._run(
-            lambda connection: _DELETE.run(connection, conversation_id=conversation_id).rowcount
-        )
-        self._windows.forget(conversation_id)
-        return forgotten
 
     async def ping(self) -> float:
         started = time.perf_counter()
@@ -102,38 +76,113 @@ class SqliteHistoryStore(HistoryStore):
         await self._writer.close()
         await super().close()
 
-    def _cached(self, conversation_id: int, budget: int, overhead: int) -> tuple[CachedWindow | None, object]:
-        """The cached window, and the newest id it reflects if it can serve this budget (else _STALE)."""
+    async def _find_or_create(self, key: ConversationKey) -> int:
+        def job(connection: sqlite3.Connection) -> int:
+            _CREATE_CONVERSATION.run(connection, user_id=key.user_id, scope=key.scope)
+            return int(_FIND_CONVERSATION.run(connection, user_id=key.user_id, scope=key.scope).fetchone()[0])
+
+        return await self._run(job)
+
+    async def _start_turn(
+        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+    ) -> tuple[list[StoredMessage], int]:
+        row = message_row(conversation_id, user_message.role, user_message.content, user_message.token_count,
+                          user_message.engine, None, None)  # fmt: skip
+        row["turn_key"] = turn_key
+        window, cached_epoch = self._cached(conversation_id, budget, overhead)
+        read_budget = max(budget, self._window_budget)
+
+        def job(connection: sqlite3.Connection) -> tuple[int, list[Any] | None, int]:
+            epoch, rows = self._window_if_stale(connection, conversation_id, read_budget, overhead, cached_epoch)
+            return epoch, rows, _insert_once(connection, row)
+
+        epoch, rows, message_id = await self._run(job)
+        window = self._refreshed(conversation_id, window, epoch, rows, read_budget, overhead)
+        history = window.newest_within(budget)
+        window.add(user_message)
+        return history, message_id
+
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
+        def job(connection: sqlite3.Connection) -> tuple[bool, bool]:
+            if _INSERT_ANSWER.run(connection, **row).fetchone() is not None:
+                return True, True
+            already = _FIND_ANSWER.run(connection, turn_id=row["turn_id"], role=row["role"]).fetchone() is not None
+            return already, False
+
+        stored, inserted = await self._run(job)
+        if inserted and (window := self._windows.get(conversation_id)) is not None:
+            window.add(answer)
+        return stored
+
+    async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
+        message_id = await self._run(lambda connection: int(_INSERT_MESSAGE.run(connection, **row).fetchone()[0]))
+        if (window := self._windows.get(conversation_id)) is not None:
+            window.add(message)
+        return message_id
+
+    async def _reset(self, conversation_id: int) -> int:
+        forgotten = await self._run(
+            lambda connection: _DELETE.run(connection, conversation_id=conversation_id).rowcount
+        )
+        self._windows.forget(conversation_id)
+        return forgotten
+
+    def _forget_conversation(self, conversation_id: int) -> None:
+        self._windows.forget(conversation_id)
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """A job of the writer thread; a database SQLite cannot use now (locked too long, full, read-only, an
+        I/O error) is StorageUnavailable with SQLite's short cause; other errors are raised as they are."""
+        try:
+            return await self._writer.run(job)
+        except sqlite3.Error as error:
+            cause = unavailable_cause(error)
+            if cause is None:
+                raise
+            raise StorageUnavailable(cause) from error
+
+    def _epoch_now(self, connection: sqlite3.Connection) -> int:
+        """In the writer thread: the current epoch, a new one if another connection committed since last time."""
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._epoch += 1
+        return self._epoch
+
+    def _window_if_stale(
+        self, connection: sqlite3.Connection, conversation_id: int, budget: int, overhead: int, cached_epoch: int
+    ) -> tuple[int, list[Any] | None]:
+        """The epoch, and the window's rows unless the cached window is of this epoch."""
+        epoch = self._epoch_now(connection)
+        if cached_epoch == epoch:
+            return epoch, None
+        return epoch, _RECENT.run(connection, **recent_parameters(conversation_id, budget, overhead)).fetchall()
+
+    def _cached(self, conversation_id: int, budget: int, overhead: int) -> tuple[CachedWindow | None, int]:
+        """The cached window, and its epoch if it can serve this budget (else _STALE)."""
         window = self._windows.get(conversation_id)
         if window is None or window.overhead != overhead or window.budget < budget:
             return None, _STALE
-        return window, window.newest_id
+        return window, window.epoch
 
     def _refreshed(
         self,
         conversation_id: int,
         window: CachedWindow | None,
-        newest_id: int | None,
+        epoch: int,
         rows: list[Any] | None,
         budget: int,
         overhead: int,
     ) -> CachedWindow:
         if rows is None and window is not None:
             return window
-        window = CachedWindow.of(newest_id, budget, overhead, [StoredMessage(*row) for row in rows or []])
+        window = CachedWindow.of(epoch, budget, overhead, [StoredMessage(*row) for row in rows or []])
         self._windows.put(conversation_id, window)
         return window
 
 
-def _window_if_stale(
-    connection: sqlite3.Connection, conversation_id: int, budget: int, overhead: int, cached_newest_id: object
-) -> tuple[int | None, list[Any] | None]:
-    """The newest stored id, and the window's rows unless the cached window already reflects that id."""
-    newest_id = _NEWEST_ID.run(connection, conversation_id=conversation_id).fetchone()[0]
-    if cached_newest_id is not _STALE and newest_id == cached_newest_id:
-        return newest_id, None
-    return newest_id, _RECENT.run(connection, **recent_parameters(conversation_id, budget, overhead)).fetchall()
-
-
-def _insert(connection: sqlite3.Connection, row: dict) -> int:
-    return int(_INSERT.run(connection, **row).fetchone()[0])
+def _insert_once(connection: sqlite3.Connection, row: dict) -> int:
+    inserted = _INSERT_MESSAGE.run(connection, **row).fetchone()
+    if inserted is None:  # this turn's message is already stored
+        inserted = _FIND_BY_TURN_KEY.run(connection, turn_key=row["turn_key"], role=row["role"]).fetchone()
+    return int(inserted[0])

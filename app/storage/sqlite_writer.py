@@ -101,6 +101,10 @@ class SqliteWriter:
                     results.append((True, job(connection)))
                     connection.execute("RELEASE job")
                 except Exception as error:
+                    if not connection.in_transaction:
+                        # SQLite rolled the whole transaction back itself (it does on a full disk or an I/O
+                        # error): the jobs before this one are undone too, and this error is why.
+                        raise
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
                     results.append((False, error))

@@ -1,7 +1,10 @@
-"""The last window of a recently active conversation, kept in memory (SQLite: one process owns the file).
+"""The last window of a recently active conversation, kept in memory (SQLite).
 
-The store checks a cached window against the newest stored id before using it, so writes by anyone else
-(another process, a reset) send it back to the database.
+A window is only as good as the file it was read from: SQLite's `PRAGMA data_version` changes when another
+connection (another process, a tool, the engine's own pool) commits. The store reads it in every job; each
+change starts a new epoch, and a window of an older epoch is read again from the database. The store's own
+writes (one connection) keep its windows current as they happen. (Comparing the newest stored id is not
+enough: after a reset, SQLite hands out the same row ids again.)
 """
 
 from __future__ import annotations
@@ -16,18 +19,17 @@ MAX_CACHED_WINDOWS = 2000
 
 @dataclass(slots=True)
 class CachedWindow:
-    newest_id: int | None  # the newest stored id (echo replies included) this window reflects
+    epoch: int  # the store's epoch when this window was read from the database
     budget: int
     overhead: int
     messages: list[StoredMessage]  # oldest first, within `budget`
     spent: int
 
     @classmethod
-    def of(cls, newest_id: int | None, budget: int, overhead: int, messages: list[StoredMessage]) -> CachedWindow:
-        return cls(newest_id, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
+    def of(cls, epoch: int, budget: int, overhead: int, messages: list[StoredMessage]) -> CachedWindow:
+        return cls(epoch, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
 
-    def add(self, message_id: int, message: StoredMessage) -> None:
-        self.newest_id = message_id
+    def add(self, message: StoredMessage) -> None:
         if message.engine == ECHO_ENGINE:
             return
         self.messages.append(message)

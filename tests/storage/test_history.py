@@ -83,33 +83,6 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
         await second.close()
 
 
-async def test_a_sqlite_file_locked_too_long_is_storage_unavailable(tmp_path, monkeypatch) -> None:
-    import sqlite3
-
-    import app.storage.database as database
-    from app.storage.database import migrate
-
-    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 200)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    store = open_history_store(engine)
-    try:
-        conversation = await store.conversation_id(KEY)
-        other_process = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
-        other_process.execute("BEGIN EXCLUSIVE")
-        try:
-            with pytest.raises(StorageUnavailable):
-                await store.start_turn(conversation, StoredMessage("user", "hello?", 2), 1000)
-        finally:
-            other_process.execute("ROLLBACK")
-            other_process.close()
-        await store.start_turn(conversation, StoredMessage("user", "hello again", 2), 1000)
-        assert [m.content for m in await store.all_messages(conversation)] == ["hello again"]
-    finally:
-        await store.close()
-
-
 def test_the_store_knows_the_echo_engine_by_its_name() -> None:
     from app.engines.echo import EchoEngine
     from app.storage.messages import ECHO_ENGINE

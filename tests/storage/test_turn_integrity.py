@@ -1,0 +1,188 @@
+"""What the store keeps under an operator's or another process's hands: long engine names, a conversation row
+deleted while the bot runs, a reset while an answer is being written, and windows cached over a shared file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import aclosing
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.conversation.service import ConversationService
+from app.storage.database import create_engine
+from app.storage.history import ConversationKey, HistoryStore, StoredMessage, open_history_store
+from tests.conftest import ServiceFactory
+from tests.instant_engine import InstantEngine
+
+KEY = ConversationKey(user_id=42, scope="dm")
+
+
+class Operator:
+    """Someone working on the database by hand, outside Kor'tana: the `sqlite3` shell or `psql`."""
+
+    def __init__(self, url: str) -> None:
+        self._url = make_url(url)
+        self._sqlite: sqlite3.Connection | None = None
+        self._postgres: asyncpg.Connection | None = None
+
+    async def open(self) -> Operator:
+        if self._url.get_backend_name() == "sqlite":
+            self._sqlite = sqlite3.connect(Path(self._url.database or ""), isolation_level=None)
+            self._sqlite.execute("PRAGMA foreign_keys = ON")
+        else:
+            dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._postgres = await asyncpg.connect(dsn)
+        return self
+
+    async def execute(self, sql: str, *arguments: object) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute(sql.replace("$1", "?"), arguments)
+        else:
+            assert self._postgres is not None
+            await self._postgres.execute(sql, *arguments)
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            if self._sqlite.in_transaction:
+                self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+        if self._postgres is not None:
+            await self._postgres.close()
+
+
+async def turn(service: ConversationService, text: str, key: ConversationKey = KEY) -> None:
+    async with aclosing(service.respond(key, "tester", text)) as events:
+        async for _ in events:
+            pass
+
+
+async def contents(store: HistoryStore, conversation_id: int) -> list[str]:
+    return [m.content for m in await store.all_messages(conversation_id)]
+
+
+async def test_an_engine_name_longer_than_its_column_is_stored_cut_to_it(migrated_url: str) -> None:
+    store = open_history_store(create_engine(migrated_url))
+    long_name = "my_company.brains.experimental:" + "very_long_plugin_brain_name_" * 4
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "hi", 2), 1000)
+        await store.finish_turn(conversation, StoredMessage("assistant", "hello", 2, long_name), turn_id)
+        [_, answer] = await store.all_messages(conversation)
+        assert (answer.content, answer.engine) == ("hello", long_name[:64])
+    finally:
+        await store.close()
+
+
+async def test_a_conversation_deleted_while_the_bot_runs_is_created_again_at_the_next_turn(
+    migrated_url: str, open_test_service: ServiceFactory
+) -> None:
+    service = await open_test_service([InstantEngine()])
+    operator = await Operator(migrated_url).open()
+    try:
+        await turn(service, "remember this")
+        await operator.execute("DELETE FROM conversations WHERE user_id = $1", KEY.user_id)  # erasing the user
+
+        await turn(service, "hello again")
+        await turn(service, "and again")
+        assert [m.content for m in await service.history(KEY)] == [
+            "hello again", "reply to: hello again", "and again", "reply to: and again"
+        ]  # fmt: skip
+    finally:
+        await operator.close()
+
+
+async def test_a_conversation_deleted_during_a_turn_loses_that_turn_only(migrated_url: str) -> None:
+    store = open_history_store(create_engine(migrated_url))
+    operator = await Operator(migrated_url).open()
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "erased", 2), 1000)
+        await operator.execute("DELETE FROM conversations WHERE id = $1", conversation)
+        await store.finish_turn(conversation, StoredMessage("assistant", "answer to erased", 2, "brain"), turn_id)
+
+        history, next_turn = await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)
+        await store.finish_turn(conversation, StoredMessage("assistant", "answer to next", 2, "brain"), next_turn)
+        assert history == []
+        assert await contents(store, await store.conversation_id(KEY)) == ["next", "answer to next"]
+    finally:
+        await operator.close()
+        await store.close()
+
+
+async def test_an_answer_whose_question_was_reset_meanwhile_is_not_stored(migrated_url: str) -> None:
+    answering = open_history_store(create_engine(migrated_url))
+    resetting = open_history_store(create_engine(migrated_url))  # another process, the user's /reset there
+    try:
+        conversation = await answering.conversation_id(KEY)
+        _, turn_id = await answering.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        assert await resetting.reset(await resetting.conversation_id(KEY)) == 1
+        await answering.finish_turn(conversation, StoredMessage("assistant", "about your secret", 2, "brain"), turn_id)
+        assert await contents(answering, conversation) == []
+        assert await answering.recent(conversation, 1000) == []
+    finally:
+        await answering.close()
+        await resetting.close()
+
+
+async def test_an_answer_written_while_a_reset_is_in_progress_is_not_stored(migrated_url: str) -> None:
+    """The reset has deleted but not committed yet when the answer's write begins: the answer must wait for it,
+    then find its question gone (without the lock it would see the question and outlive the reset)."""
+    store = open_history_store(create_engine(migrated_url, timeout_s=10))
+    operator = await Operator(migrated_url).open()
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        if store.dialect == "postgresql":
+            await operator.execute("BEGIN")
+            await operator.execute("SELECT pg_advisory_xact_lock($1)", conversation)  # what a reset takes
+        else:
+            await operator.execute("BEGIN IMMEDIATE")
+        await operator.execute("DELETE FROM messages WHERE conversation_id = $1", conversation)
+        answer = asyncio.create_task(
+            store.finish_turn(conversation, StoredMessage("assistant", "about your secret", 2, "brain"), turn_id)
+        )
+        await asyncio.sleep(0.3)  # the answer's write is waiting for the reset's lock
+        assert not answer.done()
+        await operator.execute("COMMIT")
+        await asyncio.wait_for(answer, 10)
+        assert await contents(store, conversation) == []
+    finally:
+        await operator.close()
+        await store.close()
+
+
+async def test_a_window_cached_before_another_process_reset_the_file_is_read_again(tmp_path: Path) -> None:
+    """SQLite hands out row ids again after a reset: the other process's new messages get the very ids the
+    cached window ended with, so comparing ids would serve the erased history."""
+    from app.storage.database import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    await engine.dispose()
+    first, second = open_history_store(create_engine(url)), open_history_store(create_engine(url))
+
+    async def whole_turn(store: HistoryStore, conversation: int, text: str) -> list[str]:
+        history, turn_id = await store.start_turn(conversation, StoredMessage("user", text, 2), 1000, 5)
+        await store.finish_turn(conversation, StoredMessage("assistant", f"re: {text}", 2, "brain"), turn_id)
+        return [m.content for m in history]
+
+    try:
+        conversation = await first.conversation_id(KEY)
+        await whole_turn(first, conversation, "old one")
+        await whole_turn(first, conversation, "old two")  # first caches a window ending at id 4
+        assert await second.conversation_id(KEY) == conversation
+        await second.reset(conversation)
+        await whole_turn(second, conversation, "new one")
+        await whole_turn(second, conversation, "new two")  # ids 1 to 4 again
+
+        expected = ["new one", "re: new one", "new two", "re: new two"]
+        assert [m.content for m in await first.recent(conversation, 1000, 5)] == expected
+        assert await whole_turn(first, conversation, "three") == expected
+    finally:
+        await first.close()
+        await second.close()

@@ -12,12 +12,14 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from app.storage.database import serialise_migrations
 from app.storage.models import Base
 
 target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    serialise_migrations(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,6 +76,18 @@ async def test_a_server_that_refuses_the_login_gets_one_clear_line(database_url:
     url = make_url(database_url).set(database="kortana_no_such_database", password="hunter2-secret")
     done = run_chat(url.render_as_string(hide_password=False), tmp_path)
     assert "kortana_no_such_database" in only_message(done)
+
+
+def test_a_migration_that_fails_stops_start_up_with_one_line_naming_the_cause(tmp_path: Path) -> None:
+    database = tmp_path / "from-a-newer-version.db"
+    with sqlite3.connect(database) as connection:  # stamped by a Kor'tana with a migration this one lacks
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        connection.execute("INSERT INTO alembic_version VALUES ('9999_from_the_future')")
+    done = run_chat(f"sqlite+aiosqlite:///{database}", tmp_path)
+    assert only_message(done) == (
+        f"kortana: Cannot migrate the database at {database}: "
+        "CommandError: Can't locate revision identified by '9999_from_the_future'"
+    )
 
 
 # --- a lost connection during a turn (PostgreSQL) ------------------------------------------------------

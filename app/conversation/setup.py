@@ -14,7 +14,8 @@ from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines.base import Engine
 from app.engines.factory import build_brain, build_chain, build_hf
-from app.storage.database import create_engine, describe, migrate
+from app.storage.database import DatabaseUnavailable, create_engine, describe, migrate
+from app.storage.failures import driver_error
 from app.storage.history import open_history_store
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,7 @@ log = logging.getLogger(__name__)
 
 LOGIN_REFUSED = ("28", "3D")  # SQLSTATE classes: bad password or unknown role; unknown database
 
-
-class DatabaseUnavailable(Exception):
-    """The database could not be reached within the start-up retry period."""
+__all__ = ["DatabaseUnavailable", "open_service"]
 
 
 async def open_service(settings: Settings) -> ConversationService:
@@ -49,6 +48,8 @@ async def open_service(settings: Settings) -> ConversationService:
         history_token_budget=settings.history_token_budget,
         database_description=describe(settings.database_url),
         brain_name=brain.name if brain else None,
+        # Every write waits up to the timeout for the database (SQLite's busy timeout): three of them.
+        save_answer_within_s=3 * settings.database_timeout_seconds,
     )
 
 
@@ -70,7 +71,9 @@ async def _migrate_when_reachable(database: AsyncEngine, settings: Settings) -> 
                     f"{getattr(error, 'orig', error)}"
                 ) from None
             if "connect" not in str(error).lower():
-                raise
+                raise DatabaseUnavailable(
+                    f"Cannot migrate the database at {describe(settings.database_url)}: {_migration_cause(error)}"
+                ) from None
             cause = error
         if time.monotonic() + delay > deadline:
             raise DatabaseUnavailable(
@@ -80,6 +83,13 @@ async def _migrate_when_reachable(database: AsyncEngine, settings: Settings) -> 
         log.warning("Database not reachable yet (%s); retrying in %.1f s", type(cause).__name__, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
+
+
+def _migration_cause(error: Exception) -> str:
+    """The driver's (or Alembic's) own first line: without the SQL that SQLAlchemy's wrapper adds."""
+    orig = driver_error(error)
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
 
 
 def _counter_for(settings: Settings, brain: Engine | None) -> TokenCounter:

@@ -51,13 +51,9 @@ def test_an_invalid_byte_on_stdin_is_answered_and_quit_still_works(tmp_path: Pat
 
 
 @pytest.fixture
-async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConversationService:
-    import app.storage.database
-
-    # A short busy timeout: "locked longer than SQLite waits" without waiting long.
-    monkeypatch.setattr(app.storage.database, "SQLITE_BUSY_TIMEOUT_MS", int(BUSY_TIMEOUT_S * 1000), raising=False)
+async def service(tmp_path: Path) -> ConversationService:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kortana.db'}"
-    engine = create_engine(url, timeout_s=BUSY_TIMEOUT_S)
+    engine = create_engine(url, timeout_s=BUSY_TIMEOUT_S)  # a short busy timeout: "locked too long" is quick
     await migrate(engine)
     service = ConversationService(
         open_history_store(engine),

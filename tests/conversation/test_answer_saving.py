@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import app.storage.database
+import app.storage.sqlite_history
 from app.conversation.events import FinalReply, StorageUnavailable, TextChunk
 from app.conversation.service import ConversationService
+from app.conversation.status import format_status
 from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, Tier
@@ -52,23 +53,22 @@ class LockingEngine:
     name = "brain"
     context_window = 8192
 
-    def __init__(self, while_answering: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, while_answering: Callable[[], None] = lambda: None, answer: str = "reply to: {}") -> None:
         self.while_answering = while_answering
+        self.answer = answer
         self.requests: list[list[ChatMessage]] = []
 
     async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
         self.requests.append(list(messages))
         self.while_answering()
-        yield f"reply to: {messages[-1]['content']}"
+        yield self.answer.format(messages[-1]["content"])
 
     async def aclose(self) -> None:
         pass
 
 
 @pytest.fixture
-async def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
-    # SQLite waits for a lock up to its busy timeout; a short one makes "locked longer than the timeout" quick.
-    monkeypatch.setattr(app.storage.database, "SQLITE_BUSY_TIMEOUT_MS", int(BUSY_TIMEOUT_S * 1000), raising=False)
+async def database(tmp_path: Path) -> AsyncIterator[Path]:
     path = tmp_path / "kortana.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     await migrate(engine)
@@ -82,6 +82,7 @@ async def open_service(database: Path) -> AsyncIterator[Callable[..., Conversati
 
     def open_(engine: LockingEngine, save_answer_within_s: float) -> ConversationService:
         url = f"sqlite+aiosqlite:///{database}"
+        # SQLite waits for a lock up to the busy timeout (the database timeout): short, so "locked longer" is quick.
         store = open_history_store(create_engine(url, timeout_s=BUSY_TIMEOUT_S), window_budget=3000)
         service = ConversationService(
             store,
@@ -235,3 +236,36 @@ async def test_a_turn_cancelled_while_its_answer_is_retried_keeps_it_for_the_nex
     assert stored(database) == [
         ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
     ]  # fmt: skip
+
+
+@pytest.fixture
+def disk_of_current_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's writer may not grow the file: SQLite's own SQLITE_FULL, as on a full disk."""
+    pragmas = app.storage.sqlite_history.sqlite_pragmas
+
+    def full_disk_pragmas(busy_timeout_s: float):  # type: ignore[no-untyped-def]
+        prepare = pragmas(busy_timeout_s)
+
+        def prepare_on_a_full_disk(connection, record=None) -> None:  # type: ignore[no-untyped-def]
+            prepare(connection, record)
+            connection.execute("PRAGMA max_page_count = 1")  # SQLite raises it to the file's current size
+
+        return prepare_on_a_full_disk
+
+    monkeypatch.setattr(app.storage.sqlite_history, "sqlite_pragmas", full_disk_pragmas)
+
+
+async def test_a_full_disk_shows_the_answer_and_health_says_the_database_cannot_write(
+    disk_of_current_size: None, open_service, database: Path
+) -> None:
+    long_answer = "a long answer " * 10_000  # more than the pages the file has left
+    service = open_service(LockingEngine(answer=long_answer), save_answer_within_s=3 * BUSY_TIMEOUT_S)
+    events = await turn(service, "tell me everything")
+    assert isinstance(events[-1], FinalReply) and events[-1].text == long_answer, "no error over a shown answer"
+    assert stored(database) == [("user", "tell me everything")]
+
+    status = await service.status()
+    assert status.database_round_trip_ms is not None, "reads still work"
+    assert not status.database_ok
+    assert status.database_write_failure == "database or disk is full" and status.unsaved_answers == 1
+    assert "NOT WRITABLE (database or disk is full)" in format_status(status)

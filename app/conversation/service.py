@@ -20,7 +20,7 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.conversation.events import (
     EmptyMessage,
@@ -73,7 +73,7 @@ class _UnsavedAnswer:
     message: StoredMessage
     turn_id: int
     latency_ms: int
-    write: asyncio.Task[None] | None = field(default=None)
+    write: asyncio.Task[None] | None = None
 
 
 class ConversationService:
@@ -171,7 +171,7 @@ class ConversationService:
         return self._chain.answer_bound_s
 
     async def reset(self, key: ConversationKey) -> int:
-        """Forget the conversation; returns how many messages were forgotten (an answer not stored yet included)."""
+        """Forget the conversation, an answer not stored yet included; returns how many stored messages went."""
         async with self._locks.hold(key):
             unsaved = self._unsaved.pop(key, None)
             if unsaved is not None and unsaved.write is not None:

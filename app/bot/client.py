@@ -232,7 +232,7 @@ class KortanaBot(discord.AutoShardedClient):
                 if self._closing:  # its place came up after shutdown began
                     await _say_restarting(ReplyStream(surface))
                     return
-                typing_task = start_typing(typing, self._grace_s) if typing is not None else None
+                typing_task = start_typing(typing, self.service.answer_bound_s) if typing is not None else None
                 try:
                     await self.stream_turn(surface, key, author, text, prefer, empty_reply)
                 finally:

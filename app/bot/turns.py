@@ -32,7 +32,11 @@ class Place:
 
     async def __aenter__(self) -> Place:
         if self._previous is not None and not self._previous.done():
-            await asyncio.wait([self._previous])  # never cancels the earlier turn's future
+            try:
+                await asyncio.wait([self._previous])  # never cancels the earlier turn's future
+            except BaseException:  # cancelled while waiting: the place is given up, the line goes on
+                self.leave()
+                raise
         self.reached = True
         return self
 

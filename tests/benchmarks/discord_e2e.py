@@ -39,6 +39,10 @@ STREAM_CHUNK_DELAY_S = 0.075  # 40 chunks over about 3 s
 STREAM_PIECES = [f"word{i:02d} of a long streamed answer, " for i in range(STREAM_CHUNKS - 1)] + ["the end."]
 STREAM_ANSWER = "".join(STREAM_PIECES)
 STREAM_ASK = "stream please"  # a user message starting with this gets the streamed answer
+SLOW_ASK = "slowly please"  # ... and this one an answer after SLOW_ANSWER_S
+SLOW_ANSWER_S = 3.0
+BURST = 8
+TYPING_RETRY_AFTER_S = 3.0
 USERS = 5
 ANSWERS_PER_CHANNEL = 4  # Discord allows 5 messages per 5 s per channel; stay under it, as normal traffic does
 CONCURRENT_STREAMS = 4
@@ -52,9 +56,13 @@ class BenchBrain:
 
     def __init__(self) -> None:
         self.last_chunk_at: dict[str, float] = {}  # user text -> time.monotonic() of the last chunk
+        self.asked: list[str] = []
 
     async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
         said = messages[-1]["content"]
+        self.asked.append(said)
+        if said.startswith(SLOW_ASK):
+            await asyncio.sleep(SLOW_ANSWER_S)
         if not said.startswith(STREAM_ASK):
             yield ONE_CHUNK_ANSWER
             return
@@ -203,6 +211,47 @@ async def bench_brain(kind: str, directory: Path, one_chunk_answers: int, stream
     return dict(latencies=latencies, delays=delays, one_chunk_calls=one_chunk_calls, streamed_calls=streamed_calls)
 
 
+async def bench_pressure(directory: Path) -> list[list[Any]]:
+    """One user pushing: a burst against the cooldown, a burst behind a slow engine, a rate-limited typing call."""
+    rows: list[list[Any]] = []
+    for label, cooldown, ask in ((f"{BURST} mentions at once, USER_COOLDOWN_SECONDS=2", 2.0, "hello"),
+                                 (f"{BURST} mentions at once behind a {SLOW_ANSWER_S:g} s engine, no cooldown", 0.0,
+                                  SLOW_ASK)):
+        async with FakeDiscord(rate_limits=DISCORD_LIKE_RATE_LIMITS) as fake:
+            settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{directory / 'pressure.db'}",  # type: ignore[call-arg]
+                                discord_bot_token="fake-token", user_cooldown_seconds=cooldown,
+                                huggingface_api_key=None, hf_base_url=None, brain=f"{__spec__.name}:brain")
+            service = await open_service(settings)
+            try:
+                async with fake.running(bot := build_bot(service, settings, "bench")):
+                    since, asked = len(fake.calls), len(brain.asked)
+                    for n in range(BURST):
+                        await fake.user_message(fake.channel, f"<@{fake.bot_id}> {ask} {n}")
+                    await fake.wait_for(lambda: fake.bot_messages(fake.channel) and bot.active_turns == 0,
+                                        timeout=BURST * SLOW_ANSWER_S + 10)
+                    await asyncio.sleep(0.3)
+                    calls = call_kinds(fake.calls[since:])
+                    rows.append([label, len(brain.asked) - asked, calls["POST message"], calls["typing"],
+                                 calls["429"], "≤ 2 model calls, ≤ 3 posts"])
+            finally:
+                await service.close()
+
+    async with FakeDiscord() as fake:
+        settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{directory / 'typing.db'}",  # type: ignore[call-arg]
+                            discord_bot_token="fake-token", user_cooldown_seconds=0, huggingface_api_key=None,
+                            hf_base_url=None, brain=f"{__spec__.name}:brain")
+        service = await open_service(settings)
+        try:
+            async with fake.running(build_bot(service, settings, "bench")):
+                fake.rate_limit("POST", r"/channels/\d+/typing", retry_after=TYPING_RETRY_AFTER_S)
+                injected, shown = await Rig(fake, 0).ask(fake.channel, fake.alice, "hello", ONE_CHUNK_ANSWER)
+                rows.append([f"typing answered 429, Retry-After {TYPING_RETRY_AFTER_S:g} s: time to the answer",
+                             f"{ms(shown.time - injected)} ms", "", "", "", f"≪ {TYPING_RETRY_AFTER_S:g} s"])
+        finally:
+            await service.close()
+    return rows
+
+
 BRAINS = {"http": "HTTP brain (ChatApiEngine → local server)", "plugin": "plugin brain (in process)"}
 
 
@@ -227,6 +276,7 @@ async def main(quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
         for kind in BRAINS:
             results[kind] = await bench_brain(kind, Path(temporary), one_chunk_answers, stream_rounds)
+        pressure = await bench_pressure(Path(temporary))
 
     rows = []
     for kind, result in results.items():
@@ -265,6 +315,12 @@ async def main(quick: bool) -> None:
         "Discord REST calls per answer (Discord-like rate limits: 5 per 5 s per channel for POST and PATCH)",
         ["brain", "answer", "typing", "POST message", "PATCH message", "other", "429s in all", "target: no 429"],
         rows,
+    )
+
+    print_table(
+        "One user under pressure (plugin brain): model calls and bot posts a burst costs; typing never holds a turn",
+        ["case", "model calls", "POST message", "typing", "429s", "target"],
+        pressure,
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from app.bot.client import RESTARTING
+from app.bot.turns import TurnLine
+from app.conversation.events import ConversationKey
 from tests.bot.conftest import World, answer_to, mention, user_contents
 from tests.fakes.openai_server import Reply
 
@@ -83,3 +86,42 @@ async def test_bare_mentions_share_the_notice_limit(world: World) -> None:
     texts = await settled(world, bot_messages=1)
     assert len(texts) == 1 and "Mention me with a message" in texts[0]
     assert world.brain.requests == []
+
+
+async def test_shutdown_ends_running_and_waiting_turns_visibly(world: World) -> None:
+    world.brain.default = Reply("a very slow answer " * 10, chunks=10, chunk_delay_s=1.0)
+    await world.start(shutdown_grace_seconds=0.5)
+    first = await mention(world, "one")
+    await mention(world, "two")
+    await world.fake.wait_for(lambda: world.fake.bot_messages(world.fake.channel), what="the first chunk")
+    await world.bot.shutdown()
+    assert world.fake.texts(world.fake.channel) == [RESTARTING, RESTARTING]
+    assert world.bot.active_turns == 0 and len(world.brain.requests) == 1
+    history = await world.service.history(world.bot.key_for(int(first["author"]["id"]), world.bot.guilds[0], 0))
+    assert [m.content for m in history] == ["one"], "no partial answer stored, the waiting turn never started"
+
+
+async def test_a_turn_that_gives_up_its_place_keeps_the_order_behind_it() -> None:
+    line = TurnLine(turns_per_user=3)
+    key = ConversationKey(1, "dm")
+    order: list[str] = []
+
+    async def turn(name: str, place, hold: asyncio.Event | None = None) -> None:
+        async with place:
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    hold = asyncio.Event()
+    first = asyncio.create_task(turn("first", line.join(key), hold))
+    second = asyncio.create_task(turn("second", line.join(key)))
+    third = asyncio.create_task(turn("third", line.join(key)))
+    await asyncio.sleep(0.01)
+    assert not line.has_room(1)
+    second.cancel()  # gives up while waiting
+    await asyncio.sleep(0.01)
+    assert order == ["first"], "the third still waits for the first"
+    hold.set()
+    await asyncio.gather(first, third)
+    assert order == ["first", "third"] and second.cancelled()
+    assert len(line) == 0 and line.has_room(1), "an idle line keeps nothing"

@@ -116,10 +116,11 @@ class _Link:
 
     @property
     def bound_s(self) -> float:
-        """The longest this tier holds a turn: its deadline, after at most one deadline in the engine's own queue."""
+        """The longest this tier holds a turn: its deadline, after at most one deadline in the engine's own queue,
+        and the grace its stream gets to close."""
         if self.deadline_s is None:
             return 0.0
-        return 2 * self.deadline_s if self.reserves_itself else self.deadline_s
+        return (2 * self.deadline_s if self.reserves_itself else self.deadline_s) + STREAM_CLOSE_GRACE_S
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -160,9 +161,9 @@ class EngineChain:
 
     @property
     def answer_bound_s(self) -> float:
-        """The longest one answer can take, every wait included: each tier's bound (its deadline; twice it for an
-        engine that queues turns itself), plus a margin for echo. Time the consumer holds a chunk (a front end
-        showing it) is not the engines' and is not counted."""
+        """The longest one answer can take, every wait included: each tier's bound (its deadline, twice it for an
+        engine that queues turns itself, and the grace to close its stream), plus a margin for echo. Time the
+        consumer holds a chunk (a front end showing it) is not the engines' and is not counted."""
         return sum(link.bound_s for link in self._links) + ANSWER_BOUND_MARGIN_S
 
     def status(self) -> list[EngineStatus]:
@@ -298,15 +299,18 @@ class EngineChain:
         link.calls += 1
         first = True
         held_back = ""
-        async with aclosing(link.engine.stream(messages, self._max_tokens)) as chunks:
+        chunks = link.engine.stream(messages, self._max_tokens)
+        try:
             while True:
-                # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code.
-                async with asyncio.timeout_at(deadline):
+                # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code. The
+                # deadline cancels the engine; if its cleanup hangs, the second, a grace later, cancels it again.
+                cleanup_deadline = None if deadline is None else deadline + STREAM_CLOSE_GRACE_S
+                async with asyncio.timeout_at(cleanup_deadline), asyncio.timeout_at(deadline):
                     try:
                         chunk = await anext(chunks)
                     except StopAsyncIteration:
-                        chunk = None
-                if chunk is None:
+                        chunk = _END
+                if chunk is _END:
                     text, held_back, ended = valid_unicode(held_back), "", True
                 else:
                     text, held_back = _valid_text(held_back, chunk)
@@ -322,6 +326,8 @@ class EngineChain:
                         deadline += loop.time() - held_from
                 if ended:
                     return
+        finally:
+            await _close_within(chunks, STREAM_CLOSE_GRACE_S, link.engine.name)
 
     def _record_failure(self, link: _Link, failure: EngineError, cause: Exception, *, holds_breaker: bool) -> None:
         """Count the failure, and apply its `BREAKER_RULES`. `holds_breaker`: this call passed `try_acquire`."""
@@ -347,6 +353,8 @@ class EngineChain:
 
 
 ANSWER_BOUND_MARGIN_S = 1.0
+STREAM_CLOSE_GRACE_S = 0.5  # for an engine's cleanup once cancelled or closed: local work; longer is stuck
+_END = object()
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)
 MAX_RETRY_AFTER_S = 15 * 60
 _HIGH_SURROGATES = ("\ud800", "\udbff")
@@ -361,6 +369,18 @@ def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
     if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
         return valid_unicode(text[:-1]), text[-1]
     return valid_unicode(text), ""
+
+
+async def _close_within(chunks: AsyncIterator[str], grace_s: float, engine: str) -> None:
+    """Close an engine's stream, giving its cleanup at most `grace_s`: a cleanup that hangs must not hold the turn."""
+    close = getattr(chunks, "aclose", None)
+    if close is None or getattr(chunks, "ag_frame", True) is None:  # an async generator that already ended
+        return
+    try:
+        async with asyncio.timeout(grace_s):
+            await close()
+    except TimeoutError:
+        log.warning("engine %s took more than %g s to close its stream; left behind", engine, grace_s)
 
 
 def _as_engine_error(error: Exception) -> EngineError:

@@ -853,3 +853,36 @@ async def test_a_bug_while_handling_an_engine_is_that_engines_failure_and_the_tu
     assert all(isinstance(event, EngineStarted | str) for event in turn.events)
     engine = chain.status()[0]
     assert (engine.failures, engine.last_error_kind, engine.breaker) == (1, "unavailable", "open")
+
+
+class StuckCleanupBrain:
+    """Hangs (or, `garbage`: yields something that is not text), and its cleanup hangs too: a plugin awaiting
+    something slow in `finally`."""
+
+    name = "brain"
+    context_window = 4096
+
+    def __init__(self, garbage: bool) -> None:
+        self.garbage = garbage
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        try:
+            if self.garbage:
+                yield 42  # type: ignore[misc]
+            await asyncio.sleep(3600)
+            yield "never"
+        finally:
+            await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("garbage", [False, True], ids=["cancelled-at-the-deadline", "closed-after-a-bad-chunk"])
+async def test_an_engine_whose_cleanup_hangs_still_cannot_hold_a_turn_past_the_bound(make_chain, garbage: bool) -> None:
+    chain = make_chain(StuckCleanupBrain(garbage))
+
+    turn, seconds = await timed(asyncio.wait_for(ask(chain), chain.answer_bound_s * 3))
+
+    assert turn.engine == "hf"
+    assert seconds <= chain.answer_bound_s

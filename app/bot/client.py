@@ -20,6 +20,8 @@ from app.bot.streaming import (
     ReplyStream,
     ReplySurface,
 )
+from app.bot.turns import Place, TurnLine
+from app.bot.typing_indicator import start_typing
 from app.conversation.events import (
     NO_MEMORY,
     SORRY,
@@ -31,8 +33,6 @@ from app.conversation.events import (
     StorageUnavailable,
     TextChunk,
 )
-from app.bot.turns import Place, TurnLine
-from app.bot.typing_indicator import start_typing
 from app.conversation.service import ConversationService, clean_text
 from app.conversation.status import format_status
 
@@ -157,7 +157,8 @@ class KortanaBot(discord.AutoShardedClient):
         if isinstance(place, str):
             await self._notify(message, place)
             return
-        await self.take_turn(place, ChannelReply(message), key, message.author.display_name, text, typing=message.channel)
+        author = message.author.display_name
+        await self.take_turn(place, ChannelReply(message), key, author, text, typing=message.channel)
 
     def _is_addressed(self, message: discord.Message) -> bool:
         if message.guild is None or message.channel.id in self._chat_channels:

@@ -211,6 +211,13 @@ async def bench_brain(kind: str, directory: Path, one_chunk_answers: int, stream
     return dict(latencies=latencies, delays=delays, one_chunk_calls=one_chunk_calls, streamed_calls=streamed_calls)
 
 
+def plugin_brain_settings(database: Path, **values: Any) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=f"sqlite+aiosqlite:///{database}", discord_bot_token="fake-token",
+        huggingface_api_key=None, hf_base_url=None, brain=f"{__spec__.name}:brain", **values,
+    )  # fmt: skip
+
+
 async def bench_pressure(directory: Path) -> list[list[Any]]:
     """One user pushing: a burst against the cooldown, a burst behind a slow engine, a rate-limited typing call."""
     rows: list[list[Any]] = []
@@ -218,9 +225,7 @@ async def bench_pressure(directory: Path) -> list[list[Any]]:
                                  (f"{BURST} mentions at once behind a {SLOW_ANSWER_S:g} s engine, no cooldown", 0.0,
                                   SLOW_ASK)):
         async with FakeDiscord(rate_limits=DISCORD_LIKE_RATE_LIMITS) as fake:
-            settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{directory / 'pressure.db'}",  # type: ignore[call-arg]
-                                discord_bot_token="fake-token", user_cooldown_seconds=cooldown,
-                                huggingface_api_key=None, hf_base_url=None, brain=f"{__spec__.name}:brain")
+            settings = plugin_brain_settings(directory / "pressure.db", user_cooldown_seconds=cooldown)
             service = await open_service(settings)
             try:
                 async with fake.running(bot := build_bot(service, settings, "bench")):
@@ -237,9 +242,7 @@ async def bench_pressure(directory: Path) -> list[list[Any]]:
                 await service.close()
 
     async with FakeDiscord() as fake:
-        settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{directory / 'typing.db'}",  # type: ignore[call-arg]
-                            discord_bot_token="fake-token", user_cooldown_seconds=0, huggingface_api_key=None,
-                            hf_base_url=None, brain=f"{__spec__.name}:brain")
+        settings = plugin_brain_settings(directory / "typing.db", user_cooldown_seconds=0)
         service = await open_service(settings)
         try:
             async with fake.running(build_bot(service, settings, "bench")):

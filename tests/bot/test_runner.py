@@ -167,7 +167,9 @@ async def test_the_bot_answers_and_sigterm_closes_it_cleanly(tmp_path: Path) -> 
 
 async def ready(fake: FakeDiscord, identifies: int = 1) -> None:
     """The process identified, synced its commands and handles messages."""
-    await fake.wait_for(lambda: len(fake.identifies) >= identifies and fake.live_connection(0), timeout=30, what="IDENTIFY")
+    await fake.wait_for(
+        lambda: len(fake.identifies) >= identifies and fake.live_connection(0), timeout=30, what="IDENTIFY"
+    )
     await fake.wait_for(lambda: fake.commands, timeout=30, what="slash commands synced")
     await asyncio.sleep(2.5)  # discord.py waits for guilds before it handles messages
 

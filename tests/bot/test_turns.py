@@ -56,13 +56,16 @@ async def test_a_rate_limited_typing_call_does_not_hold_the_answer(world: World)
 
 
 async def test_one_user_has_at_most_one_turn_running_and_one_waiting(world: World) -> None:
-    world.brain.script = lambda body: Reply(f"slow answer to {body['messages'][-1]['content']}", chunks=2, chunk_delay_s=0.4)
+    world.brain.script = lambda body: Reply(
+        f"slow answer to {body['messages'][-1]['content']}", chunks=2, chunk_delay_s=0.4
+    )
     await world.start()
     for index in range(5):
         await mention(world, f"message {index}")
     await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> bob here", author=world.fake.bob)
     texts = await settled(world, bot_messages=4)
-    assert sorted(user_contents(request)[-1] for request in world.brain.requests) == ["bob here", "message 0", "message 1"]
+    asked = sorted(user_contents(request)[-1] for request in world.brain.requests)
+    assert asked == ["bob here", "message 0", "message 1"]
     answers = [text for text in texts if text.startswith("slow answer")]
     notices = [text for text in texts if not text.startswith("slow answer")]
     assert sorted(answers) == ["slow answer to bob here", "slow answer to message 0", "slow answer to message 1"]

@@ -231,7 +231,7 @@ class KortanaBot(discord.AutoShardedClient):
                 await acknowledge()
             async with place:
                 if self._closing:  # its place came up after shutdown began
-                    await _say_restarting(ReplyStream(surface))
+                    await _say_restarting(ReplyStream(surface, conversation=key.log_id))
                     return
                 typing_task = start_typing(typing, self.service.answer_bound_s) if typing is not None else None
                 try:
@@ -241,7 +241,7 @@ class KortanaBot(discord.AutoShardedClient):
                         typing_task.cancel()
         except asyncio.CancelledError:
             if not place.reached:  # cut by shutdown while waiting: say so too
-                await _say_restarting(ReplyStream(surface))
+                await _say_restarting(ReplyStream(surface, conversation=key.log_id))
             raise
         finally:
             place.leave()
@@ -259,7 +259,7 @@ class KortanaBot(discord.AutoShardedClient):
     ) -> None:
         """Run one turn and show it; whatever fails, the user sees an answer or a short apology, and an answer
         once shown is never replaced by one."""
-        stream = ReplyStream(surface, edit_interval=self._edit_interval)
+        stream = ReplyStream(surface, edit_interval=self._edit_interval, conversation=key.log_id)
         notices: list[str] = []
         shown = False
         try:

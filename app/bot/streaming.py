@@ -82,9 +82,11 @@ class ReplyStream:
         surface: ReplySurface,
         *,
         edit_interval: float = 1.0,
+        conversation: str = "?",
     ) -> None:
         self._surface = surface
         self._interval = edit_interval
+        self._conversation = conversation  # its log id, for log lines
         self._text = ""
         self._pages: list[Any] = []
         self._shown: list[str] = []
@@ -149,12 +151,21 @@ class ReplyStream:
                 for index in range(len(pages), len(self._shown)):  # a replaced answer got shorter
                     await self._show(index, PLACEHOLDER)
             except discord.Forbidden:
-                log.warning("No permission to write the answer in this channel; it is stored but not shown")
+                log.warning(
+                    "No permission to write the answer in conversation %s's channel; it is stored but not shown",
+                    self._conversation,
+                )
                 self.broken = True
             except discord.HTTPException as error:  # the next flush (or the final one) tries again
-                log.warning("Discord refused an answer update: HTTP %s (code %s)", error.status, error.code)
+                log.warning(
+                    "Discord refused an answer update in conversation %s: HTTP %s (code %s)",
+                    self._conversation, error.status, error.code,
+                )  # fmt: skip
             except Exception as error:  # noqa: BLE001 - runs detached from the turn: nobody else would see it
-                log.warning("Could not update an answer on Discord: %s", error or type(error).__name__)
+                log.warning(
+                    "Could not update an answer on Discord in conversation %s: %s",
+                    self._conversation, error or type(error).__name__,
+                )  # fmt: skip
             finally:
                 self._last_flush = time.monotonic()
 

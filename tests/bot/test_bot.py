@@ -193,12 +193,14 @@ async def test_the_users_message_deleted_while_streaming_does_not_break_the_answ
     assert await answer_to(world, await mention(world, "next turn")) == ["slow and steady wins the race"]
 
 
-async def test_a_channel_the_bot_cannot_write_to_neither_crashes_nor_blocks(world: World) -> None:
+async def test_a_channel_the_bot_cannot_write_to_neither_crashes_nor_blocks(world: World, caplog) -> None:
     await world.start()
     await world.fake.user_message(world.fake.readonly_channel, f"<@{world.fake.bot_id}> hello?")
     await world.fake.wait_for(lambda: world.brain.requests, what="the turn ran")
     await asyncio.sleep(0.2)
     assert world.fake.bot_messages(world.fake.readonly_channel) == []
+    key = world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
+    assert any("No permission" in r.getMessage() and key.log_id in r.getMessage() for r in caplog.records)
     assert await answer_to(world, await mention(world, "and here?")) == ["Hello from the brain!"]
 
 

@@ -153,7 +153,7 @@ class KortanaBot(discord.AutoShardedClient):
             await self._notify(message, ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION)
             return
         key = self.key_for(message.author.id, message.guild, message.channel.id)
-        place = self._accept(key)  # before any await: this message's turn keeps its order of arrival
+        place = self.accept_turn(key)  # before any await: this message's turn keeps its order of arrival
         if isinstance(place, str):
             await self._notify(message, place)
             return
@@ -181,7 +181,7 @@ class KortanaBot(discord.AutoShardedClient):
             return content
         return re.sub(rf"<@!?{self.user.id}>", "", content).strip()
 
-    def _accept(self, key: ConversationKey) -> Place | str:
+    def accept_turn(self, key: ConversationKey) -> Place | str:
         """Take the turn's place now, or say why not (the user's queue is full, or they write too fast)."""
         if not self._line.has_room(key.user_id):
             return STILL_ANSWERING
@@ -200,6 +200,8 @@ class KortanaBot(discord.AutoShardedClient):
             )
         except discord.HTTPException as error:
             log.warning("Could not send a notice (HTTP %s)", error.status)
+        except Exception as error:  # noqa: BLE001 - e.g. the session closed by a shutdown meanwhile
+            log.warning("Could not send a notice: %s", _cause(error))
 
     # --- one turn ---------------------------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class KortanaBot(discord.AutoShardedClient):
         typing: discord.abc.Messageable | None = None,
         acknowledge: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """Wait for the turn's place, then run it. Call it right after `_accept`, before any other await:
+        """Wait for the turn's place, then run it. Call it right after `accept_turn`, before any other await:
         it counts the turn at once, so a shutdown that starts meanwhile waits for it. `acknowledge` (a slash
         command's defer) is awaited first."""
         task = asyncio.current_task()
@@ -326,7 +328,7 @@ def _register_commands(bot: KortanaBot) -> None:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
-        place = bot._accept(key)  # before any await: the question keeps its order of arrival
+        place = bot.accept_turn(key)  # before any await: the question keeps its order of arrival
         if isinstance(place, str):
             await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.bot.client import RESTARTING
+from app.bot.client import RESTARTING, STILL_ANSWERING
 from app.bot.turns import TurnLine
 from app.conversation.events import ConversationKey
 from tests.bot.conftest import World, answer_to, mention, user_contents
@@ -70,6 +70,18 @@ async def test_one_user_has_at_most_one_turn_running_and_one_waiting(world: Worl
     notices = [text for text in texts if not text.startswith("slow answer")]
     assert sorted(answers) == ["slow answer to bob here", "slow answer to message 0", "slow answer to message 1"]
     assert len(notices) == 1 and "still answering" in notices[0], "three refused messages, one notice"
+
+
+async def test_a_slash_question_beyond_the_users_queue_is_refused_privately(world: World) -> None:
+    world.brain.default = Reply("slowly", chunks=2, chunk_delay_s=0.5)
+    await world.start()
+    await mention(world, "one")
+    await mention(world, "two")
+    interaction = await world.fake.slash_command("ask", {"question": "three?"})
+    await world.fake.wait_for(lambda: interaction.callbacks, what="the refusal")
+    assert interaction.callbacks[0]["data"]["content"] == STILL_ANSWERING and interaction.ephemeral
+    texts = await settled(world, bot_messages=2)
+    assert texts == ["slowly", "slowly"] and len(world.brain.requests) == 2
 
 
 async def test_a_burst_of_too_fast_messages_gets_one_notice(world: World) -> None:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 LOGIN_REFUSED = ("28", "3D")  # SQLSTATE classes: bad password or unknown role; unknown database
 
-__all__ = ["DatabaseUnavailable", "open_service"]
+__all__ = ["DatabaseUnavailable", "migrate_when_reachable", "open_service"]
 
 
 async def open_service(settings: Settings) -> ConversationService:
@@ -31,7 +31,7 @@ async def open_service(settings: Settings) -> ConversationService:
         settings.database_url, pool_size=settings.database_pool_size, timeout_s=settings.database_timeout_seconds
     )
     try:
-        await _migrate_when_reachable(database, settings)
+        await migrate_when_reachable(database, settings)
         brain = build_brain(settings)
         chain = build_chain(settings, brain, build_hf(settings))
         counter = _counter_for(settings, brain)
@@ -53,8 +53,9 @@ async def open_service(settings: Settings) -> ConversationService:
     )
 
 
-async def _migrate_when_reachable(database: AsyncEngine, settings: Settings) -> None:
-    """Run the migrations, retrying with back-off while the database is not reachable yet."""
+async def migrate_when_reachable(database: AsyncEngine, settings: Settings) -> None:
+    """Run the migrations, retrying with back-off while the database is not reachable yet; any failure is
+    DatabaseUnavailable with a one-line message, which the command line prints before it exits with 1."""
     deadline = time.monotonic() + settings.database_connect_retry_seconds
     delay = 0.5
     while True:

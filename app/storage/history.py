@@ -148,13 +148,18 @@ class HistoryStore:
 
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored message of a conversation, in turn order (for tests and tools, not the hot path)."""
-        async with self._engine.connect() as connection:
-            result = await connection.execute(
-                select(messages.c.role, messages.c.content, messages.c.token_count, messages.c.engine)
-                .where(messages.c.conversation_id == self._current(conversation_id))
-                .order_by(TURN_ORDER, messages.c.id)
-            )
-            return [StoredMessage(*row) for row in result.all()]
+        conversation_id = self._current(conversation_id)
+
+        async def read() -> list[StoredMessage]:
+            async with self._engine.connect() as connection:
+                result = await connection.execute(
+                    select(messages.c.role, messages.c.content, messages.c.token_count, messages.c.engine)
+                    .where(messages.c.conversation_id == conversation_id)
+                    .order_by(TURN_ORDER, messages.c.id)
+                )
+                return [StoredMessage(*row) for row in result.all()]
+
+        return await self._retrying(read, self._log_id(conversation_id))
 
     async def close(self) -> None:
         await self._engine.dispose()

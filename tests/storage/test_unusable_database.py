@@ -148,3 +148,17 @@ async def test_a_read_only_postgresql_is_unavailable_and_shows_until_a_write_suc
         assert store.write_failure is None
     finally:
         await store.close()
+
+
+async def test_reading_a_whole_history_from_an_unreadable_file_is_unavailable(
+    store: HistoryStore, sqlite_file: Path
+) -> None:
+    conversation = await store.conversation_id(KEY)
+    await store.close()
+    sqlite_file.write_bytes(b"this is not a database file, someone overwrote it" * 100)
+    reader = open_history_store(create_engine(f"sqlite+aiosqlite:///{sqlite_file}"))
+    try:
+        with pytest.raises(StorageUnavailable, match="^file is not a database$"):
+            await reader.all_messages(conversation)
+    finally:
+        await reader.close()

@@ -68,8 +68,11 @@ class SqliteHistoryStore(HistoryStore):
         return window.newest_within(token_budget)
 
     async def ping(self) -> float:
+        """A read on the engine's own connection: under WAL it never waits for a writer, so /ping answers at
+        once while another program holds the write lock (`write_failure` tells whether writes fail)."""
         started = time.perf_counter()
-        await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
+        async with self._engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
         return time.perf_counter() - started
 
     async def close(self) -> None:

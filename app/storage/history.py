@@ -93,16 +93,17 @@ class HistoryStore:
         """
         conversation_id = self._current(conversation_id)
         turn_key = uuid.uuid4().hex  # one per turn: every retry of this write reuses it
+        overhead = overhead_per_message
 
         async def write() -> tuple[list[StoredMessage], int]:
             try:
-                return await self._start_turn(conversation_id, user_message, turn_key, token_budget, overhead_per_message)
+                return await self._start_turn(conversation_id, user_message, turn_key, token_budget, overhead)
             except Exception as error:
                 key = self._keys.get(conversation_id)
                 if key is None or not is_foreign_key_violation(error):
                     raise
             recreated = await self._recreate(key, conversation_id)
-            return await self._start_turn(recreated, user_message, turn_key, token_budget, overhead_per_message)
+            return await self._start_turn(recreated, user_message, turn_key, token_budget, overhead)
 
         return await self._written(self._log_id(conversation_id), write)
 

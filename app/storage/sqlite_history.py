@@ -62,7 +62,9 @@ class SqliteHistoryStore(HistoryStore):
         window, cached_epoch = self._cached(conversation_id, token_budget, overhead_per_message)
         budget = max(token_budget, self._window_budget)
         epoch, rows = await self._run(
-            lambda connection: self._window_if_stale(connection, conversation_id, budget, overhead_per_message, cached_epoch)
+            lambda connection: self._window_if_stale(
+                connection, conversation_id, budget, overhead_per_message, cached_epoch
+            )
         )
         window = self._refreshed(conversation_id, window, epoch, rows, budget, overhead_per_message)
         return window.newest_within(token_budget)

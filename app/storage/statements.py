@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import Insert, bindparam, delete, exists, func, or_, select
+from sqlalchemy import Insert, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.storage.messages import ECHO_ENGINE
@@ -61,7 +61,9 @@ DELETE_CONVERSATION = delete(messages).where(messages.c.conversation_id == bindp
 FIND_BY_TURN_KEY = select(messages.c.id).where(
     messages.c.turn_key == bindparam("turn_key"), messages.c.role == bindparam("role")
 )
-FIND_ANSWER = select(messages.c.id).where(messages.c.turn_id == bindparam("turn_id"), messages.c.role == bindparam("role"))
+FIND_ANSWER = select(messages.c.id).where(
+    messages.c.turn_id == bindparam("turn_id"), messages.c.role == bindparam("role")
+)
 FIND_CONVERSATION = select(conversations.c.id).where(
     conversations.c.user_id == bindparam("user_id"), conversations.c.scope == bindparam("scope")
 )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from app.storage.database import create_engine
-from app.storage.history import ConversationKey, StorageUnavailable, StoredMessage, open_history_store
+from app.storage.history import ConversationKey, StoredMessage, open_history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 

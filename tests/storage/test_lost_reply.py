@@ -98,7 +98,8 @@ async def test_a_write_committed_but_its_reply_lost_is_stored_once(migrated_url:
     url = make_url(migrated_url)
     proxy = ReplyLosingProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.open()
-    store = open_history_store(create_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    store = open_history_store(create_engine(proxied))
     try:
         conversation = await store.conversation_id(KEY)
         _, first_turn = await store.start_turn(conversation, StoredMessage("user", "earlier", 2), 1000)

@@ -9,7 +9,6 @@ from contextlib import aclosing
 from pathlib import Path
 
 import asyncpg
-import pytest
 from sqlalchemy.engine import make_url
 
 from app.conversation.service import ConversationService

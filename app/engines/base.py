@@ -17,6 +17,8 @@ class ChatMessage(TypedDict):
 
 
 class ErrorKind(str, enum.Enum):
+    """Why an engine could not answer. What each kind does to the engine's breaker is `chain.BREAKER_RULES`."""
+
     TIMEOUT = "timeout"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"

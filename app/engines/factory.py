@@ -75,7 +75,8 @@ def _revealed(secret: SecretStr | None) -> str | None:
 
 
 def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> EngineChain:
-    """brain → HF → echo; a tier that is not configured is skipped (and shown as such in status)."""
+    """brain → HF → echo; a tier that is not configured is skipped (and shown as such in status).
+    MAX_CONCURRENT_ENGINE_CALLS is each tier's own limit: a full or hanging tier never delays another."""
     tiers = []
     if brain is not None:
         tiers.append(Tier(brain, settings.brain_timeout_seconds))

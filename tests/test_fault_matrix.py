@@ -83,7 +83,8 @@ async def one_turn(service: ConversationService, key: ConversationKey, text: str
 
 
 async def one_user(service: ConversationService, key: ConversationKey, prefer: str | None) -> list[Answered]:
-    return [await one_turn(service, key, f"message {turn} of user {key.user_id}", prefer) for turn in range(TURNS_PER_USER)]
+    texts = [f"message {turn} of user {key.user_id}" for turn in range(TURNS_PER_USER)]
+    return [await one_turn(service, key, text, prefer) for text in texts]
 
 
 async def stored_history(service: ConversationService, key: ConversationKey) -> list[StoredMessage]:

@@ -278,7 +278,8 @@ class EngineChain:
         except TimeoutError:
             raise EngineError(
                 ErrorKind.BUSY,
-                f"all {link.max_concurrent_calls} call slots stayed taken for the whole deadline ({link.deadline_s:g} s)",
+                f"all {link.max_concurrent_calls} call slots stayed taken for the whole deadline "
+                f"({link.deadline_s:g} s)",
             ) from None
         admission.callback(link.slots.release)
         return deadline, queued

@@ -170,7 +170,10 @@ async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[li
                 FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server:
             brain = BreakerWitness(api_engine("brain", hanging_server.base_url))
             chain = EngineChain(
-                [Tier(brain, BRAIN_DEADLINE_S), Tier(api_engine("huggingface", hf_server.base_url), OUTAGE_HF_DEADLINE_S)],
+                [
+                    Tier(brain, BRAIN_DEADLINE_S),
+                    Tier(api_engine("huggingface", hf_server.base_url), OUTAGE_HF_DEADLINE_S),
+                ],
                 EchoEngine(),
                 max_tokens=400,
                 failure_threshold=FAILURE_THRESHOLD,
@@ -185,7 +188,8 @@ async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[li
             await chain.aclose()
         seconds = [s for s, _ in taken]
         bound = chain.answer_bound_s
-        answered_by = ", ".join(f"{name} {sum(1 for _, e in taken if e == name)}" for name in sorted({e for _, e in taken}))
+        engines = [engine for _, engine in taken]
+        answered_by = ", ".join(f"{name} {engines.count(name)}" for name in sorted(set(engines)))
         rows.append([
             limit, users, answered_by, ms(percentile(seconds, 0.5)), ms(percentile(seconds, 0.99)), ms(max(seconds)),
             ms(bound), "met" if max(seconds) <= bound else "MISSED", brain.calls, breaker_after,

@@ -47,7 +47,8 @@ def test_an_invalid_byte_on_stdin_is_answered_and_quit_still_works(tmp_path: Pat
     assert "hi\ufffd there" in stdout, "the echo engine quotes the message, the bad byte replaced"
     assert "Goodbye" in stdout
     with sqlite3.connect(tmp_path / "c.db") as connection:
-        assert connection.execute("SELECT content FROM messages WHERE role = 'user'").fetchall() == [("hi\ufffd there",)]
+        stored = connection.execute("SELECT content FROM messages WHERE role = 'user'").fetchall()
+    assert stored == [("hi\ufffd there",)]
 
 
 @pytest.fixture

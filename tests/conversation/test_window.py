@@ -63,7 +63,8 @@ def test_estimate_over_counts_natural_text(sample: str, llama3_bytes_per_token: 
 WHITESPACE_TRAINING_TEXT = [
     *TRAINING_TEXT,
     "First paragraph.\n\nSecond paragraph, after a blank line.\n",
-    "def window(budget):\n    kept = []\n    for m in history:\n        if m.tokens < budget:\n            kept.append(m)\n",
+    "def window(budget):\n    kept = []\n    for m in history:\n"
+    "        if m.tokens < budget:\n            kept.append(m)\n",
     "| name  | value |\n|-------|-------|\n| a     |   1   |\n",
     "if x:\n\tdo(y)\r\n",
 ]
@@ -73,7 +74,9 @@ WHITESPACE_TRAINING_TEXT = [
 def whitespace_tokenizer(tmp_path_factory) -> TokenizerTokens:
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(WHITESPACE_TRAINING_TEXT * 20, trainer=trainer)
     path = tmp_path_factory.mktemp("whitespace_tokenizer") / "tokenizer.json"
     tokenizer.save(str(path))

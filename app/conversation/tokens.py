@@ -69,12 +69,16 @@ class NeverFailingCounter:
         self.name = counter.name
         self._counter = counter
         self._estimate = EstimatedTokens()
+        self._failed_before = False
 
     def count(self, text: str) -> int:
         try:
             return self._counter.count(text)
         except Exception as error:
-            log.warning("Token counter %s failed (%s); estimating instead", self.name, type(error).__name__)
+            # Once at WARNING: a broken tokenizer fails every count, several per turn.
+            level = logging.DEBUG if self._failed_before else logging.WARNING
+            self._failed_before = True
+            log.log(level, "Token counter %s failed (%s); estimating instead", self.name, type(error).__name__)
             return self._estimate.count(text)
 
 

@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from app.config import Settings, SettingsError, load_settings
-from app.conversation.setup import DatabaseUnavailable, open_service
+from app.conversation.setup import DatabaseUnavailable, migrate_when_reachable, open_service
 from app.storage.database import create_engine, describe, downgrade, migrate
 
 log = logging.getLogger("kortana")
@@ -93,23 +93,21 @@ async def _open(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    await _with_engine(settings, lambda engine: migrate(engine, args.revision))
-    print(f"Database {describe(settings.database_url)} is at {args.revision}.", file=sys.stderr)
-    return 0
+    return await _change_schema(settings, lambda engine: migrate(engine, args.revision), args.revision)
 
 
 async def _db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
-    await _with_engine(settings, lambda engine: downgrade(engine, args.revision))
-    print(f"Database {describe(settings.database_url)} is at {args.revision}.", file=sys.stderr)
-    return 0
+    return await _change_schema(settings, lambda engine: downgrade(engine, args.revision), args.revision)
 
 
-async def _with_engine(settings: Settings, action) -> None:  # type: ignore[no-untyped-def]
-    engine = create_engine(settings.database_url)
+async def _change_schema(settings: Settings, change, revision: str) -> int:  # type: ignore[no-untyped-def]
+    engine = create_engine(settings.database_url, timeout_s=settings.database_timeout_seconds)
     try:
-        await action(engine)
+        await migrate_when_reachable(engine, settings, change)
     finally:
         await engine.dispose()
+    print(f"Database {describe(settings.database_url)} is at {revision}.", file=sys.stderr)
+    return 0
 
 
 async def _bench(settings: Settings, args: argparse.Namespace) -> int:

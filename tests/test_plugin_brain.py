@@ -36,3 +36,15 @@ def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_modul
     assert result.stdout.split()[:5] == ["hello", "from", "my", "own", "brain"]
     assert result.stdout.split()[-1] == "False", "the working directory left on the import path"
     assert not (tmp_path / "shadowed").exists(), "a file in the working directory shadowed the standard library"
+
+
+def test_python_dash_m_app_shadows_no_standard_module_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "getpass.py").write_text("open('shadowed', 'w').close()\n")  # the terminal imports getpass
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env.update(BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "chat"], input="/quit\n", cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "shadowed").exists(), "`python -m app` let a file in the working directory shadow getpass"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,14 +54,17 @@ async def open_service(settings: Settings) -> ConversationService:
     )
 
 
-async def migrate_when_reachable(database: AsyncEngine, settings: Settings) -> None:
-    """Run the migrations, retrying with back-off while the database is not reachable yet; any failure is
-    DatabaseUnavailable with a one-line message, which the command line prints before it exits with 1."""
+async def migrate_when_reachable(
+    database: AsyncEngine, settings: Settings, change: Callable[[AsyncEngine], Awaitable[None]] = migrate
+) -> None:
+    """Run the migrations (or another schema `change`), retrying with back-off while the database is not
+    reachable yet; any failure is DatabaseUnavailable with a one-line message, which the command line prints
+    before it exits with 1."""
     deadline = time.monotonic() + settings.database_connect_retry_seconds
     delay = 0.5
     while True:
         try:
-            await migrate(database)
+            await change(database)
             return
         except (OSError, ConnectionError) as error:
             cause = error

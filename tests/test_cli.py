@@ -90,3 +90,13 @@ def test_ctrl_c_ends_chat_at_once_even_while_it_waits_for_a_line(tmp_path: Path)
     finally:
         chat.kill()
         chat.wait()
+
+
+def test_db_upgrade_to_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"
+    result = run_kortana(["db", "upgrade", "no-such-revision"], tmp_path, DATABASE_URL=url)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"kortana: Cannot migrate the database at {tmp_path / 'k.db'}: "
+        "CommandError: Can't locate revision identified by 'no-such-revision'"
+    ]

@@ -96,14 +96,16 @@ class HistoryStore:
         overhead = overhead_per_message
 
         async def write() -> tuple[list[StoredMessage], int]:
+            row = message_row(conversation_id, user_message, turn_key=turn_key)
             try:
-                return await self._start_turn(conversation_id, user_message, turn_key, token_budget, overhead)
+                return await self._start_turn(conversation_id, user_message, row, token_budget, overhead)
             except Exception as error:
                 key = self._keys.get(conversation_id)
                 if key is None or not is_foreign_key_violation(error):
                     raise
             recreated = await self._recreate(key, conversation_id)
-            return await self._start_turn(recreated, user_message, turn_key, token_budget, overhead)
+            row = message_row(recreated, user_message, turn_key=turn_key)
+            return await self._start_turn(recreated, user_message, row, token_budget, overhead)
 
         return await self._written(self._log_id(conversation_id), write)
 
@@ -113,9 +115,7 @@ class HistoryStore:
         """Commit the complete answer of the turn that `start_turn` opened, unless its question was erased."""
         conversation_id = self._current(conversation_id)
         log_id = self._log_id(conversation_id)
-        row = message_row(
-            conversation_id, answer.role, answer.content, answer.token_count, answer.engine, turn_id, latency_ms
-        )
+        row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
         if not await self._written(log_id, lambda: self._finish_turn(conversation_id, answer, row)):
             log.info("Answer not stored in conversation %s: its question was erased meanwhile", log_id)
 
@@ -124,12 +124,8 @@ class HistoryStore:
     ) -> int:
         """Store one message outside a turn (tools, tests); returns its id once it is committed."""
         conversation_id = self._current(conversation_id)
-        row = message_row(
-            conversation_id, message.role, message.content, message.token_count, message.engine, turn_id, latency_ms
-        )
-        return await self._written(
-            self._log_id(conversation_id), lambda: self._append(conversation_id, message, {**row, "turn_key": None})
-        )
+        row = message_row(conversation_id, message, turn_id=turn_id, latency_ms=latency_ms)
+        return await self._written(self._log_id(conversation_id), lambda: self._append(conversation_id, message, row))
 
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
         """The newest messages whose stored token counts (plus an overhead each) fit the budget, oldest first.
@@ -171,8 +167,10 @@ class HistoryStore:
         raise NotImplementedError
 
     async def _start_turn(
-        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+        self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
     ) -> tuple[list[StoredMessage], int]:
+        """Read the window and insert the user's message (row, with its turn key) in one transaction; a retry
+        of a write whose reply was lost finds the first copy's id by the key."""
         raise NotImplementedError
 
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
@@ -219,14 +217,22 @@ class HistoryStore:
         return new_id
 
     async def _written(self, log_id: str, write: Callable[[], Awaitable[T]]) -> T:
-        """Run a write, keeping `write_failure` true: set by a failure, cleared by a success."""
+        """Run a write, keeping `write_failure` true: set by a failure, cleared by a success.
+
+        One WARNING per episode (the first failure, or a new cause), one INFO at its end: a caller retrying
+        through a long lock would otherwise log a line per attempt.
+        """
         try:
             result = await write()
         except Exception as error:
-            self._write_failure = error.cause if isinstance(error, StorageUnavailable) else short_cause(error)
-            log.warning("A write to conversation %s failed: %s", log_id, self._write_failure)
+            cause = error.cause if isinstance(error, StorageUnavailable) else short_cause(error)
+            level = logging.DEBUG if cause == self._write_failure else logging.WARNING
+            log.log(level, "A write to conversation %s failed: %s", log_id, cause)
+            self._write_failure = cause
             raise
-        self._write_failure = None
+        if self._write_failure is not None:
+            log.info("Writes to the database work again (they failed: %s)", self._write_failure)
+            self._write_failure = None
         return result
 
     async def _retrying(self, step: Callable[[], Awaitable[T]], log_id: str) -> T:

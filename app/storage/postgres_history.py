@@ -20,7 +20,6 @@ from app.storage.statements import (
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
     RECENT,
-    message_row,
     recent_parameters,
 )
 
@@ -30,8 +29,12 @@ ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
 class PostgresHistoryStore(HistoryStore):
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
         conversation_id = self._current(conversation_id)
-        async with self._engine.connect() as connection:
-            return await _window(connection, conversation_id, token_budget, overhead_per_message)
+
+        async def read() -> list[StoredMessage]:
+            async with self._engine.connect() as connection:
+                return await _window(connection, conversation_id, token_budget, overhead_per_message)
+
+        return await self._retrying(read, self._log_id(conversation_id))
 
     async def ping(self) -> float:
         started = time.perf_counter()
@@ -49,18 +52,14 @@ class PostgresHistoryStore(HistoryStore):
         return await self._retrying(find_or_create, key.log_id)
 
     async def _start_turn(
-        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+        self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
     ) -> tuple[list[StoredMessage], int]:
-        row = message_row(conversation_id, user_message.role, user_message.content, user_message.token_count,
-                          user_message.engine, None, None)  # fmt: skip
-        row["turn_key"] = turn_key
-
         async def locked() -> tuple[list[StoredMessage], int]:
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 message_id = (await connection.execute(self._writes.insert_message, row)).scalar()
                 if message_id is None:  # a retry: the first try committed, and its reply was lost
-                    found = await connection.execute(FIND_BY_TURN_KEY, {"turn_key": turn_key, "role": row["role"]})
+                    found = await connection.execute(FIND_BY_TURN_KEY, row)
                     message_id = found.scalar_one()
                 history = await _window(connection, conversation_id, budget, overhead, exclude_id=message_id)
             return history, int(message_id)
@@ -75,7 +74,7 @@ class PostgresHistoryStore(HistoryStore):
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 if (await connection.execute(self._writes.insert_answer, row)).scalar() is not None:
                     return True
-                found = await connection.execute(FIND_ANSWER, {"turn_id": row["turn_id"], "role": row["role"]})
+                found = await connection.execute(FIND_ANSWER, row)
                 return found.scalar() is not None  # stored by the try whose reply was lost
 
         return await self._retrying(locked, self._log_id(conversation_id))

@@ -27,7 +27,6 @@ from app.storage.statements import (
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
     RECENT,
-    message_row,
     recent_parameters,
     writes_for,
 )
@@ -89,11 +88,8 @@ class SqliteHistoryStore(HistoryStore):
         return await self._run(job)
 
     async def _start_turn(
-        self, conversation_id: int, user_message: StoredMessage, turn_key: str, budget: int, overhead: int
+        self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
     ) -> tuple[list[StoredMessage], int]:
-        row = message_row(conversation_id, user_message.role, user_message.content, user_message.token_count,
-                          user_message.engine, None, None)  # fmt: skip
-        row["turn_key"] = turn_key
         window, cached_epoch = self._cached(conversation_id, budget, overhead)
         read_budget = max(budget, self._window_budget)
 
@@ -111,7 +107,7 @@ class SqliteHistoryStore(HistoryStore):
         def job(connection: sqlite3.Connection) -> tuple[bool, bool]:
             if _INSERT_ANSWER.run(connection, **row).fetchone() is not None:
                 return True, True
-            already = _FIND_ANSWER.run(connection, turn_id=row["turn_id"], role=row["role"]).fetchone() is not None
+            already = _FIND_ANSWER.run(connection, **row).fetchone() is not None
             return already, False
 
         stored, inserted = await self._run(job)

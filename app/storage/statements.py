@@ -13,7 +13,7 @@ from functools import cache
 from sqlalchemy import Insert, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.storage.messages import ECHO_ENGINE
+from app.storage.messages import ECHO_ENGINE, StoredMessage
 from app.storage.models import conversations, messages
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
@@ -61,8 +61,12 @@ DELETE_CONVERSATION = delete(messages).where(messages.c.conversation_id == bindp
 FIND_BY_TURN_KEY = select(messages.c.id).where(
     messages.c.turn_key == bindparam("turn_key"), messages.c.role == bindparam("role")
 )
+# The conversation and TURN_ORDER let it walk ix_messages_conversation_turn: turn_id alone has no index.
 FIND_ANSWER = select(messages.c.id).where(
-    messages.c.turn_id == bindparam("turn_id"), messages.c.role == bindparam("role")
+    messages.c.conversation_id == bindparam("conversation_id"),
+    TURN_ORDER == bindparam("turn_id"),
+    messages.c.turn_id == bindparam("turn_id"),
+    messages.c.role == bindparam("role"),
 )
 FIND_CONVERSATION = select(conversations.c.id).where(
     conversations.c.user_id == bindparam("user_id"), conversations.c.scope == bindparam("scope")
@@ -113,15 +117,22 @@ def recent_parameters(
     }
 
 
-def message_row(conversation_id: int, role: str, content: str, token_count: int, engine: str | None,
-                turn_id: int | None, latency_ms: int | None) -> dict:  # fmt: skip
+def message_row(
+    conversation_id: int,
+    message: StoredMessage,
+    *,
+    turn_id: int | None = None,
+    turn_key: str | None = None,
+    latency_ms: int | None = None,
+) -> dict:
     return {
         "conversation_id": conversation_id,
         "turn_id": turn_id,
-        "role": role,
-        "content": content,
-        "token_count": token_count,
+        "turn_key": turn_key,
+        "role": message.role,
+        "content": message.content,
+        "token_count": message.token_count,
         # A plugin brain may have any name; the column has a length (PostgreSQL enforces it, SQLite does not).
-        "engine": None if engine is None else engine[:ENGINE_NAME_LENGTH],
+        "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
     }

@@ -4,6 +4,7 @@ PostgreSQL — is StorageUnavailable with its real cause on every path, and `wri
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -73,6 +74,29 @@ async def test_a_file_locked_longer_than_the_timeout_is_unavailable_on_every_pat
     await store.start_turn(conversation, StoredMessage("user", "hello again", 2), 1000)
     assert store.write_failure is None
     assert [m.content for m in await store.all_messages(conversation)] == ["before", "hello again"]
+
+
+async def test_a_failure_episode_is_one_warning_and_its_end_one_line(
+    store: HistoryStore, other_program: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A caller retrying through a long lock (the service retries a shown answer for 3 timeouts) must not
+    write a WARNING per attempt."""
+    caplog.set_level(logging.DEBUG, logger="app.storage.history")
+    conversation = await store.conversation_id(KEY)
+    other_program.execute("BEGIN IMMEDIATE")
+    for attempt in range(3):
+        with pytest.raises(StorageUnavailable):
+            await store.start_turn(conversation, StoredMessage("user", f"attempt {attempt}", 2), 1000)
+    other_program.execute("ROLLBACK")
+    await store.start_turn(conversation, StoredMessage("user", "stored", 2), 1000)
+    await store.start_turn(conversation, StoredMessage("user", "stored too", 2), 1000)
+
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines == [
+        ("WARNING", f"A write to conversation {KEY.log_id} failed: database is locked"),
+        ("INFO", "Writes to the database work again (they failed: database is locked)"),
+    ]
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 2  # the repeats, for whoever debugs
 
 
 @pytest.fixture

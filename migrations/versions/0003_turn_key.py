@@ -26,10 +26,14 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("uq_messages_turn_key_role", table_name="messages")
-    # On SQLite the batch copies the table, and SQLAlchemy cannot reflect an expression index to copy it.
-    op.drop_index("ix_messages_conversation_turn", table_name="messages")
+    # On SQLite the batch copies the table, and SQLAlchemy cannot reflect an expression index to copy it:
+    # it is dropped before and made again after. PostgreSQL drops the column in place and keeps it.
+    copies_table = op.get_bind().dialect.name == "sqlite"
+    if copies_table:
+        op.drop_index("ix_messages_conversation_turn", table_name="messages")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("turn_key")
-    op.create_index(
-        "ix_messages_conversation_turn", "messages", ["conversation_id", sa.text("coalesce(turn_id, id)"), "id"]
-    )
+    if copies_table:
+        op.create_index(
+            "ix_messages_conversation_turn", "messages", ["conversation_id", sa.text("coalesce(turn_id, id)"), "id"]
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.storage.database import create_engine, downgrade, migrate
 from app.storage.models import Base
@@ -48,6 +48,41 @@ async def test_upgrade_downgrade_upgrade_and_models_agree(database_url: str) -> 
     finally:
         await engine.dispose()
     assert await _schema_differences(database_url) == []
+
+
+async def _index_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":  # the inspector skips expression indexes there
+                listed = await connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")
+            else:
+                listed = await connection.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'"
+                )
+            return set(listed.scalars().all())
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrading_the_turn_key_keeps_the_turn_order_index_and_the_messages(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO conversations (user_id, scope) VALUES (42, 'dm')"))
+            await connection.execute(
+                text("INSERT INTO messages (conversation_id, role, content, token_count) VALUES (1, 'user', 'hi', 1)")
+            )
+        await downgrade(engine, "0002")
+        assert {"ix_messages_conversation_turn", "ix_messages_conversation_newest"} <= await _index_names(database_url)
+        assert "uq_messages_turn_key_role" not in await _index_names(database_url)
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT content FROM messages"))).scalars().all() == ["hi"]
+        await migrate(engine)
+        assert "uq_messages_turn_key_role" in await _index_names(database_url)
+    finally:
+        await engine.dispose()
 
 
 async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path) -> None:

@@ -5,16 +5,12 @@ message, stream the answer from the engine chain, show the complete answer, then
 half-done is stored: a turn that fails or is cancelled before its answer is complete leaves the user's
 message and no answer.
 
-An answer the user has seen is never thrown away: its write is retried with back-off for up to
-`save_answer_within_s`; if the database still refuses it, the answer stays in memory and is written first at
-the conversation's next turn (before that turn's message, so the history keeps its order) or when the
-service closes. A reset drops it: what a user erases never comes back.
+An answer the user has seen is never thrown away: `ShownAnswers` stores it, retried, or keeps it for the
+conversation's next turn.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 import unicodedata
@@ -31,6 +27,7 @@ from app.conversation.events import (
     TurnEvent,
 )
 from app.conversation.locks import KeyedLocks
+from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.window import (
     PER_MESSAGE_TOKENS,
@@ -42,14 +39,12 @@ from app.conversation.window import (
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, EngineStarted, EngineStatus
 from app.safe_text import valid_unicode
-from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage
+from app.storage.history import ConversationKey, HistoryStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
-FIRST_SAVE_RETRY_S = 0.1  # back-off between attempts to store a shown answer: 0.1, 0.2, 0.4 … 2 s
-LONGEST_SAVE_RETRY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +58,6 @@ class ServiceStatus:
     token_counter: str
     database_write_failure: str | None = None  # why writes fail (e.g. "database or disk is full"); None: they work
     unsaved_answers: int = 0  # answers users saw that wait in memory to be stored
-
-
-@dataclass(slots=True)
-class _UnsavedAnswer:
-    """A shown answer not stored yet, and its latest write (which may still commit after its turn was cancelled)."""
-
-    conversation_id: int
-    message: StoredMessage
-    turn_id: int
-    latency_ms: int
-    write: asyncio.Task[None] | None = None
 
 
 class ConversationService:
@@ -90,7 +74,6 @@ class ConversationService:
         save_answer_within_s: float = 30.0,
     ) -> None:
         self.brain_name = brain_name
-        self._save_answer_within_s = save_answer_within_s  # how long a shown answer's write is retried
         self._store = store
         self._chain = chain
         self._counter = NeverFailingCounter(counter)
@@ -98,7 +81,7 @@ class ConversationService:
         self._budget = history_token_budget
         self._database_description = database_description
         self._locks = KeyedLocks()
-        self._unsaved: dict[ConversationKey, _UnsavedAnswer] = {}
+        self._shown_answers = ShownAnswers(store, retry_within_s=save_answer_within_s)
         self._started = time.monotonic()
 
     async def respond(
@@ -111,7 +94,7 @@ class ConversationService:
             raise EmptyMessage("nothing to answer")
         async with self._locks.hold(key):  # taken before any await: turns keep their order of arrival
             conversation_id = await self._store.conversation_id(key)
-            await self._write_unsaved_first(key)
+            await self._shown_answers.store_kept(key)
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
             system = Text.counted(defuse_chat_syntax(self._system_for(author)), self._counter)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
@@ -134,8 +117,8 @@ class ConversationService:
             parts: list[str] = []
             chunks = _ValidChunks()
             notified_cut = False
-            async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as answer:
-                async for item in answer:
+            async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as stream:
+                async for item in stream:
                     if isinstance(item, EngineStarted):
                         engine = item.engine
                         if item.replaces_partial:
@@ -153,17 +136,17 @@ class ConversationService:
                 yield TextChunk(tail)
             latency = time.perf_counter() - started
             reply = "".join(parts)
-            unsaved = _UnsavedAnswer(
+            answer = ShownAnswer(
                 conversation_id,
                 StoredMessage("assistant", reply, self._counter.count(defuse_chat_syntax(reply)), engine),
                 turn_id,
                 round(latency * 1000),
             )
-            self._unsaved[key] = unsaved  # from here on, the answer is the user's: kept until it is stored
+            self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
             try:
                 yield FinalReply(reply, engine, latency)
             finally:  # also when the front end stops reading right after the answer
-                await self._save_answer(key, unsaved)
+                await self._shown_answers.store(key, answer)
 
     @property
     def answer_bound_s(self) -> float:
@@ -171,12 +154,14 @@ class ConversationService:
         return self._chain.answer_bound_s
 
     async def reset(self, key: ConversationKey) -> int:
-        """Forget the conversation, an answer not stored yet included; returns how many stored messages went."""
+        """Forget the conversation, an answer not stored yet included; returns how many stored messages went.
+
+        A reset the database refuses (StorageUnavailable) forgets nothing: a kept answer stays kept."""
         async with self._locks.hold(key):
-            unsaved = self._unsaved.pop(key, None)
-            if unsaved is not None and unsaved.write is not None:
-                await asyncio.wait([unsaved.write])  # a write still running must not land after the delete
-            return await self._store.reset(await self._store.conversation_id(key))
+            await self._shown_answers.settle(key)  # a write still running must not land after the delete
+            forgotten = await self._store.reset(await self._store.conversation_id(key))
+            self._shown_answers.drop(key)
+            return forgotten
 
     async def history(self, key: ConversationKey) -> list[StoredMessage]:
         return await self._store.all_messages(await self._store.conversation_id(key))
@@ -196,94 +181,17 @@ class ConversationService:
             uptime_s=time.monotonic() - self._started,
             token_counter=self._counter.name,
             database_write_failure=write_failure,
-            unsaved_answers=len(self._unsaved),
+            unsaved_answers=len(self._shown_answers),
         )
 
     async def close(self) -> None:
-        await self._write_unsaved_at_close()
+        await self._shown_answers.store_all()
         await self._chain.aclose()
         await self._store.close()
 
     def _system_for(self, author: str) -> str:
         name = " ".join(clean_text(author).split())[:MAX_AUTHOR_NAME]
         return f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
-
-    # -- storing shown answers --------------------------------------------------------------------------
-
-    async def _save_answer(self, key: ConversationKey, unsaved: _UnsavedAnswer) -> None:
-        """Store a shown answer, retrying with back-off; never raises (but for cancellation): an answer the
-        database keeps refusing stays in memory for the conversation's next turn."""
-        deadline = time.monotonic() + self._save_answer_within_s
-        delay = FIRST_SAVE_RETRY_S
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                await self._write(key, unsaved)
-            except StorageUnavailable as error:
-                if time.monotonic() + delay <= deadline:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, LONGEST_SAVE_RETRY_S)
-                    continue
-                log.error(
-                    "Conversation %s: could not store the answer after %d attempts in %g s (%s); "
-                    "it is kept in memory and written before the conversation's next turn",
-                    key.log_id, attempts, self._save_answer_within_s, _cause(error),
-                )  # fmt: skip
-            except Exception as error:  # not a database that is away: retrying would not help
-                self._forget_unsaved(key, unsaved)
-                log.error("Conversation %s: the answer cannot be stored and is lost (%s)", key.log_id, _cause(error))
-            else:
-                if attempts > 1:
-                    log.info("Conversation %s: answer stored at attempt %d", key.log_id, attempts)
-            return
-
-    async def _write_unsaved_first(self, key: ConversationKey) -> None:
-        """Store the answer kept from the conversation's last turn before anything of this turn."""
-        unsaved = self._unsaved.get(key)
-        if unsaved is None:
-            return
-        try:
-            await self._write(key, unsaved)
-        except StorageUnavailable as error:
-            log.error("Conversation %s: the answer kept from the last turn still cannot be stored (%s)",
-                      key.log_id, _cause(error))  # fmt: skip
-            raise
-        except Exception as error:
-            self._forget_unsaved(key, unsaved)
-            log.error("Conversation %s: the answer kept from the last turn is lost (%s)", key.log_id, _cause(error))
-        else:
-            log.info("Conversation %s: the answer kept from the last turn is stored", key.log_id)
-
-    async def _write_unsaved_at_close(self) -> None:
-        for key, unsaved in list(self._unsaved.items()):
-            try:
-                await self._write(key, unsaved)
-            except Exception as error:
-                log.error("Conversation %s: an answer not stored yet is lost at close (%s)", key.log_id, _cause(error))
-
-    async def _write(self, key: ConversationKey, unsaved: _UnsavedAnswer) -> None:
-        """One attempt to store the answer, or the outcome of the attempt still running.
-
-        Shielded: a write the turn's cancellation abandoned may still commit, and must not be written twice.
-        """
-        write = unsaved.write
-        if write is None or (write.done() and (write.cancelled() or write.exception() is not None)):
-            write = unsaved.write = asyncio.ensure_future(
-                self._store.finish_turn(
-                    unsaved.conversation_id, unsaved.message, unsaved.turn_id, latency_ms=unsaved.latency_ms
-                )
-            )
-            write.add_done_callback(functools.partial(self._write_settled, key, unsaved))
-        await asyncio.shield(write)
-
-    def _write_settled(self, key: ConversationKey, unsaved: _UnsavedAnswer, write: asyncio.Task[None]) -> None:
-        if not write.cancelled() and write.exception() is None:  # also retrieves a failure nobody awaits
-            self._forget_unsaved(key, unsaved)
-
-    def _forget_unsaved(self, key: ConversationKey, unsaved: _UnsavedAnswer) -> None:
-        if self._unsaved.get(key) is unsaved:
-            del self._unsaved[key]
 
 
 class _ValidChunks:
@@ -306,16 +214,6 @@ class _ValidChunks:
 
     def drop(self) -> None:
         self._held = ""
-
-
-def _cause(error: BaseException) -> str:
-    """A failure in words fit for a log: the store's short cause, else the error's type and code — never a
-    driver's message, which can quote SQL or a row's values."""
-    if isinstance(error, StorageUnavailable):
-        return str(getattr(error, "cause", None) or error)
-    driver = getattr(error, "orig", None) or error
-    code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
-    return f"{type(driver).__name__} {code}" if code else type(driver).__name__
 
 
 _INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"

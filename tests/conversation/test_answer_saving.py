@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import app.storage.sqlite_history
 from app.conversation.events import FinalReply, StorageUnavailable, TextChunk
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
@@ -23,10 +22,11 @@ from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate
 from app.storage.history import ConversationKey, open_history_store
 from tests.conftest import TEST_SYSTEM_PROMPT
+from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
-BUSY_TIMEOUT_S = 0.1
-SERVICE_LOG = "app.conversation.service"  # how long a write waits for another connection's lock before SQLite gives up
+BUSY_TIMEOUT_S = 0.1  # how long a write waits for another connection's lock before SQLite gives up
+SAVING_LOG = "app.conversation.shown_answers"
 
 
 class SecondConnection:
@@ -153,7 +153,7 @@ async def test_an_answer_that_cannot_be_stored_in_time_is_written_before_the_nex
         events = await turn(service, "first")  # shown, and no error for the user
     assert events[-1].text == "reply to: first"
     assert stored(database) == [("user", "first")]
-    failure = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == SERVICE_LOG]
+    failure = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == SAVING_LOG]
     assert len(failure) == 1 and ALICE.log_id in failure[0] and "database is locked" in failure[0]
     assert "first" not in failure[0], "message text never reaches the log"
     assert (await service.status()).unsaved_answers == 1
@@ -186,6 +186,46 @@ async def test_a_reset_drops_an_answer_kept_in_memory(
     assert await service.reset(ALICE) == 1
     await turn(service, "fresh start")
     assert stored(database) == [("user", "fresh start"), ("assistant", "reply to: fresh start")]
+    await service.close()
+    assert stored(database) == [("user", "fresh start"), ("assistant", "reply to: fresh start")]
+
+
+async def test_a_reset_the_database_refuses_forgets_nothing(
+    open_service, second_connection: SecondConnection, database: Path
+) -> None:
+    engine = LockingEngine(second_connection.lock)
+    service = open_service(engine, save_answer_within_s=2 * BUSY_TIMEOUT_S)
+    await turn(service, "first")
+    with pytest.raises(StorageUnavailable):
+        await service.reset(ALICE)
+    assert (await service.status()).unsaved_answers == 1, "the answer is still kept"
+
+    second_connection.release()
+    engine.while_answering = lambda: None
+    await turn(service, "second")
+    assert stored(database) == [
+        ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
+    ]  # fmt: skip
+
+
+async def test_a_reset_after_a_turn_cancelled_while_its_answer_was_written_erases_that_answer(
+    open_service, second_connection: SecondConnection, database: Path
+) -> None:
+    engine = LockingEngine(second_connection.lock)
+    service = open_service(engine, save_answer_within_s=30)
+    turn_task = asyncio.create_task(turn(service, "my secret"))
+    while (await service.status()).unsaved_answers == 0:  # shown; its write waits for the lock
+        await asyncio.sleep(BUSY_TIMEOUT_S / 10)
+    turn_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn_task
+    second_connection.release()  # the write the cancelled turn left running can commit now
+
+    assert await service.reset(ALICE) in (1, 2)
+    engine.while_answering = lambda: None
+    await turn(service, "fresh start")
+    assert stored(database) == [("user", "fresh start"), ("assistant", "reply to: fresh start")]
+    assert [m["content"] for m in engine.requests[-1][1:]] == ["fresh start"], "nothing erased reaches the engine"
     await service.close()
     assert stored(database) == [("user", "fresh start"), ("assistant", "reply to: fresh start")]
 
@@ -236,23 +276,6 @@ async def test_a_turn_cancelled_while_its_answer_is_retried_keeps_it_for_the_nex
     assert stored(database) == [
         ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
     ]  # fmt: skip
-
-
-@pytest.fixture
-def disk_of_current_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The store's writer may not grow the file: SQLite's own SQLITE_FULL, as on a full disk."""
-    pragmas = app.storage.sqlite_history.sqlite_pragmas
-
-    def full_disk_pragmas(busy_timeout_s: float):  # type: ignore[no-untyped-def]
-        prepare = pragmas(busy_timeout_s)
-
-        def prepare_on_a_full_disk(connection, record=None) -> None:  # type: ignore[no-untyped-def]
-            prepare(connection, record)
-            connection.execute("PRAGMA max_page_count = 1")  # SQLite raises it to the file's current size
-
-        return prepare_on_a_full_disk
-
-    monkeypatch.setattr(app.storage.sqlite_history, "sqlite_pragmas", full_disk_pragmas)
 
 
 async def test_a_full_disk_shows_the_answer_and_health_says_the_database_cannot_write(

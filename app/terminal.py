@@ -47,8 +47,7 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
         if command in {"/quit", "/exit"}:
             break
         if command == "/reset":
-            forgotten = await service.reset(TERMINAL_KEY)
-            out.write(f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}. Fresh start!\n")
+            await _reset(service, out)
         elif command == "/ping":
             out.write(format_status(await service.status()) + "\n")
         elif command == "/help":
@@ -79,11 +78,25 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
     except EmptyMessage:
         out.write("Say something and I'll answer 🙂\n")
     except StorageUnavailable as error:
-        log.error("Conversation %s: a turn failed, the database is unavailable (%s)", TERMINAL_KEY.log_id, error)
+        _log_unavailable("a turn", error)
         out.write(f"\n{NO_MEMORY}\n")
     except Exception:
         log.exception("Conversation %s: a turn failed", TERMINAL_KEY.log_id)
         out.write(f"\n{SORRY}\n")
+
+
+async def _reset(service: ConversationService, out: TextIO) -> None:
+    try:
+        forgotten = await service.reset(TERMINAL_KEY)
+    except StorageUnavailable as error:
+        _log_unavailable("a reset", error)
+        out.write(f"{NO_MEMORY}\n")
+        return
+    out.write(f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}. Fresh start!\n")
+
+
+def _log_unavailable(what: str, error: StorageUnavailable) -> None:
+    log.error("Conversation %s: %s failed, the database is unavailable (%s)", TERMINAL_KEY.log_id, what, error.cause)
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:

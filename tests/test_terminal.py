@@ -87,8 +87,9 @@ async def test_a_stdin_that_fails_ends_the_chat_with_a_logged_line_not_a_hang(
     assert len(errors) == 1 and "input" in errors[0] and "closed file" in errors[0]
 
 
+@pytest.mark.parametrize("line", ["second", "/reset"])
 async def test_a_storage_failure_shows_the_memory_sentence_and_logs_the_conversation_and_cause(
-    service: ConversationService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    service: ConversationService, tmp_path: Path, caplog: pytest.LogCaptureFixture, line: str
 ) -> None:
     await chat(service, stdin=stdin_with(tmp_path, "first\n"), out=io.StringIO())
     other = sqlite3.connect(tmp_path / "kortana.db", isolation_level=None)
@@ -96,12 +97,12 @@ async def test_a_storage_failure_shows_the_memory_sentence_and_logs_the_conversa
     out = io.StringIO()
     try:
         with caplog.at_level(logging.ERROR):
-            await chat(service, stdin=stdin_with(tmp_path, "second\n"), out=out)
+            await chat(service, stdin=stdin_with(tmp_path, f"{line}\nstill there?\n"), out=out)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert NO_MEMORY in out.getvalue()
+    assert NO_MEMORY in out.getvalue() and "Goodbye" in out.getvalue(), "the chat goes on"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "app.terminal"]
-    assert len(errors) == 1, errors
-    assert TERMINAL_KEY.log_id in errors[0] and "database is locked" in errors[0]
-    assert "second" not in errors[0], "message text never reaches the log"
+    assert len(errors) == 2, errors
+    assert all(TERMINAL_KEY.log_id in error and "database is locked" in error for error in errors)
+    assert not any("second" in error or "still there" in error for error in errors), "message text never in logs"

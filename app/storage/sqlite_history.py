@@ -1,7 +1,7 @@
 """History on SQLite: each step of a turn is one job of the writer thread.
 
-The last window of recently active conversations stays in memory. A job first reads `PRAGMA data_version`
-(see `window_cache`): if another connection committed since the last job, every cached window is from an
+The last window of recently active conversations stays in memory. A job that uses one first reads `PRAGMA
+data_version` (see `window_cache`): if another connection committed since, every cached window is from an
 older epoch and is read again. A turn's first job checks its window, reads it if stale and inserts the user's
 message in one transaction: a turn costs two hops to the database thread.
 """
@@ -122,9 +122,14 @@ class SqliteHistoryStore(HistoryStore):
         return message_id
 
     async def _reset(self, conversation_id: int) -> int:
-        forgotten = await self._run(
-            lambda connection: _DELETE.run(connection, conversation_id=conversation_id).rowcount
-        )
+        def job(connection: sqlite3.Connection) -> int:
+            forgotten = _DELETE.run(connection, conversation_id=conversation_id).rowcount
+            # Our own commits leave data_version as it is: a new epoch makes every window read before this
+            # delete stale, including one a turn queued behind this job is about to use.
+            self._epoch += 1
+            return forgotten
+
+        forgotten = await self._run(job)
         self._windows.forget(conversation_id)
         return forgotten
 

@@ -1,10 +1,12 @@
 """The last window of a recently active conversation, kept in memory (SQLite).
 
 A window is only as good as the file it was read from: SQLite's `PRAGMA data_version` changes when another
-connection (another process, a tool, the engine's own pool) commits. The store reads it in every job; each
-change starts a new epoch, and a window of an older epoch is read again from the database. The store's own
-writes (one connection) keep its windows current as they happen. (Comparing the newest stored id is not
-enough: after a reset, SQLite hands out the same row ids again.)
+connection (another process, a tool, the engine's own pool) commits. The store reads it in every job that
+uses a window, inside the job's write transaction (no other commit can come between the check and the use);
+each change starts a new epoch, and a window of an older epoch is read again from the database. The store's
+own inserts (one connection, which data_version does not count) keep its windows current as they happen, and
+its resets start a new epoch. (Comparing the newest stored id is not enough: after a reset, SQLite hands out
+the same row ids again.)
 """
 
 from __future__ import annotations

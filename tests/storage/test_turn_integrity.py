@@ -185,3 +185,22 @@ async def test_a_window_cached_before_another_process_reset_the_file_is_read_aga
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothing_erased(migrated_url: str) -> None:
+    """The store's own guarantee, not the service's lock: the reset and the turn may share one SQLite commit,
+    and the turn's job runs after the delete; its window must not be the one cached before it."""
+    store = open_history_store(create_engine(migrated_url))
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        await store.finish_turn(conversation, StoredMessage("assistant", "about your secret", 2, "brain"), turn_id)
+
+        forgotten, (history, _) = await asyncio.gather(
+            store.reset(conversation), store.start_turn(conversation, StoredMessage("user", "fresh start", 2), 1000)
+        )
+        assert forgotten == 2
+        assert history == []
+        assert await store.recent(conversation, 1000) == [StoredMessage("user", "fresh start", 2)]
+    finally:
+        await store.close()

@@ -26,15 +26,21 @@ TRAINING_TEXT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained_tokenizer(tmp_path_factory) -> TokenizerTokens:
+def train_byte_level_bpe(texts: list[str], vocab_size: int, folder) -> TokenizerTokens:  # type: ignore[no-untyped-def]
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(TRAINING_TEXT * 20, trainer=trainer)
-    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts * 20, trainer=trainer)
+    path = folder / "tokenizer.json"
     tokenizer.save(str(path))
     return TokenizerTokens(str(path))
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory) -> TokenizerTokens:
+    return train_byte_level_bpe(TRAINING_TEXT, 400, tmp_path_factory.mktemp("tokenizer"))
 
 
 def test_exact_counts_come_from_the_tokenizer_file(trained_tokenizer: TokenizerTokens) -> None:
@@ -72,15 +78,7 @@ WHITESPACE_TRAINING_TEXT = [
 
 @pytest.fixture(scope="module")
 def whitespace_tokenizer(tmp_path_factory) -> TokenizerTokens:
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(WHITESPACE_TRAINING_TEXT * 20, trainer=trainer)
-    path = tmp_path_factory.mktemp("whitespace_tokenizer") / "tokenizer.json"
-    tokenizer.save(str(path))
-    return TokenizerTokens(str(path))
+    return train_byte_level_bpe(WHITESPACE_TRAINING_TEXT, 600, tmp_path_factory.mktemp("whitespace_tokenizer"))
 
 
 @pytest.mark.parametrize(

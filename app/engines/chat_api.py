@@ -7,6 +7,9 @@ an `EngineError` with a kind at this boundary; cancellation always propagates.
 Credentials inside the URL (`http://user:password@host/v1`, basic auth in front of Ollama) are taken out of it
 and sent as the `Authorization: Basic` header they stand for, so the URL that the library puts into its errors
 and log lines carries none; messages are redacted as well. The client contacts no host but the configured one.
+
+Error messages (logged by the chain) never carry what a server wrote back: a refusal may quote the user's
+message. They say the status and the error's machine-readable fields (`code`, `type`, `error_type`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ _CONTEXT_TOO_LONG = re.compile(
     r"|(prompt|input) is too long|must be <= ?\d+",
     re.IGNORECASE,
 )
-_SERVER_TEXT_LIMIT = 300
+_CAUSE_FIELDS = ("code", "type", "error_type")  # OpenAI and vLLM; TGI
+_CAUSE_VALUE = re.compile(r"[\w.:-]{1,64}", re.ASCII)  # an identifier: a field holding a sentence is left out
 
 
 class ChatApiEngine:
@@ -102,19 +106,19 @@ class ChatApiEngine:
             return self._classify_http(error)
         if isinstance(error, TimeoutError | httpx2.TimeoutException):
             return self._error(ErrorKind.TIMEOUT, f"no answer within the read timeout ({type(error).__name__})")
-        if isinstance(error, TextGenerationError):
+        if isinstance(error, TextGenerationError):  # its type says what TGI's `error_type` said
             kind = ErrorKind.CONTEXT_TOO_LONG if _CONTEXT_TOO_LONG.search(str(error)) else ErrorKind.UNAVAILABLE
-            return self._error(kind, f"error event in the stream ({type(error).__name__}): {_shorten(str(error))}")
+            return self._error(kind, f"error event in the stream ({type(error).__name__})")
         if isinstance(error, json.JSONDecodeError):
             return self._error(ErrorKind.UNAVAILABLE, f"malformed JSON from the server: {error.msg}")
         if isinstance(error, httpx2.TransportError | OSError):
             return self._error(ErrorKind.UNAVAILABLE, f"connection failed ({type(error).__name__}): {error}")
-        return self._error(ErrorKind.UNAVAILABLE, f"unexpected {type(error).__name__}: {_shorten(str(error))}")
+        return self._error(ErrorKind.UNAVAILABLE, f"unexpected {type(error).__name__}")  # its text may quote a chunk
 
     def _classify_http(self, error: HfHubHTTPError) -> EngineError:
         status = error.response.status_code
-        server_text = _server_text(error)
-        message = f"HTTP {status}: {_shorten(server_text)}"
+        server_text = _server_text(error)  # for classifying only
+        message = ", ".join([f"HTTP {status}", *_causes(server_text)])
         retry_after = _parse_retry_after(error.response.headers.get("Retry-After"))
         if status in (401, 403):
             return self._error(ErrorKind.AUTH, f"{message} (check the API key and its permissions)")
@@ -192,7 +196,22 @@ def _server_text(error: HfHubHTTPError) -> str:
         body = error.response.text
     except httpx2.ResponseNotRead:
         body = ""
-    return body or error.server_message or str(error)
+    return body or error.server_message or ""
+
+
+def _causes(server_text: str) -> list[str]:
+    """The machine-readable fields of a JSON error body, at its top or in its `error` object, as "name value"."""
+    try:
+        body = json.loads(server_text)
+    except ValueError:
+        return []
+    places = [body, body.get("error")] if isinstance(body, dict) else []
+    return [
+        f"{name} {place[name]}"
+        for place in places if isinstance(place, dict)
+        for name in _CAUSE_FIELDS
+        if isinstance(place.get(name), str | int) and _CAUSE_VALUE.fullmatch(str(place[name]))
+    ]
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -209,7 +228,3 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None
     return max(0.0, when.timestamp() - time.time())
 
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _SERVER_TEXT_LIMIT else text[: _SERVER_TEXT_LIMIT - 1] + "…"

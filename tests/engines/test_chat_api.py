@@ -199,6 +199,52 @@ async def test_cancellation_propagates_and_the_engine_stays_usable(
     assert "".join(await answer(engine)) == "Hello from the brain!"
 
 
+# -- what a server writes back never reaches a log line: it may quote the user's message -----------------------
+
+USERS_WORDS = "my diary says I adore Zanzibar"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "logged_cause"),
+    [
+        (
+            HttpError(400, {"error": {"message": f"Flagged: '{USERS_WORDS}'", "type": "invalid_request_error",
+                                      "code": "content_policy_violation"}}),
+            "HTTP 400, code content_policy_violation, type invalid_request_error",
+        ),
+        (
+            HttpError(422, {"error": f"Input validation error: {USERS_WORDS}", "error_type": "validation"}),
+            "HTTP 422, error_type validation",
+        ),
+        (HttpError(400, f"cannot read {USERS_WORDS}"), "HTTP 400"),
+        (HttpError(500, {"error": {"message": USERS_WORDS, "code": USERS_WORDS}}), "HTTP 500"),
+        (
+            StreamErrorEvent(text_before="Sure, ", message=f"failed on {USERS_WORDS}", error_type="generation"),
+            "error event in the stream (GenerationError)",
+        ),
+    ],
+    ids=["openai-400", "tgi-422", "text-400", "sentence-in-code-500", "error-event"],
+)
+async def test_a_failure_is_logged_with_its_status_and_codes_but_never_the_servers_words(
+    brain_server: FakeChatServer,
+    make_api_engine: MakeApiEngine,
+    caplog: pytest.LogCaptureFixture,
+    behaviour: object,
+    logged_cause: str,
+) -> None:
+    brain_server.script = [behaviour]  # type: ignore[list-item]
+    chain = EngineChain([Tier(make_api_engine(brain_server.base_url), 2.0)], EchoEngine(), max_tokens=50)
+    messages: list[ChatMessage] = [{"role": "user", "content": USERS_WORDS}]
+
+    with caplog.at_level(logging.DEBUG):
+        events = [event async for event in chain.stream(lambda budget: messages, 3000)]
+
+    assert "echo" in repr(events)
+    [line] = [record.getMessage() for record in caplog.records if record.name == "app.engines.chain"]
+    assert line.endswith(f"): {logged_cause}"), line
+    assert "Zanzibar" not in caplog.text + repr(chain.status())
+
+
 # -- credentials inside URLs are secrets ---------------------------------------------------------------------
 
 

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
+from dataclasses import dataclass
 
 import discord
 from discord import app_commands
 
 from app.bot.conversation_keys import Scope, conversation_key
-from app.bot.cooldown import NoticeLimit, TurnCooldown
+from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
 from app.bot.streaming import (
     NO_PINGS,
     ChannelReply,
@@ -21,7 +22,7 @@ from app.bot.streaming import (
     ReplySurface,
 )
 from app.bot.turns import Place, TurnLine
-from app.bot.typing_indicator import start_typing
+from app.bot.typing_indicator import typing_in_background
 from app.conversation.events import (
     NO_MEMORY,
     SORRY,
@@ -35,6 +36,7 @@ from app.conversation.events import (
 )
 from app.conversation.service import ConversationService, clean_text
 from app.conversation.status import format_status
+from app.safe_text import redact_url_credentials
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,18 @@ STILL_ANSWERING = "I'm still answering your earlier messages ⏳ — send this o
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # How long a turn cut by shutdown may take to say so before the connection closes anyway.
 RESTART_NOTICE_BOUND_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One accepted message or question, and where its answer goes."""
+
+    surface: ReplySurface
+    key: ConversationKey
+    author: str
+    text: str
+    prefer: str | None = None  # the engine to ask first (/ask prefers Hugging Face)
+    empty_reply: str = EMPTY_MENTION  # what to say if the text turns out to be empty once cleaned
 
 
 class KortanaBot(discord.AutoShardedClient):
@@ -82,15 +96,14 @@ class KortanaBot(discord.AutoShardedClient):
         self._scope: Scope = history_scope
         self._chat_channels = set(chat_channel_ids or [])
         self._guild_ids = guild_ids or []
-        self._cooldown = TurnCooldown(cooldown_seconds)
-        self._notices = NoticeLimit(cooldown_seconds)
+        self._cooldown = per_user(cooldown_seconds)
+        self._notices = per_user(max(cooldown_seconds, NOTICE_INTERVAL_MIN_S))
         self._line = TurnLine()
         self._grace_s = service.answer_bound_s if shutdown_grace_s is None else shutdown_grace_s
         self._show_footer = show_engine_footer
         self._edit_interval = edit_interval
         self.version = version
-        self.active_turns = 0  # accepted turns not yet ended: running or waiting for their place
-        self._turn_tasks: set[asyncio.Task[object]] = set()
+        self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
         self._closing = False
         self._shutdown: asyncio.Task[None] | None = None
         _register_commands(self)
@@ -113,6 +126,10 @@ class KortanaBot(discord.AutoShardedClient):
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
 
+    @property
+    def active_turns(self) -> int:
+        return len(self._turn_tasks)
+
     # --- shutdown -------------------------------------------------------------------------------------
 
     def begin_shutdown(self) -> asyncio.Task[None]:
@@ -128,15 +145,20 @@ class KortanaBot(discord.AutoShardedClient):
         await asyncio.shield(self.begin_shutdown())
 
     async def _shut_down(self) -> None:
-        turns = set(self._turn_tasks)
-        if turns:
-            _, late = await asyncio.wait(turns, timeout=self._grace_s)
+        unfinished: set[asyncio.Task[object]] = set()
+        if self._turn_tasks:
+            _, late = await asyncio.wait(set(self._turn_tasks), timeout=self._grace_s)
             if late:
-                log.warning("Shutting down: %d turn(s) still running after %.0f s are cut", len(late), self._grace_s)
+                log.warning("Shutting down: %d turn(s) still running after %g s are cut", len(late), self._grace_s)
                 for task in late:
                     task.cancel()
-                await asyncio.wait(late, timeout=RESTART_NOTICE_BOUND_S)  # each says so before Discord closes
+                # Each says so ("I'm restarting") while the connection is still open.
+                _, unfinished = await asyncio.wait(late, timeout=RESTART_NOTICE_BOUND_S)
         await self.close()
+        if unfinished:  # stuck in a Discord call (a rate limit): with the session closed, it fails and ends
+            _, stuck = await asyncio.wait(unfinished, timeout=RESTART_NOTICE_BOUND_S)
+            if stuck:
+                log.warning("Shutting down: %d turn(s) did not end after the connection closed", len(stuck))
 
     # --- messages -------------------------------------------------------------------------------------
 
@@ -157,8 +179,8 @@ class KortanaBot(discord.AutoShardedClient):
         if isinstance(place, str):
             await self._notify(message, place)
             return
-        author = message.author.display_name
-        await self.take_turn(place, ChannelReply(message), key, author, text, typing=message.channel)
+        turn = Turn(ChannelReply(message), key, message.author.display_name, text)
+        await self.take_turn(place, turn, typing=message.channel)
 
     def _is_addressed(self, message: discord.Message) -> bool:
         if message.guild is None or message.channel.id in self._chat_channels:
@@ -185,14 +207,14 @@ class KortanaBot(discord.AutoShardedClient):
         """Take the turn's place now, or say why not (the user's queue is full, or they write too fast)."""
         if not self._line.has_room(key.user_id):
             return STILL_ANSWERING
-        wait = self._cooldown.try_take(key.user_id)
+        wait = self._cooldown.update_rate_limit(key.user_id)
         if wait:
             return _cooldown_notice(wait)
         return self._line.join(key)
 
     async def _notify(self, message: discord.Message, text: str) -> None:
         """A short notice; at most one per user per notice interval, the others are dropped."""
-        if not self._notices.allow(message.author.id):
+        if self._notices.update_rate_limit(message.author.id) is not None:
             return
         try:
             await message.channel.send(
@@ -211,61 +233,44 @@ class KortanaBot(discord.AutoShardedClient):
     async def take_turn(
         self,
         place: Place,
-        surface: ReplySurface,
-        key: ConversationKey,
-        author: str,
-        text: str,
+        turn: Turn,
         *,
-        prefer: str | None = None,
-        empty_reply: str = EMPTY_MENTION,
         typing: discord.abc.Messageable | None = None,
         acknowledge: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """Wait for the turn's place, then run it. Call it right after `accept_turn`, before any other await:
         it counts the turn at once, so a shutdown that starts meanwhile waits for it. `acknowledge` (a slash
-        command's defer) is awaited first."""
+        command's defer) is awaited first; `typing` is where to show "typing…" while the answer is made."""
         task = asyncio.current_task()
         assert task is not None
         self._turn_tasks.add(task)
-        self.active_turns += 1
         try:
             if acknowledge is not None:
                 await acknowledge()
             async with place:
                 if self._closing:  # its place came up after shutdown began
-                    await _say_restarting(ReplyStream(surface, conversation=key.log_id))
+                    await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
                     return
-                typing_task = start_typing(typing, self.service.answer_bound_s) if typing is not None else None
-                try:
-                    await self.stream_turn(surface, key, author, text, prefer, empty_reply)
-                finally:
-                    if typing_task is not None:
-                        typing_task.cancel()
+                bound_s = self.service.answer_bound_s
+                async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
+                    await self.stream_turn(turn)
         except asyncio.CancelledError:
             if not place.reached:  # cut by shutdown while waiting: say so too
-                await _say_restarting(ReplyStream(surface, conversation=key.log_id))
+                await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
             raise
         finally:
             place.leave()
-            self.active_turns -= 1
             self._turn_tasks.discard(task)
 
-    async def stream_turn(
-        self,
-        surface: ReplySurface,
-        key: ConversationKey,
-        author: str,
-        text: str,
-        prefer: str | None = None,
-        empty_reply: str = EMPTY_MENTION,
-    ) -> None:
+    async def stream_turn(self, turn: Turn) -> None:
         """Run one turn and show it; whatever fails, the user sees an answer or a short apology, and an answer
         once shown is never replaced by one."""
-        stream = ReplyStream(surface, edit_interval=self._edit_interval, conversation=key.log_id)
+        key = turn.key
+        stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
         notices: list[str] = []
         shown = False
         try:
-            async with aclosing(self.service.respond(key, author, text, prefer=prefer)) as events:
+            async with aclosing(self.service.respond(key, turn.author, turn.text, prefer=turn.prefer)) as events:
                 async for event in events:
                     if isinstance(event, TextChunk):
                         stream.add(event.text)
@@ -281,7 +286,7 @@ class KortanaBot(discord.AutoShardedClient):
                 await _say_restarting(stream)
             raise
         except EmptyMessage:
-            await stream.fail(empty_reply)
+            await stream.fail(turn.empty_reply)
         except Exception as error:
             if shown:
                 log.error("Turn failed in conversation %s after its answer was shown: %s", key.log_id, _cause(error))
@@ -310,8 +315,8 @@ async def _say_restarting(stream: ReplyStream) -> None:
 
 
 def _cause(error: BaseException) -> str:
-    """The error's own words for the log (our errors never carry message text)."""
-    return str(error) or type(error).__name__
+    """The error's own words for the log (our errors never carry message text; URLs lose their credentials)."""
+    return redact_url_credentials(str(error)) or type(error).__name__
 
 
 def _cooldown_notice(wait: float) -> str:
@@ -332,16 +337,10 @@ def _register_commands(bot: KortanaBot) -> None:
         if isinstance(place, str):
             await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
             return
-        await bot.take_turn(
-            place,
-            InteractionReply(interaction),
-            key,
-            interaction.user.display_name,
-            question,
-            prefer=HF_ENGINE,
-            empty_reply=EMPTY_QUESTION,
-            acknowledge=lambda: interaction.response.defer(thinking=True),
+        turn = Turn(
+            InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE, EMPTY_QUESTION
         )
+        await bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
 
     @tree.command(name="reset", description="Forget our conversation here and start fresh")
     async def reset(interaction: discord.Interaction) -> None:

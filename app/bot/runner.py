@@ -56,8 +56,8 @@ def build_bot(
         client_options.setdefault("shard_ids", settings.shard_ids)
     if message_content is None:
         message_content = settings.message_content_intent != "off"
-    if settings.chat_channel_ids and not message_content:
-        log.warning(CHAT_CHANNELS_WITHOUT_CONTENT)
+        if settings.chat_channel_ids and not message_content:  # the fallback says so in its own warning
+            log.warning(CHAT_CHANNELS_WITHOUT_CONTENT)
     return KortanaBot(
         service,
         history_scope=settings.history_scope,

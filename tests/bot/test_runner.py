@@ -78,7 +78,10 @@ async def test_a_refused_message_content_intent_is_one_warning_and_a_bot_that_sa
     tmp_path: Path,
 ) -> None:
     async with FakeDiscord(privileged_intents=(), patch_discord=False) as fake:
-        process = await start_kortana_run(tmp_path, fake, DISCORD_BOT_TOKEN="token")
+        # An open channel too: its loss is part of the one warning, not a second line.
+        process = await start_kortana_run(
+            tmp_path, fake, DISCORD_BOT_TOKEN="token", CHAT_CHANNEL_IDS=str(fake.channel)
+        )
         try:
             await ready(fake, identifies=2)
             first, second = fake.identifies
@@ -95,6 +98,7 @@ async def test_a_refused_message_content_intent_is_one_warning_and_a_bot_that_sa
     assert code == 0, stderr
     [warning] = [line for line in stderr.splitlines() if "Message Content" in line]
     assert "WARNING" in warning and "Privileged Gateway Intents" in warning and "replies that don't ping" in warning
+    assert "CHAT_CHANNEL_IDS" in warning
     assert "Traceback" not in stderr
 
 

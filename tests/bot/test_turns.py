@@ -18,7 +18,7 @@ def answer_naming_the_question(body: dict) -> Reply:
     return Reply(f"answer to {body['messages'][-1]['content']}", chunks=2)
 
 
-async def settled(world: World, bot_messages: int, timeout: float = 10) -> list[str]:
+async def settled(world: World, bot_messages: int, timeout: float = 30) -> list[str]:
     """The bot's final texts in the channel once it has posted `bot_messages` and no turn is left."""
     fake = world.fake
     await fake.wait_for(
@@ -47,7 +47,7 @@ async def test_a_slow_typing_call_never_lets_a_later_message_overtake_an_earlier
 
 async def test_a_rate_limited_typing_call_does_not_hold_the_answer(world: World) -> None:
     await world.start()
-    world.fake.rate_limit("POST", TYPING, retry_after=3.0)
+    world.fake.rate_limit("POST", TYPING, retry_after=60.0)  # far longer than any answer takes
     message = await mention(world, "hello")
     assert await answer_to(world, message) == ["Hello from the brain!"]
     assert not [call for call in world.fake.calls_matching("POST", TYPING) if call.status == 204], (
@@ -56,10 +56,11 @@ async def test_a_rate_limited_typing_call_does_not_hold_the_answer(world: World)
 
 
 async def test_one_user_has_at_most_one_turn_running_and_one_waiting(world: World) -> None:
+    # Slow enough that every message arrives while the first turns still run, even on a loaded machine.
     world.brain.script = lambda body: Reply(
-        f"slow answer to {body['messages'][-1]['content']}", chunks=2, chunk_delay_s=0.4
+        f"slow answer to {body['messages'][-1]['content']}", chunks=2, chunk_delay_s=2.0
     )
-    await world.start()
+    await world.start(brain_timeout_seconds=30)
     for index in range(5):
         await mention(world, f"message {index}")
     await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> bob here", author=world.fake.bob)
@@ -73,8 +74,8 @@ async def test_one_user_has_at_most_one_turn_running_and_one_waiting(world: Worl
 
 
 async def test_a_slash_question_beyond_the_users_queue_is_refused_privately(world: World) -> None:
-    world.brain.default = Reply("slowly", chunks=2, chunk_delay_s=0.5)
-    await world.start()
+    world.brain.default = Reply("slowly", chunks=2, chunk_delay_s=2.0)
+    await world.start(brain_timeout_seconds=30)
     await mention(world, "one")
     await mention(world, "two")
     interaction = await world.fake.slash_command("ask", {"question": "three?"})

@@ -5,10 +5,10 @@ during the stream moves to the next tier; text a failed engine already streamed 
 `EngineStarted` tells the front end to replace what it showed. Echo answers when every tier failed, so a user
 always gets an answer, and within `EngineChain.answer_bound_s`:
 
-- A tier never holds a turn longer than its deadline: waiting for one of its call slots counts against it, and
-  so does the one retry with a smaller window. Tiers never queue behind each other. A turn that had to queue
-  for a slot and then ran out of time moves on as BUSY: the engine did not have its whole deadline, so that
-  timeout says "full", not "broken".
+- A tier never holds a turn longer than its deadline and a short grace for a stuck engine's cleanup: waiting for
+  one of its call slots counts against the deadline, and so does the one retry with a smaller window. Tiers
+  never queue behind each other. A turn that had to queue for a slot and then ran out of time moves on as BUSY:
+  the engine did not have its whole deadline, so that timeout says "full", not "broken".
 - An engine that serves one answer at a time (it has `reserved()`, the local model) queues turns itself; that
   wait has its own allowance of one deadline, so the answer's deadline starts once the engine is free.
 - The breaker is checked before waiting (an open one costs nothing) and again once a slot is had: turns that
@@ -207,14 +207,10 @@ class EngineChain:
                     continue
                 if not link.breaker.try_acquire():
                     continue  # it opened, or another turn took the probe, while this one waited for a slot
-                try:
-                    budget = min(history_budget, link.engine.context_window - self._max_tokens)
-                except Exception as error:
-                    self._record_failure(link, _as_engine_error(error), cause=error, holds_breaker=True)
-                    continue
-                for attempt in range(2):
+                for halvings in range(2):  # asked again with half the window only when the first was too long
                     started = False
                     try:
+                        budget = min(history_budget, link.engine.context_window - self._max_tokens) // 2**halvings
                         answer = self._call(link, build_messages(budget), showed_partial, deadline)
                         async with aclosing(answer) as items:
                             async for item in items:
@@ -227,11 +223,10 @@ class EngineChain:
                         failure = _as_engine_error(error)
                         if failure.kind is ErrorKind.TIMEOUT and queued:
                             failure = EngineError(ErrorKind.BUSY, "out of time after queueing for a call slot")
-                        if failure.kind is ErrorKind.CONTEXT_TOO_LONG and attempt == 0 and not started:
-                            budget //= 2
+                        if failure.kind is ErrorKind.CONTEXT_TOO_LONG and halvings == 0 and not started:
                             log.warning(
-                                "engine %s failed (%s), retrying once with a budget of %d tokens: %s",
-                                link.engine.name, failure.kind.value, budget, redact_url_credentials(failure.message),
+                                "engine %s failed (%s), retrying once with half the window: %s",
+                                link.engine.name, failure.kind.value, redact_url_credentials(failure.message),
                             )
                             continue
                         self._record_failure(link, failure, cause=error, holds_breaker=True)
@@ -270,11 +265,8 @@ class EngineChain:
         deadline = loop.time() + link.deadline_s
         queued = link.slots.locked()
         try:
-            if queued:
-                async with asyncio.timeout_at(deadline):
-                    await link.slots.acquire()
-            else:
-                await link.slots.acquire()  # a free slot is taken without suspending: no timeout to arm
+            async with asyncio.timeout_at(deadline):
+                await link.slots.acquire()
         except TimeoutError:
             raise EngineError(
                 ErrorKind.BUSY,
@@ -307,15 +299,9 @@ class EngineChain:
                 # deadline cancels the engine; if its cleanup hangs, the second, a grace later, cancels it again.
                 cleanup_deadline = None if deadline is None else deadline + STREAM_CLOSE_GRACE_S
                 async with asyncio.timeout_at(cleanup_deadline), asyncio.timeout_at(deadline):
-                    try:
-                        chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        chunk = _END
-                if chunk is _END:
-                    text, held_back, ended = valid_unicode(held_back), "", True
-                else:
-                    text, held_back = _valid_text(held_back, chunk)
-                    ended = False
+                    chunk = await anext(chunks, _END)
+                ended = chunk is _END
+                text, held_back = (valid_unicode(held_back), "") if ended else _valid_text(held_back, chunk)
                 if text:
                     if first:
                         first = False
@@ -334,17 +320,12 @@ class EngineChain:
         """Count the failure, and apply its `BREAKER_RULES`. `holds_breaker`: this call passed `try_acquire`."""
         link.failures += 1
         link.last_error_kind = failure.kind
-        unhealthy = BREAKER_RULES[failure.kind] is BreakerRule.ENGINE_UNHEALTHY
-        if unhealthy and not holds_breaker:
-            holds_breaker = link.breaker.try_acquire()  # charge it only as a call that was allowed could be
-        if holds_breaker and unhealthy:
-            open_now = failure.kind is ErrorKind.AUTH
-            open_for_s = failure.retry_after if failure.kind in _HONOURS_RETRY_AFTER else None
-            if open_for_s is not None:
-                open_for_s = min(open_for_s, MAX_RETRY_AFTER_S)  # a half-open probe still comes, even if asked for a day
-            link.breaker.record_failure(open_now=open_now, open_for_s=open_for_s)
-        elif holds_breaker:
-            link.breaker.release()  # says nothing about the engine's health: the next turn may probe
+        if BREAKER_RULES[failure.kind] is not BreakerRule.ENGINE_UNHEALTHY:
+            if holds_breaker:
+                link.breaker.release()  # says nothing about the engine's health: the next turn may probe
+        # A failure before the call (in the engine's own queue) is charged only if the breaker lets a call through.
+        elif holds_breaker or link.breaker.try_acquire():
+            link.breaker.record_failure(open_now=failure.kind is ErrorKind.AUTH, open_for_s=_open_for_s(failure))
         unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine or ours: show where
         where = "\n" + "".join(traceback.format_exception(cause)).rstrip() if unexpected else ""
         log.warning(
@@ -358,7 +339,14 @@ STREAM_CLOSE_GRACE_S = 0.5  # for an engine's cleanup once cancelled or closed: 
 _END = object()
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)
 MAX_RETRY_AFTER_S = 15 * 60
-_HIGH_SURROGATES = ("\ud800", "\udbff")
+
+
+def _open_for_s(failure: EngineError) -> float | None:
+    """How long the breaker stays open for this failure: its Retry-After, capped so that a half-open probe still
+    comes even when the server asks for a day; None for the breaker's own period."""
+    if failure.kind not in _HONOURS_RETRY_AFTER or failure.retry_after is None:
+        return None
+    return min(failure.retry_after, MAX_RETRY_AFTER_S)
 
 
 def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
@@ -367,7 +355,7 @@ def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
     if not isinstance(chunk, str):
         raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
     text = held_back + chunk
-    if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
+    if text and "\ud800" <= text[-1] <= "\udbff":
         return valid_unicode(text[:-1]), text[-1]
     return valid_unicode(text), ""
 

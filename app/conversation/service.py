@@ -11,9 +11,7 @@ conversation's next turn.
 
 from __future__ import annotations
 
-import logging
 import time
-import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from app.conversation.events import (
 from app.conversation.locks import KeyedLocks
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
+from app.conversation.turn_text import ValidChunks, clean_text
 from app.conversation.window import (
     PER_MESSAGE_TOKENS,
     Text,
@@ -38,10 +37,7 @@ from app.conversation.window import (
 )
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, EngineStarted, EngineStatus
-from app.safe_text import valid_unicode
 from app.storage.history import ConversationKey, HistoryStore, StoredMessage
-
-log = logging.getLogger(__name__)
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
@@ -115,7 +111,7 @@ class ConversationService:
             started = time.perf_counter()
             engine = ""
             parts: list[str] = []
-            chunks = _ValidChunks()
+            chunks = ValidChunks()
             notified_cut = False
             async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as stream:
                 async for item in stream:
@@ -192,52 +188,3 @@ class ConversationService:
     def _system_for(self, author: str) -> str:
         name = " ".join(clean_text(author).split())[:MAX_AUTHOR_NAME]
         return f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
-
-
-class _ValidChunks:
-    """Streamed text made valid Unicode chunk by chunk; a high surrogate ending a chunk waits for its other half
-    (servers split an emoji's surrogate pair across two chunks). NUL goes too: PostgreSQL text cannot hold it,
-    and what is shown is what is stored."""
-
-    def __init__(self) -> None:
-        self._held = ""
-
-    def feed(self, chunk: str) -> str:
-        chunk, self._held = self._held + chunk, ""
-        if chunk and "\ud800" <= chunk[-1] <= "\udbff":
-            chunk, self._held = chunk[:-1], chunk[-1]
-        return valid_unicode(chunk).replace("\x00", "")
-
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return valid_unicode(held)
-
-    def drop(self) -> None:
-        self._held = ""
-
-
-_INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"
-# Characters that show nothing on their own: Unicode's default-ignorable code points (besides category Cf)
-# and the blanks that render as empty space (Hangul fillers, the Braille blank).
-_SHOW_NOTHING = frozenset(
-    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0"
-    + "".join(map(chr, range(0xFE00, 0xFE10)))  # variation selectors
-    + "".join(map(chr, range(0xFFF0, 0xFFF9)))
-)
-
-
-def clean_text(text: str) -> str:
-    """Valid Unicode without control characters or invisible padding at the ends; keep everything a person
-    wrote. A text of nothing visible is empty."""
-    text = valid_unicode(text)
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")  # NUL included
-    kept = kept.strip(_INVISIBLE_EDGES)
-    return kept if any(_shows_something(ch) for ch in kept) else ""
-
-
-def _shows_something(ch: str) -> bool:
-    if ch.isspace() or ch in _SHOW_NOTHING:
-        return False
-    if "\U000e0000" <= ch <= "\U000e0fff":
-        return False  # tags and the variation selectors supplement
-    return unicodedata.category(ch) != "Cf"

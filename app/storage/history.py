@@ -124,7 +124,7 @@ class HistoryStore:
     ) -> int:
         """Store one message outside a turn (tools, tests); returns its id once it is committed."""
         conversation_id = self._current(conversation_id)
-        row = message_row(conversation_id, message, turn_id=turn_id, latency_ms=latency_ms)
+        row = message_row(conversation_id, message, turn_id=turn_id, turn_key=uuid.uuid4().hex, latency_ms=latency_ms)
         return await self._written(self._log_id(conversation_id), lambda: self._append(conversation_id, message, row))
 
     async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:

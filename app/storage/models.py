@@ -45,8 +45,8 @@ class Conversation(Base):
 class Message(Base):
     """A message of a conversation. `turn_id` is the id of the user message an answer belongs to (NULL on
     user messages): history is ordered by (coalesce(turn_id, id), id), so an answer follows its question.
-    `turn_key` names the turn (the question and its answer share it): a write retried after its reply was
-    lost finds the first copy by it."""
+    `turn_key` names the turn (the question and its answer share it; a message stored outside a turn has
+    its own; NULL before revision 0003): a write retried after its reply was lost finds the first copy by it."""
 
     __tablename__ = "messages"
 

@@ -57,12 +57,9 @@ class PostgresHistoryStore(HistoryStore):
         async def locked() -> tuple[list[StoredMessage], int]:
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
-                message_id = (await connection.execute(self._writes.insert_message, row)).scalar()
-                if message_id is None:  # a retry: the first try committed, and its reply was lost
-                    found = await connection.execute(FIND_BY_TURN_KEY, row)
-                    message_id = found.scalar_one()
+                message_id = await self._insert_once(connection, row)
                 history = await _window(connection, conversation_id, budget, overhead, exclude_id=message_id)
-            return history, int(message_id)
+            return history, message_id
 
         return await self._retrying(locked, self._log_id(conversation_id))
 
@@ -83,9 +80,16 @@ class PostgresHistoryStore(HistoryStore):
         async def insert_one() -> int:
             async with self._engine.connect() as connection:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                return int((await autocommit.execute(self._writes.insert_message, row)).scalar_one())
+                return await self._insert_once(autocommit, row)
 
         return await self._retrying(insert_one, self._log_id(conversation_id))
+
+    async def _insert_once(self, connection: AsyncConnection, row: dict) -> int:
+        """Insert the message; on a retry whose first try committed (its reply lost), the first copy's id."""
+        inserted = (await connection.execute(self._writes.insert_message, row)).scalar()
+        if inserted is None:
+            inserted = (await connection.execute(FIND_BY_TURN_KEY, row)).scalar_one()
+        return int(inserted)
 
     async def _reset(self, conversation_id: int) -> int:
         async def delete_all() -> int:

@@ -116,7 +116,7 @@ class SqliteHistoryStore(HistoryStore):
         return stored
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
-        message_id = await self._run(lambda connection: int(_INSERT_MESSAGE.run(connection, **row).fetchone()[0]))
+        message_id = await self._run(lambda connection: _insert_once(connection, row))
         if (window := self._windows.get(conversation_id)) is not None:
             window.add(message)
         return message_id

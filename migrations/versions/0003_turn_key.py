@@ -20,7 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("turn_key", sa.Uuid(as_uuid=False), nullable=True))
     # An index, not a table constraint: SQLite adds it without copying the table. NULL keys (messages stored
-    # before this revision, messages outside a turn) never collide.
+    # before this revision) never collide.
     op.create_index("uq_messages_turn_key_role", "messages", ["turn_key", "role"], unique=True)
 
 

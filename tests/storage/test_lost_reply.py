@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from app.storage.database import create_engine
-from app.storage.history import ConversationKey, StoredMessage, open_history_store
+from app.storage.history import ConversationKey, HistoryStore, StoredMessage, open_history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -92,29 +93,53 @@ class ReplyLosingProxy:
         await asyncio.gather(until_closed(client_to_server), until_closed(server_to_client), return_exceptions=True)
 
 
-@postgres_only
-@pytest.mark.parametrize("lost", ["question", "answer"])
-async def test_a_write_committed_but_its_reply_lost_is_stored_once(migrated_url: str, lost: str, caplog) -> None:
+@pytest.fixture
+async def proxied(migrated_url: str) -> AsyncIterator[tuple[HistoryStore, ReplyLosingProxy]]:
+    """A store whose every connection to PostgreSQL goes through the proxy."""
     url = make_url(migrated_url)
     proxy = ReplyLosingProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.open()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    store = open_history_store(create_engine(proxied))
+    proxied_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    store = open_history_store(create_engine(proxied_url))
     try:
-        conversation = await store.conversation_id(KEY)
-        _, first_turn = await store.start_turn(conversation, StoredMessage("user", "earlier", 2), 1000)
-        await store.finish_turn(conversation, StoredMessage("assistant", "earlier answer", 2, "brain"), first_turn)
-
-        proxy.lose_reply(1 if lost == "question" else 2)  # the turn's first committed write is its question
-        history, turn_id = await store.start_turn(conversation, StoredMessage("user", "question", 2), 1000)
-        await store.finish_turn(conversation, StoredMessage("assistant", "answer", 2, "brain"), turn_id)
-
-        assert proxy.cuts == 1 and "retrying once" in caplog.text
-        assert [m.content for m in history] == ["earlier", "earlier answer"], "the retry's window is the same"
-        assert store.write_failure is None
-        assert [m.content for m in await store.all_messages(conversation)] == [
-            "earlier", "earlier answer", "question", "answer"
-        ]  # fmt: skip
+        yield store, proxy
     finally:
         await store.close()
         await proxy.close()
+
+
+@postgres_only
+@pytest.mark.parametrize("lost", ["question", "answer"])
+async def test_a_write_committed_but_its_reply_lost_is_stored_once(
+    proxied: tuple[HistoryStore, ReplyLosingProxy], lost: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = proxied
+    conversation = await store.conversation_id(KEY)
+    _, first_turn = await store.start_turn(conversation, StoredMessage("user", "earlier", 2), 1000)
+    await store.finish_turn(conversation, StoredMessage("assistant", "earlier answer", 2, "brain"), first_turn)
+
+    proxy.lose_reply(1 if lost == "question" else 2)  # the turn's first committed write is its question
+    history, turn_id = await store.start_turn(conversation, StoredMessage("user", "question", 2), 1000)
+    await store.finish_turn(conversation, StoredMessage("assistant", "answer", 2, "brain"), turn_id)
+
+    assert proxy.cuts == 1 and "retrying once" in caplog.text
+    assert [m.content for m in history] == ["earlier", "earlier answer"], "the retry's window is the same"
+    assert store.write_failure is None
+    assert [m.content for m in await store.all_messages(conversation)] == [
+        "earlier", "earlier answer", "question", "answer"
+    ]  # fmt: skip
+
+
+@postgres_only
+async def test_a_message_appended_but_its_reply_lost_is_stored_once(
+    proxied: tuple[HistoryStore, ReplyLosingProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = proxied
+    conversation = await store.conversation_id(KEY)
+    proxy.lose_reply(1)
+    message_id = await store.append(conversation, StoredMessage("user", "a note", 2))
+
+    assert proxy.cuts == 1 and "retrying once" in caplog.text
+    assert [m.content for m in await store.all_messages(conversation)] == ["a note"]
+    _, turn_id = await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)
+    assert turn_id > message_id  # the id of the stored copy, not a made-up one

@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from app.storage.failures import driver_error
 from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,6 @@ class ShownAnswers:
 def _cause(error: BaseException) -> str:
     """A failure in words fit for a log: the error's type and code — never a driver's message, which can quote
     SQL or a row's values."""
-    driver = getattr(error, "orig", None) or error
+    driver = driver_error(error)
     code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
     return f"{type(driver).__name__} {code}" if code else type(driver).__name__

@@ -292,3 +292,22 @@ async def test_a_full_disk_shows_the_answer_and_health_says_the_database_cannot_
     assert not status.database_ok
     assert status.database_write_failure == "database or disk is full" and status.unsaved_answers == 1
     assert "NOT WRITABLE (database or disk is full)" in format_status(status)
+
+
+async def test_an_answer_the_database_rejects_for_good_is_shown_logged_and_not_retried(
+    open_service, database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sqlite3.connect(database) as connection:  # a rule of the database that no retry can satisfy
+        connection.execute(
+            "CREATE TRIGGER no_answers BEFORE INSERT ON messages WHEN NEW.role = 'assistant' "
+            "BEGIN SELECT RAISE(ABORT, 'answers refused'); END"
+        )
+    service = open_service(LockingEngine(), save_answer_within_s=600)  # a retry would outlast the test
+    with caplog.at_level(logging.ERROR):
+        events = await turn(service, "my secret")
+    assert isinstance(events[-1], FinalReply) and events[-1].text == "reply to: my secret"
+    failure = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == SAVING_LOG]
+    assert len(failure) == 1 and ALICE.log_id in failure[0] and "SQLITE_CONSTRAINT_TRIGGER" in failure[0], failure
+    assert "secret" not in failure[0] and "refused" not in failure[0], "no message text, no driver message"
+    assert (await service.status()).unsaved_answers == 0, "not kept: it could never be stored"
+    assert stored(database) == [("user", "my secret")]

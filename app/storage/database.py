@@ -61,11 +61,12 @@ def sqlite_pragmas(busy_timeout_s: float) -> Callable[..., None]:
 
     def prepare(dbapi_connection, _record=None) -> None:  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
+        # First: switching to WAL may wait for another connection's lock too.
+        cursor.execute(f"PRAGMA busy_timeout={max(1, round(busy_timeout_s * 1000))}")
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL under WAL: a committed turn survives a crash of the process; only a power cut may lose the last ones.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={max(1, round(busy_timeout_s * 1000))}")
         cursor.close()
 
     return prepare

@@ -51,7 +51,7 @@ def driver_error(error: BaseException) -> BaseException:
 
 def is_disconnect(error: BaseException) -> bool:
     """The connection was lost or could not be made: worth one retry on a fresh connection."""
-    if isinstance(error, (OSError, ConnectionError)):
+    if isinstance(error, OSError):  # ConnectionError and TimeoutError are OSErrors
         return True
     if not isinstance(error, DBAPIError):
         return False

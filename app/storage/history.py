@@ -241,7 +241,7 @@ class HistoryStore:
         for attempt in (1, 2):
             try:
                 return await step()
-            except (DBAPIError, OSError, ConnectionError) as error:
+            except (DBAPIError, OSError) as error:
                 if attempt == 1 and is_disconnect(error):
                     log.warning(
                         "Lost the database connection (%s) in conversation %s; retrying once",

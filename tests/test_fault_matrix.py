@@ -23,17 +23,7 @@ from app.conversation.service import ConversationService
 from app.engines.chat_api import ChatApiEngine
 from app.storage.history import ConversationKey, StoredMessage
 from tests.conftest import ServiceFactory
-from tests.fakes.openai_server import (
-    Behaviour,
-    FakeChatServer,
-    Hang,
-    HttpError,
-    LoneSurrogates,
-    MalformedJson,
-    Reply,
-    StreamErrorEvent,
-    refused_base_url,
-)
+from tests.fakes import openai_server as fake
 
 DEADLINE_S = 0.4
 USERS = 4
@@ -44,23 +34,23 @@ HF_TEXT = "Hugging Face answers."
 
 @dataclass(frozen=True)
 class Fault:
-    behaviour: Behaviour | None  # None: the server refuses connections
+    behaviour: fake.Behaviour | None  # None: the server refuses connections
     engine_unhealthy: bool  # should the engine's breaker open?
     faulty_engine_answers: bool = False  # the fault is in the text only: the engine still answers, made valid
 
 
 FAULTS = {
-    "500": Fault(HttpError.server_error(), engine_unhealthy=True),
-    "503-retry-after": Fault(HttpError.unavailable(retry_after=30), engine_unhealthy=True),
-    "429": Fault(HttpError.rate_limited(), engine_unhealthy=True),
-    "401": Fault(HttpError.unauthorized(), engine_unhealthy=True),
-    "400": Fault(HttpError(400, {"error": "rejected by the content policy"}), engine_unhealthy=False),
-    "hang": Fault(Hang(), engine_unhealthy=True),
+    "500": Fault(fake.HttpError.server_error(), engine_unhealthy=True),
+    "503-retry-after": Fault(fake.HttpError.unavailable(retry_after=30), engine_unhealthy=True),
+    "429": Fault(fake.HttpError.rate_limited(), engine_unhealthy=True),
+    "401": Fault(fake.HttpError.unauthorized(), engine_unhealthy=True),
+    "400": Fault(fake.HttpError(400, {"error": "rejected by the content policy"}), engine_unhealthy=False),
+    "hang": Fault(fake.Hang(), engine_unhealthy=True),
     "refused": Fault(None, engine_unhealthy=True),
-    "malformed-json": Fault(MalformedJson(), engine_unhealthy=True),
-    "error-event": Fault(StreamErrorEvent(text_before="I was saying "), engine_unhealthy=True),
-    "stall-mid-stream": Fault(Reply("I was saying that", chunks=4, stall_after_chunks=2), engine_unhealthy=True),
-    "lone-surrogates": Fault(LoneSurrogates(), engine_unhealthy=False, faulty_engine_answers=True),
+    "malformed-json": Fault(fake.MalformedJson(), engine_unhealthy=True),
+    "error-event": Fault(fake.StreamErrorEvent(text_before="I was saying "), engine_unhealthy=True),
+    "stall-mid-stream": Fault(fake.Reply("I was saying that", chunks=4, stall_after_chunks=2), engine_unhealthy=True),
+    "lone-surrogates": Fault(fake.LoneSurrogates(), engine_unhealthy=False, faulty_engine_answers=True),
 }
 TIERS = {"brain": "brain", "hf": "huggingface"}
 
@@ -98,9 +88,9 @@ async def stored_history(service: ConversationService, key: ConversationKey) -> 
 
 
 @contextmanager
-def server_url(server: FakeChatServer, fault: Fault | None) -> Iterator[str]:
+def server_url(server: fake.FakeChatServer, fault: Fault | None) -> Iterator[str]:
     if fault is not None and fault.behaviour is None:
-        with refused_base_url() as url:
+        with fake.refused_base_url() as url:
             yield url
         return
     if fault is not None:
@@ -119,8 +109,8 @@ async def test_fault_matrix(open_test_service: ServiceFactory, fault_name: str, 
     fault = FAULTS[fault_name]
     faulty, healthy = ("brain", "huggingface") if tier == "brain" else ("huggingface", "brain")
     texts = {"brain": BRAIN_TEXT, "huggingface": HF_TEXT}
-    async with FakeChatServer(default=Reply(BRAIN_TEXT, chunks=2)) as brain_server, \
-            FakeChatServer(default=Reply(HF_TEXT, chunks=2)) as hf_server:
+    async with fake.FakeChatServer(default=fake.Reply(BRAIN_TEXT, chunks=2)) as brain_server, \
+            fake.FakeChatServer(default=fake.Reply(HF_TEXT, chunks=2)) as hf_server:
         servers = {"brain": brain_server, "huggingface": hf_server}
         with server_url(servers["brain"], fault if faulty == "brain" else None) as brain_url, \
                 server_url(servers["huggingface"], fault if faulty == "huggingface" else None) as hf_url:
@@ -135,7 +125,8 @@ async def test_fault_matrix(open_test_service: ServiceFactory, fault_name: str, 
             status = await service.status()
 
     expected_engine = faulty if fault.faulty_engine_answers else healthy
-    expected_text = fault.behaviour.shown if isinstance(fault.behaviour, LoneSurrogates) else texts[expected_engine]
+    made_valid = isinstance(fault.behaviour, fake.LoneSurrogates)
+    expected_text = fault.behaviour.shown if made_valid else texts[expected_engine]  # type: ignore[union-attr]
     bound = service.answer_bound_s
     for key, turns, history in zip(keys, answered, histories):
         assert [turn.reply.engine for turn in turns] == [expected_engine] * TURNS_PER_USER

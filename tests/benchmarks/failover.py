@@ -35,6 +35,7 @@ from app.engines.chain import EngineChain, EngineStarted, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
 from app.storage.history import ConversationKey
+from tests.engines.conftest import BreakerWitness
 from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
 
 BRAIN_DEADLINE_S = 1.0  # short on purpose: a hang costs exactly this, and the benchmark waits it out each time
@@ -124,31 +125,6 @@ async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
             target, "—" if limit is None else verdict(added, limit),
         ])
     return rows
-
-
-class BreakerWitness:
-    """Wraps the brain: notes each call that reaches it while its breaker is open (a call the breaker should
-    have spared it). The breaker stays open for an hour here, so no call is a half-open probe."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.name = engine.name
-        self.context_window = engine.context_window
-        self.chain: EngineChain | None = None
-        self.calls = 0
-        self.calls_while_open = 0
-
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
-        assert self.chain is not None
-        self.calls += 1
-        if self.chain.status()[0].breaker == "open":
-            self.calls_while_open += 1
-        async with aclosing(self.engine.stream(messages, max_tokens)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def aclose(self) -> None:
-        await self.engine.aclose()
 
 
 async def timed_answer(chain: EngineChain) -> tuple[float, str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import aclosing
 
 import pytest
 
+from app.engines.base import ChatMessage, Engine
+from app.engines.chain import EngineChain
 from app.engines.chat_api import ChatApiEngine
 from tests.fakes.openai_server import FakeChatServer, Reply, refused_base_url
 
@@ -43,3 +46,28 @@ def make_api_engine() -> MakeApiEngine:
 
     return make
 
+
+
+class BreakerWitness:
+    """Wraps an engine of `chain` and notes every call that reaches it while its breaker is open: a call the
+    breaker should have spared it (none is a half-open probe while the breaker's period has not run out)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.context_window = engine.context_window
+        self.chain: EngineChain | None = None
+        self.calls = 0
+        self.calls_while_open = 0
+
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+        assert self.chain is not None
+        self.calls += 1
+        if next(status for status in self.chain.status() if status.name == self.name).breaker == "open":
+            self.calls_while_open += 1
+        async with aclosing(self.engine.stream(messages, max_tokens)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()

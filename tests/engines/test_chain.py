@@ -17,7 +17,7 @@ from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, EngineStarted, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
-from tests.engines.conftest import MakeApiEngine
+from tests.engines.conftest import BreakerWitness, MakeApiEngine
 from tests.fakes.openai_server import (
     FakeChatServer,
     Hang,
@@ -688,29 +688,6 @@ async def test_only_failures_that_say_the_engine_is_unhealthy_open_its_breaker(m
 # -- bounded waiting under an outage -------------------------------------------------------------------------------
 
 
-class BreakerWitness:
-    """Wraps an engine and notes every call that reaches it while its breaker is open (never a probe here: the
-    test clock does not move, so an open breaker never turns half-open)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.name = engine.name
-        self.context_window = engine.context_window
-        self.chain: EngineChain | None = None
-        self.calls_while_open = 0
-
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
-        assert self.chain is not None
-        if status_of(self.chain, self.name).breaker == "open":
-            self.calls_while_open += 1
-        async with contextlib.aclosing(self.engine.stream(messages, max_tokens)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def aclose(self) -> None:
-        await self.engine.aclose()
-
-
 async def timed(turn) -> tuple[Turn, float]:
     started = time.perf_counter()
     result = await turn
@@ -722,13 +699,18 @@ async def test_with_a_hanging_brain_no_turn_of_many_users_exceeds_the_answer_bou
 ) -> None:
     brain_server.default = Hang()
     brain = BreakerWitness(make_api_engine(brain_server.base_url, "brain"))
-    chain = make_chain(brain, max_concurrent_calls=2, failure_threshold=3)
+    chain = make_chain(brain, max_concurrent_calls=2, failure_threshold=2)
     brain.chain = chain
+    first = [asyncio.create_task(timed(ask(chain))) for _ in range(2)]
+    while brain_server.in_flight < 2:
+        await asyncio.sleep(0.01)
 
-    results = await asyncio.gather(*(timed(ask(chain)) for _ in range(16)))
+    # The other turns queue for the brain's two slots while its calls hang; those time out and open its breaker.
+    results = await asyncio.gather(*first, *(timed(ask(chain)) for _ in range(14)))
 
     assert [turn.engine for turn, _ in results] == ["hf"] * 16
     assert max(seconds for _, seconds in results) <= chain.answer_bound_s
+    assert status_of(chain, "brain").breaker == "open"
     assert brain.calls_while_open == 0
 
 

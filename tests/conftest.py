@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -55,6 +56,18 @@ async def migrated_url(database_url: str) -> str:
     finally:
         await engine.dispose()
     return database_url
+
+
+@pytest.fixture
+async def migrated_sqlite_file(tmp_path) -> Path:
+    """A migrated SQLite file, for tests about SQLite itself (locks, a full disk, several connections)."""
+    path = tmp_path / "kortana.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    return path
 
 
 @pytest.fixture(autouse=True)

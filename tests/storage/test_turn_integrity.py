@@ -154,15 +154,12 @@ async def test_an_answer_written_while_a_reset_is_in_progress_is_not_stored(migr
         await store.close()
 
 
-async def test_a_window_cached_before_another_process_reset_the_file_is_read_again(tmp_path: Path) -> None:
+async def test_a_window_cached_before_another_process_reset_the_file_is_read_again(
+    migrated_sqlite_file: Path,
+) -> None:
     """SQLite hands out row ids again after a reset: the other process's new messages get the very ids the
     cached window ended with, so comparing ids would serve the erased history."""
-    from app.storage.database import migrate
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    await engine.dispose()
+    url = f"sqlite+aiosqlite:///{migrated_sqlite_file}"
     first, second = open_history_store(create_engine(url)), open_history_store(create_engine(url))
 
     async def whole_turn(store: HistoryStore, conversation: int, text: str) -> list[str]:

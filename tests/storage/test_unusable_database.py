@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 
 import app.storage.sqlite_history
-from app.storage.database import create_engine, migrate
+from app.storage.database import create_engine
 from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage, open_history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
@@ -22,25 +22,16 @@ postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 
 @pytest.fixture
-async def sqlite_file(tmp_path: Path) -> Path:
-    path = tmp_path / "kortana.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    await engine.dispose()
-    return path
-
-
-@pytest.fixture
-async def store(sqlite_file: Path) -> AsyncIterator[HistoryStore]:
-    opened = open_history_store(create_engine(f"sqlite+aiosqlite:///{sqlite_file}", timeout_s=BUSY_TIMEOUT_S))
+async def store(migrated_sqlite_file: Path) -> AsyncIterator[HistoryStore]:
+    opened = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=BUSY_TIMEOUT_S))
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def other_program(sqlite_file: Path) -> Iterator[sqlite3.Connection]:
+def other_program(migrated_sqlite_file: Path) -> Iterator[sqlite3.Connection]:
     """Another program on the file (a backup, the `sqlite3` shell), able to hold the write lock."""
-    connection = sqlite3.connect(sqlite_file, isolation_level=None)
+    connection = sqlite3.connect(migrated_sqlite_file, isolation_level=None)
     yield connection
     if connection.in_transaction:
         connection.execute("ROLLBACK")
@@ -176,12 +167,12 @@ async def test_a_read_only_postgresql_is_unavailable_and_shows_until_a_write_suc
 
 
 async def test_reading_a_whole_history_from_an_unreadable_file_is_unavailable(
-    store: HistoryStore, sqlite_file: Path
+    store: HistoryStore, migrated_sqlite_file: Path
 ) -> None:
     conversation = await store.conversation_id(KEY)
     await store.close()
-    sqlite_file.write_bytes(b"this is not a database file, someone overwrote it" * 100)
-    reader = open_history_store(create_engine(f"sqlite+aiosqlite:///{sqlite_file}"))
+    migrated_sqlite_file.write_bytes(b"this is not a database file, someone overwrote it" * 100)
+    reader = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
     try:
         with pytest.raises(StorageUnavailable, match="^file is not a database$"):
             await reader.all_messages(conversation)

@@ -45,8 +45,8 @@ Assertions:
 Faults:
   ``rate_limit(method, pattern, times=1, retry_after=0.05)`` (429 with Retry-After + Via, JSON
   ``{"message","retry_after","global"}``), ``delay(method, pattern, seconds, times=1)`` (a slow answer: the
-  call is held that long before it is handled; ``RestCall.status`` stays None meanwhile), ``fail(method, pattern, status, code=, message=, times=1)``
-  (4xx only: discord.py retries 5xx with sleeps of seconds), ``deny_send(channel_id)`` (403 / 50013),
+  call is held that long before it is handled; ``RestCall.status`` stays None meanwhile),
+  ``fail(method, pattern, status, code=, message=, times=1)`` (4xx only: discord.py retries 5xx with sleeps of seconds), ``deny_send(channel_id)`` (403 / 50013),
   ``FakeDiscord(token="good")`` (any other token: 401 on REST -> ``discord.LoginFailure``; 4004 on IDENTIFY),
   ``close_on_identify(code, times=1)`` (e.g. 4014 -> ``discord.PrivilegedIntentsRequired``, 4004),
   ``FakeDiscord(privileged_intents={"message_content"})`` (a privileged intent the "developer portal" has
@@ -309,36 +309,34 @@ class GatewayConnection:
 
 
 @dataclass
-class _Fault:
+class _Scripted:
+    """Something done to the next ``times`` calls (None: all) matching method + path."""
+
     method: str
     pattern: re.Pattern[str]
-    status: int
-    body: Any
-    headers: dict[str, str]
     times: Optional[int]
-    hits: int = 0
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.times is not None and self.hits >= self.times:
-            return False
-        return (self.method in ("*", method)) and self.pattern.fullmatch(path) is not None
-
-
-@dataclass
-class _Delay:
-    method: str
-    pattern: re.Pattern[str]
-    seconds: float
-    times: Optional[int]
-    hits: int = 0
+    hits: int = field(default=0, kw_only=True)
 
     def take(self, method: str, path: str) -> bool:
+        """True if this call gets it (and it is counted)."""
         if self.times is not None and self.hits >= self.times:
             return False
         if self.method not in ("*", method) or self.pattern.fullmatch(path) is None:
             return False
         self.hits += 1
         return True
+
+
+@dataclass
+class _Fault(_Scripted):
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class _Delay(_Scripted):
+    seconds: float
 
 
 # Per-request storage keys (web.RequestKey where aiohttp has it, to avoid NotAppKeyWarning).
@@ -855,10 +853,10 @@ class FakeDiscord:
         fault = _Fault(
             method.upper(),
             _compile(pattern),
+            times,
             status,
             body if body is not None else _error_body(code, message or f"{status}: scripted failure"),
             dict(headers or {}),
-            times,
         )
         self._faults.append(fault)
         return fault
@@ -890,7 +888,7 @@ class FakeDiscord:
         self, method: str, pattern: Union[str, re.Pattern[str]], seconds: float, *, times: Optional[int] = 1
     ) -> _Delay:
         """Hold the next ``times`` calls (None: all) matching method+path for ``seconds`` before handling them."""
-        delay = _Delay(method.upper(), _compile(pattern), seconds, times)
+        delay = _Delay(method.upper(), _compile(pattern), times, seconds)
         self._delays.append(delay)
         return delay
 
@@ -1412,8 +1410,7 @@ class FakeDiscord:
 
     def _scripted(self, method: str, path: str) -> Optional[web.Response]:
         for fault in self._faults:
-            if fault.matches(method, path):
-                fault.hits += 1
+            if fault.take(method, path):
                 return _json_response(fault.body, status=fault.status, headers=fault.headers)
         return None
 

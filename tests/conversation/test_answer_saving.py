@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.conversation.events import FinalReply, StorageUnavailable, TextChunk
+from app.conversation.events import FinalReply, StorageUnavailable
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.conversation.tokens import EstimatedTokens
@@ -113,6 +113,22 @@ async def turn(service: ConversationService, text: str) -> list:
         return [event async for event in events]
 
 
+FIRST_THEN_SECOND = [
+    ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
+]  # fmt: skip
+
+
+async def cancel_while_its_answer_is_written(service: ConversationService, text: str) -> None:
+    """A turn whose answer was shown, cancelled while the answer's write waits for the lock (or retries)."""
+    running = asyncio.create_task(turn(service, text))
+    while (await service.status()).unsaved_answers == 0:
+        await asyncio.sleep(BUSY_TIMEOUT_S / 10)
+    await asyncio.sleep(3 * BUSY_TIMEOUT_S)  # a write attempt or two failed; it is retrying
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
 def stored(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as connection:
         return connection.execute("SELECT role, content FROM messages ORDER BY coalesce(turn_id, id), id").fetchall()
@@ -203,9 +219,7 @@ async def test_a_reset_the_database_refuses_forgets_nothing(
     second_connection.release()
     engine.while_answering = lambda: None
     await turn(service, "second")
-    assert stored(database) == [
-        ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
-    ]  # fmt: skip
+    assert stored(database) == FIRST_THEN_SECOND
 
 
 async def test_a_reset_after_a_turn_cancelled_while_its_answer_was_written_erases_that_answer(
@@ -213,12 +227,7 @@ async def test_a_reset_after_a_turn_cancelled_while_its_answer_was_written_erase
 ) -> None:
     engine = LockingEngine(second_connection.lock)
     service = open_service(engine, save_answer_within_s=30)
-    turn_task = asyncio.create_task(turn(service, "my secret"))
-    while (await service.status()).unsaved_answers == 0:  # shown; its write waits for the lock
-        await asyncio.sleep(BUSY_TIMEOUT_S / 10)
-    turn_task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await turn_task
+    await cancel_while_its_answer_is_written(service, "my secret")
     second_connection.release()  # the write the cancelled turn left running can commit now
 
     assert await service.reset(ALICE) in (1, 2)
@@ -256,26 +265,11 @@ async def test_a_turn_cancelled_while_its_answer_is_retried_keeps_it_for_the_nex
 ) -> None:
     engine = LockingEngine(second_connection.lock)
     service = open_service(engine, save_answer_within_s=30)
-    shown = asyncio.Event()
-
-    async def watch() -> None:
-        async with aclosing(service.respond(ALICE, "Alice", "first")) as events:
-            async for event in events:
-                if isinstance(event, TextChunk | FinalReply):
-                    shown.set()
-
-    task = asyncio.create_task(watch())
-    await shown.wait()
-    await asyncio.sleep(3 * BUSY_TIMEOUT_S)  # a write attempt or two failed; it is retrying
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_while_its_answer_is_written(service, "first")
     second_connection.release()
     engine.while_answering = lambda: None
     await turn(service, "second")
-    assert stored(database) == [
-        ("user", "first"), ("assistant", "reply to: first"), ("user", "second"), ("assistant", "reply to: second"),
-    ]  # fmt: skip
+    assert stored(database) == FIRST_THEN_SECOND
 
 
 async def test_a_full_disk_shows_the_answer_and_health_says_the_database_cannot_write(

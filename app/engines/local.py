@@ -228,7 +228,7 @@ class LocalModelEngine:
                 "id": request_id,
                 # llama-cpp-python parses special tokens in the rendered prompt: the conversation layer defuses
                 # the ones a user typed, for every engine (window.py).
-                "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                "messages": list(messages),
                 "max_tokens": max_tokens,
                 "temperature": self.temperature,
                 "repeat_penalty": REPEAT_PENALTY,

@@ -121,8 +121,9 @@ FIRST_THEN_SECOND = [
 async def cancel_while_its_answer_is_written(service: ConversationService, text: str) -> None:
     """A turn whose answer was shown, cancelled while the answer's write waits for the lock (or retries)."""
     running = asyncio.create_task(turn(service, text))
-    while (await service.status()).unsaved_answers == 0:
-        await asyncio.sleep(BUSY_TIMEOUT_S / 10)
+    async with asyncio.timeout(60):  # the answer is shown at once; a failure, not a hang, if it never is
+        while (await service.status()).unsaved_answers == 0:
+            await asyncio.sleep(BUSY_TIMEOUT_S / 10)
     await asyncio.sleep(3 * BUSY_TIMEOUT_S)  # a write attempt or two failed; it is retrying
     running.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -19,7 +19,7 @@ from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine, migrate
+from app.storage.database import create_engine
 from app.storage.history import ConversationKey, open_history_store
 from tests.conftest import TEST_SYSTEM_PROMPT
 from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)
@@ -68,12 +68,8 @@ class LockingEngine:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Path]:
-    path = tmp_path / "kortana.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    await engine.dispose()
-    yield path
+def database(migrated_sqlite_file: Path) -> Path:
+    return migrated_sqlite_file
 
 
 @pytest.fixture

@@ -163,9 +163,12 @@ class KortanaBot(discord.AutoShardedClient):
     # --- messages -------------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._closing or message.author.bot or message.webhook_id is not None:
+        if message.author.bot or message.webhook_id is not None:
             return
         if message.type not in ANSWERED_TYPES or not self._is_addressed(message):
+            return
+        if self._closing:  # the grace is for the turns already running; silence would look like a crash
+            await self._notify(message, RESTARTING)
             return
         if self._text_is_hidden(message):
             await self._notify(message, CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE)

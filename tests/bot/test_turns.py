@@ -141,3 +141,16 @@ async def test_a_turn_that_gives_up_its_place_keeps_the_order_behind_it() -> Non
     await asyncio.gather(first, third)
     assert order == ["first", "third"] and second.cancelled()
     assert len(line) == 0 and line.has_room(1), "an idle line keeps nothing"
+
+
+async def test_a_message_during_the_shutdown_grace_is_told_to_come_back(world: World) -> None:
+    world.brain.default = Reply("a slow but complete answer", chunks=2, chunk_delay_s=1.0)
+    await world.start(shutdown_grace_seconds=30)
+    await mention(world, "one")
+    [answer] = await world.fake.wait_for(lambda: world.fake.bot_messages(world.fake.channel), what="a first chunk")
+    shutdown = asyncio.create_task(world.bot.shutdown())
+    late = await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> two", author=world.fake.bob)
+    assert await answer_to(world, late) == [RESTARTING], "not silence: it is told why"
+    await shutdown
+    assert world.fake.message(answer.id).content == "a slow but complete answer", "the running turn finished"
+    assert len(world.brain.requests) == 1

@@ -8,6 +8,7 @@ message in one transaction: a turn costs two hops to the database thread.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -97,7 +98,7 @@ class SqliteHistoryStore(HistoryStore):
             epoch, rows = self._window_if_stale(connection, conversation_id, read_budget, overhead, cached_epoch)
             return epoch, rows, _insert_once(connection, row)
 
-        epoch, rows, message_id = await self._run(job)
+        epoch, rows, message_id = await self._run_in(conversation_id, job)
         window = self._refreshed(conversation_id, window, epoch, rows, read_budget, overhead)
         history = window.newest_within(budget)
         window.add(user_message)
@@ -110,13 +111,13 @@ class SqliteHistoryStore(HistoryStore):
             already = _FIND_ANSWER.run(connection, **row).fetchone() is not None
             return already, False
 
-        stored, inserted = await self._run(job)
+        stored, inserted = await self._run_in(conversation_id, job)
         if inserted and (window := self._windows.get(conversation_id)) is not None:
             window.add(answer)
         return stored
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
-        message_id = await self._run(lambda connection: _insert_once(connection, row))
+        message_id = await self._run_in(conversation_id, lambda connection: _insert_once(connection, row))
         if (window := self._windows.get(conversation_id)) is not None:
             window.add(message)
         return message_id
@@ -135,6 +136,15 @@ class SqliteHistoryStore(HistoryStore):
 
     def _forget_conversation(self, conversation_id: int) -> None:
         self._windows.forget(conversation_id)
+
+    async def _run_in(self, conversation_id: int, job: Callable[[sqlite3.Connection], T]) -> T:
+        """A job that writes to the conversation. A caller cancelled meanwhile never learns whether the job
+        committed, so the cached window can no longer be kept in step: the next turn reads it again."""
+        try:
+            return await self._run(job)
+        except asyncio.CancelledError:
+            self._windows.forget(conversation_id)
+            raise
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """A job of the writer thread; a database SQLite cannot use now (locked too long, full, read-only, an

@@ -201,3 +201,24 @@ async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothi
         assert await store.recent(conversation, 1000) == [StoredMessage("user", "fresh start", 2)]
     finally:
         await store.close()
+
+
+async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_window(migrated_url: str) -> None:
+    """The job commits in the writer thread even though its caller was cancelled; the next turn's window must
+    still hold that message (SQLite's cached window could not know about it)."""
+    store = open_history_store(create_engine(migrated_url))
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "first", 1), 1000)
+        await store.finish_turn(conversation, StoredMessage("assistant", "answer", 1, "brain"), turn_id)
+
+        cancelled = asyncio.create_task(store.start_turn(conversation, StoredMessage("user", "cut short", 2), 1000))
+        await asyncio.sleep(0)  # submitted to the writer, not yet answered
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+
+        history, _ = await store.start_turn(conversation, StoredMessage("user", "next", 1), 1000)
+        assert [m.content for m in history] == [m.content for m in await store.all_messages(conversation)][:-1]
+        assert "cut short" in [m.content for m in history]
+    finally:
+        await store.close()

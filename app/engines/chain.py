@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
-from app.engines.breaker import BreakerState, CircuitBreaker
+from app.engines.breaker import BreakerState, CircuitBreaker, Permit
 from app.safe_text import redact_url_credentials, valid_unicode
 
 log = logging.getLogger(__name__)
@@ -203,9 +203,10 @@ class EngineChain:
                 try:
                     deadline, queued = await self._admit(link, admission)
                 except Exception as error:
-                    self._record_failure(link, _as_engine_error(error), cause=error, holds_breaker=False)
+                    self._record_failure(link, _as_engine_error(error), cause=error, permit=None)
                     continue
-                if not link.breaker.try_acquire():
+                permit = link.breaker.try_acquire()
+                if permit is None:
                     continue  # it opened, or another turn took the probe, while this one waited for a slot
                 for halvings in range(2):  # asked again with half the window only when the first was too long
                     started = False
@@ -229,10 +230,10 @@ class EngineChain:
                                 link.engine.name, failure.kind.value, redact_url_credentials(failure.message),
                             )
                             continue
-                        self._record_failure(link, failure, cause=error, holds_breaker=True)
+                        self._record_failure(link, failure, cause=error, permit=permit)
                         break
                     except BaseException:
-                        link.breaker.release()  # cancelled or abandoned: not the engine's fault
+                        link.breaker.release(permit)  # cancelled or abandoned: not the engine's fault
                         raise
                     link.breaker.record_success()
                     return
@@ -316,16 +317,20 @@ class EngineChain:
         finally:
             await _close_within(chunks, STREAM_CLOSE_GRACE_S, link.engine.name)
 
-    def _record_failure(self, link: _Link, failure: EngineError, cause: Exception, *, holds_breaker: bool) -> None:
-        """Count the failure, and apply its `BREAKER_RULES`. `holds_breaker`: this call passed `try_acquire`."""
+    def _record_failure(
+        self, link: _Link, failure: EngineError, cause: Exception, *, permit: Permit | None
+    ) -> None:
+        """Count the failure, and apply its `BREAKER_RULES`. `permit`: the call's from `try_acquire`; None for a
+        failure before the call (in the engine's own queue), charged only if the breaker lets a call through."""
         link.failures += 1
         link.last_error_kind = failure.kind
-        if BREAKER_RULES[failure.kind] is not BreakerRule.ENGINE_UNHEALTHY:
-            if holds_breaker:
-                link.breaker.release()  # says nothing about the engine's health: the next turn may probe
-        # A failure before the call (in the engine's own queue) is charged only if the breaker lets a call through.
-        elif holds_breaker or link.breaker.try_acquire():
-            link.breaker.record_failure(open_now=failure.kind is ErrorKind.AUTH, open_for_s=_open_for_s(failure))
+        unhealthy = BREAKER_RULES[failure.kind] is BreakerRule.ENGINE_UNHEALTHY
+        if permit is None and unhealthy:
+            permit = link.breaker.try_acquire()
+        if permit is not None and unhealthy:
+            link.breaker.record_failure(permit, open_now=failure.kind is ErrorKind.AUTH, open_for_s=_open_for_s(failure))
+        elif permit is not None:
+            link.breaker.release(permit)  # says nothing about the engine's health: a probe is inconclusive
         unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine or ours: show where
         where = "\n" + "".join(traceback.format_exception(cause)).rstrip() if unexpected else ""
         log.warning(

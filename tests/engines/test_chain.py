@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines.breaker import CircuitBreaker
 from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, EngineStarted, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
@@ -648,6 +649,24 @@ async def test_a_probe_refused_for_its_request_is_inconclusive_and_the_next_turn
 
     assert (await ask(chain)).shown == "Back again."
     assert status_of(chain, "brain").breaker == "closed"
+
+
+def test_a_call_let_through_before_the_breaker_opened_never_ends_anothers_probe(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, open_for_s=5, clock=clock)
+    refused, failing, limited = (breaker.try_acquire() for _ in range(3))  # three calls while closed
+    breaker.record_failure(limited, open_for_s=1)  # a 429 with Retry-After: 1 opens it; the other two run on
+    clock.now += 1
+    probe = breaker.try_acquire()
+    assert (refused, failing, probe) == ("call", "call", "probe")
+
+    breaker.release(refused)  # refused for what it asked: no verdict, and it was not the probe
+    assert breaker.try_acquire() is None  # still one probe at a time
+    breaker.record_failure(failing)  # the breaker opens again; the probe is still the one in flight
+    clock.now += 5
+    assert breaker.try_acquire() is None
+
+    breaker.record_success()  # the probe answers
+    assert breaker.state == "closed"
 
 
 class FailingEngine:

@@ -204,8 +204,8 @@ async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothi
 
 
 async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_window(migrated_url: str) -> None:
-    """The job commits in the writer thread even though its caller was cancelled; the next turn's window must
-    still hold that message (SQLite's cached window could not know about it)."""
+    """On SQLite the job commits in the writer thread even though its caller was cancelled (on PostgreSQL the
+    transaction is rolled back): either way the next turn's window is what the database holds."""
     store = open_history_store(create_engine(migrated_url))
     try:
         conversation = await store.conversation_id(KEY)
@@ -219,6 +219,5 @@ async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_win
 
         history, _ = await store.start_turn(conversation, StoredMessage("user", "next", 1), 1000)
         assert [m.content for m in history] == [m.content for m in await store.all_messages(conversation)][:-1]
-        assert "cut short" in [m.content for m in history]
     finally:
         await store.close()

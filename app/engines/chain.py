@@ -328,7 +328,8 @@ class EngineChain:
         if permit is None and unhealthy:
             permit = link.breaker.try_acquire()
         if permit is not None and unhealthy:
-            link.breaker.record_failure(permit, open_now=failure.kind is ErrorKind.AUTH, open_for_s=_open_for_s(failure))
+            open_now = failure.kind is ErrorKind.AUTH
+            link.breaker.record_failure(permit, open_now=open_now, open_for_s=_open_for_s(failure))
         elif permit is not None:
             link.breaker.release(permit)  # says nothing about the engine's health: a probe is inconclusive
         unexpected = not isinstance(cause, EngineError | TimeoutError)  # a bug in the engine or ours: show where

@@ -29,7 +29,8 @@ class ErrorKind(str, enum.Enum):
 
 
 class EngineError(Exception):
-    """An engine could not answer. `message` is for operators and never carries a secret."""
+    """An engine could not answer. `message` is for operators (the chain logs it): it never carries a secret or
+    text of the conversation, which a server's error body may quote."""
 
     def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{kind.value}: {message}")

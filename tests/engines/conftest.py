@@ -1,4 +1,5 @@
-"""Fixtures for engine tests: fake chat servers, the real huggingface_hub client pointed at them."""
+"""Fixtures for engine tests: fake chat servers, the real huggingface_hub client pointed at them, and a witness
+of the calls an open breaker let through (the failover benchmark uses it too)."""
 
 from __future__ import annotations
 

@@ -203,21 +203,27 @@ async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothi
         await store.close()
 
 
-async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_window(migrated_url: str) -> None:
-    """On SQLite the job commits in the writer thread even though its caller was cancelled (on PostgreSQL the
-    transaction is rolled back): either way the next turn's window is what the database holds."""
-    store = open_history_store(create_engine(migrated_url))
+async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_window(migrated_sqlite_file: Path) -> None:
+    """SQLite's writer thread commits a job even when its caller was cancelled meanwhile: the next turn's window
+    must still hold that message, though the cached window never heard of it."""
+    store = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=5))
     try:
         conversation = await store.conversation_id(KEY)
         _, turn_id = await store.start_turn(conversation, StoredMessage("user", "first", 1), 1000)
         await store.finish_turn(conversation, StoredMessage("assistant", "answer", 1, "brain"), turn_id)
 
-        cancelled = asyncio.create_task(store.start_turn(conversation, StoredMessage("user", "cut short", 2), 1000))
-        await asyncio.sleep(0)  # submitted to the writer, not yet answered
-        cancelled.cancel()
-        await asyncio.gather(cancelled, return_exceptions=True)
+        holder = sqlite3.connect(migrated_sqlite_file, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the writer's job waits in the thread for this lock
+        cut = asyncio.create_task(store.start_turn(conversation, StoredMessage("user", "cut short", 2), 1000))
+        await asyncio.sleep(0.3)
+        cut.cancel()
+        await asyncio.gather(cut, return_exceptions=True)
+        holder.execute("ROLLBACK")
+        holder.close()
 
         history, _ = await store.start_turn(conversation, StoredMessage("user", "next", 1), 1000)
-        assert [m.content for m in history] == [m.content for m in await store.all_messages(conversation)][:-1]
+        stored = [m.content for m in await store.all_messages(conversation)]
+        assert stored == ["first", "answer", "cut short", "next"], "the cancelled caller's job did not commit"
+        assert [m.content for m in history] == stored[:-1]
     finally:
         await store.close()

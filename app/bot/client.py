@@ -367,11 +367,18 @@ def _register_commands(bot: KortanaBot) -> None:
 
     @tree.error
     async def on_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        log.error("Slash command /%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        name = interaction.command.name if interaction.command else "?"
+        original = getattr(error, "original", error)
+        if isinstance(original, StorageUnavailable):  # the database's short cause; its driver error may quote SQL
+            log.error("Slash command /%s failed: the database is unavailable (%s)", name, _cause(original))
+            reply = NO_MEMORY
+        else:
+            log.error("Slash command /%s failed", name, exc_info=error)
+            reply = SORRY
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(SORRY, ephemeral=True)
+                await interaction.followup.send(reply, ephemeral=True)
             else:
-                await interaction.response.send_message(SORRY, ephemeral=True)
+                await interaction.response.send_message(reply, ephemeral=True)
         except discord.HTTPException:
             pass

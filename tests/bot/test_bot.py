@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -324,3 +325,21 @@ async def test_ask_errors_are_shown_only_to_the_caller(world: World) -> None:
     )
     assert "Ask me something" in text and interaction.followups[0].ephemeral
     assert interaction.original is None or interaction.original.deleted or not interaction.original.content
+
+
+async def test_a_reset_while_the_database_is_locked_says_memory_privately_and_logs_one_line(world: World, caplog) -> None:
+    if not world.database_url.startswith("sqlite"):
+        pytest.skip("a write lock held by another program is SQLite's case")
+    await world.start(database_timeout_seconds=0.3)
+    await answer_to(world, await mention(world, "something to forget"))
+    holder = sqlite3.connect(world.database_url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a backup, or the sqlite3 shell
+    try:
+        interaction = await world.fake.slash_command("reset")
+        assert await interaction_text(world, interaction) == NO_MEMORY
+        assert interaction.ephemeral
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    [line] = [record for record in caplog.records if "/reset failed" in record.getMessage()]
+    assert "database is locked" in line.getMessage() and line.exc_info is None

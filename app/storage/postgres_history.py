@@ -1,8 +1,8 @@
 """History on PostgreSQL, shared by several processes: short transactions, a per-conversation lock.
 
-The advisory lock serialises, across processes, everything that changes a conversation: the user's message
-with the read of its window, the answer (stored only if its question still exists), and a reset. It is held
-only for those transactions, never while a model answers.
+The advisory lock serialises, across processes, the user's message with the read of its window, and a reset.
+It is held only for those transactions, never while a model answers. The answer is one autocommit statement
+that stores it only while its question exists; the question's row lock orders it against a reset.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.storage.statements import (
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
+    QUESTIONS_OF_CONVERSATION,
     RECENT,
     recent_parameters,
 )
@@ -64,17 +65,16 @@ class PostgresHistoryStore(HistoryStore):
         return await self._retrying(locked, self._log_id(conversation_id))
 
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
-        async def locked() -> bool:
-            async with self._engine.begin() as connection:
-                # Under the lock a reset in another process either ran before (the question is gone: nothing
-                # is inserted) or waits for this commit (and then erases the answer with its question).
-                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
-                if (await connection.execute(self._writes.insert_answer, row)).scalar() is not None:
+        async def insert_answer() -> bool:
+            # One statement, no advisory lock: the question's row lock orders it against a reset (statements).
+            async with self._engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                if (await autocommit.execute(self._writes.insert_answer, row)).scalar() is not None:
                     return True
-                found = await connection.execute(FIND_ANSWER, row)
+                found = await autocommit.execute(FIND_ANSWER, row)
                 return found.scalar() is not None  # stored by the try whose reply was lost
 
-        return await self._retrying(locked, self._log_id(conversation_id))
+        return await self._retrying(insert_answer, self._log_id(conversation_id))
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
         async def insert_one() -> int:
@@ -95,6 +95,7 @@ class PostgresHistoryStore(HistoryStore):
         async def delete_all() -> int:
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                await connection.execute(QUESTIONS_OF_CONVERSATION, {"conversation_id": conversation_id})
                 result = await connection.execute(DELETE_CONVERSATION, {"conversation_id": conversation_id})
             return result.rowcount or 0
 

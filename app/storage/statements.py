@@ -58,6 +58,13 @@ def _recent_statement():  # type: ignore[no-untyped-def]
 
 RECENT = _recent_statement()
 DELETE_CONVERSATION = delete(messages).where(messages.c.conversation_id == bindparam("conversation_id"))
+# Locked by a reset before it deletes (PostgreSQL): answers being inserted beside these questions commit first,
+# so the delete, a statement of its own with a fresh snapshot, sees and erases them.
+QUESTIONS_OF_CONVERSATION = (
+    select(messages.c.id)
+    .where(messages.c.conversation_id == bindparam("conversation_id"), messages.c.role == "user")
+    .with_for_update()
+)
 FIND_BY_TURN_KEY = select(messages.c.id).where(
     messages.c.turn_key == bindparam("turn_key"), messages.c.role == bindparam("role")
 )
@@ -85,10 +92,16 @@ def writes_for(dialect: str) -> Writes:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = {name: bindparam(name, type_=messages.c[name].type) for name in MESSAGE_COLUMNS}
     question = messages.alias("question")
-    answer_source = select(*values.values(), question.c.turn_key).where(
-        question.c.id == bindparam("turn_id"),
-        question.c.conversation_id == bindparam("conversation_id"),
-        question.c.role == "user",
+    # FOR KEY SHARE (PostgreSQL): a reset that holds the question waits for nothing and wins; one that comes
+    # later waits for this insert's commit, then erases the answer too (see QUESTIONS_OF_CONVERSATION).
+    answer_source = (
+        select(*values.values(), question.c.turn_key)
+        .where(
+            question.c.id == bindparam("turn_id"),
+            question.c.conversation_id == bindparam("conversation_id"),
+            question.c.role == "user",
+        )
+        .with_for_update(read=True, key_share=True, of=question)
     )
     return Writes(
         insert_message=insert(messages)

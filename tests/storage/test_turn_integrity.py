@@ -9,6 +9,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
 from app.conversation.service import ConversationService
@@ -151,6 +152,35 @@ async def test_an_answer_written_while_a_reset_is_in_progress_is_not_stored(migr
         assert await contents(store, conversation) == []
     finally:
         await operator.close()
+        await store.close()
+
+
+async def test_a_reset_that_comes_while_an_answer_is_being_written_erases_it_too(migrated_url: str) -> None:
+    """The other order: the answer's insert holds its question (another process, not committed yet) when the
+    reset begins. The reset must wait for it and erase the answer with the rest, not delete from a snapshot
+    taken before the answer existed."""
+    if not migrated_url.startswith("postgresql"):
+        pytest.skip("SQLite's file lock orders a reset and an answer whole")
+    store = open_history_store(create_engine(migrated_url, timeout_s=10))
+    answering_process = await Operator(migrated_url).open()
+    try:
+        conversation = await store.conversation_id(KEY)
+        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        await answering_process.execute("BEGIN")
+        await answering_process.execute(
+            "INSERT INTO messages (conversation_id, turn_id, role, content, token_count, engine, turn_key) "
+            "SELECT conversation_id, id, 'assistant', 'about your secret', 2, 'brain', turn_key "
+            "FROM messages WHERE id = $1 FOR KEY SHARE",
+            turn_id,
+        )
+        reset = asyncio.create_task(store.reset(conversation))
+        await asyncio.sleep(0.3)
+        assert not reset.done(), "the reset must wait for the answer being written"
+        await answering_process.execute("COMMIT")
+        await asyncio.wait_for(reset, 10)
+        assert await contents(store, conversation) == []
+    finally:
+        await answering_process.close()
         await store.close()
 
 

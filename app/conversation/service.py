@@ -11,6 +11,8 @@ conversation's next turn.
 
 from __future__ import annotations
 
+import functools
+
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -78,6 +80,8 @@ class ConversationService:
         self._database_description = database_description
         self._locks = KeyedLocks()
         self._shown_answers = ShownAnswers(store, retry_within_s=save_answer_within_s)
+        # Counting the system prompt was a large part of a turn's own cost; it changes only with the author.
+        self._system_for = functools.lru_cache(maxsize=1024)(self._counted_system_for)
         self._started = time.monotonic()
 
     async def respond(
@@ -92,7 +96,7 @@ class ConversationService:
             conversation_id = await self._store.conversation_id(key)
             await self._shown_answers.store_kept(key)
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
-            system = Text.counted(defuse_chat_syntax(self._system_for(author)), self._counter)
+            system = self._system_for(author)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
             history, turn_id = await self._store.start_turn(
                 conversation_id,
@@ -185,6 +189,7 @@ class ConversationService:
         await self._chain.aclose()
         await self._store.close()
 
-    def _system_for(self, author: str) -> str:
+    def _counted_system_for(self, author: str) -> Text:
         name = " ".join(clean_text(author).split())[:MAX_AUTHOR_NAME]
-        return f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
+        system = f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
+        return Text.counted(defuse_chat_syntax(system), self._counter)

@@ -29,7 +29,7 @@ from app.conversation.events import (
 from app.conversation.locks import KeyedLocks
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
-from app.conversation.turn_text import ValidChunks, clean_text
+from app.conversation.turn_text import clean_text
 from app.conversation.window import (
     PER_MESSAGE_TOKENS,
     Text,
@@ -115,7 +115,6 @@ class ConversationService:
             started = time.perf_counter()
             engine = ""
             parts: list[str] = []
-            chunks = ValidChunks()
             notified_cut = False
             async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as stream:
                 async for item in stream:
@@ -123,17 +122,15 @@ class ConversationService:
                         engine = item.engine
                         if item.replaces_partial:
                             parts.clear()
-                            chunks.drop()
                         if cut_windows and cut_windows[-1] and not notified_cut:
                             notified_cut = True
                             yield Notice(CUT_NOTICE)
                         yield EngineChosen(item.engine, item.replaces_partial)
-                    elif chunk := chunks.feed(item):
+                    # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
+                    # what is shown is what is stored.
+                    elif chunk := item.replace("\x00", ""):
                         parts.append(chunk)
                         yield TextChunk(chunk)
-            if tail := chunks.flush():
-                parts.append(tail)
-                yield TextChunk(tail)
             latency = time.perf_counter() - started
             reply = "".join(parts)
             answer = ShownAnswer(

@@ -1,33 +1,11 @@
-"""What a turn does with text before it is counted, stored or shown: what a user sends is cleaned
-(`clean_text`), what an engine streams is made valid Unicode chunk by chunk (`ValidChunks`)."""
+"""What a turn does with a user's text before it is counted, stored or shown (`clean_text`). What an engine
+streams is made valid by the chain, chunk by chunk."""
 
 from __future__ import annotations
 
 import unicodedata
 
 from app.safe_text import valid_unicode
-
-
-class ValidChunks:
-    """Streamed text made valid Unicode chunk by chunk; a high surrogate ending a chunk waits for its other half
-    (servers split an emoji's surrogate pair across two chunks). NUL goes too: PostgreSQL text cannot hold it,
-    and what is shown is what is stored."""
-
-    def __init__(self) -> None:
-        self._held = ""
-
-    def feed(self, chunk: str) -> str:
-        chunk, self._held = self._held + chunk, ""
-        if chunk and "\ud800" <= chunk[-1] <= "\udbff":
-            chunk, self._held = chunk[:-1], chunk[-1]
-        return valid_unicode(chunk).replace("\x00", "")
-
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return valid_unicode(held)
-
-    def drop(self) -> None:
-        self._held = ""
 
 
 _INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.storage.failures import driver_error
+from app.storage.failures import short_cause
 from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class ShownAnswers:
             raise
         except Exception as error:
             self._forget(key, answer)
-            log.error("Conversation %s: the answer cannot be stored and is lost (%s)", key.log_id, _cause(error))
+            log.error("Conversation %s: the answer cannot be stored and is lost (%s)", key.log_id, short_cause(error))
             return False
         self._forget(key, answer)  # the write may have settled before this turn awaited it (at close)
         return True
@@ -145,10 +145,3 @@ class ShownAnswers:
         if self._kept.get(key) is answer:  # not a newer answer of the same conversation
             del self._kept[key]
 
-
-def _cause(error: BaseException) -> str:
-    """A failure in words fit for a log: the error's type and code — never a driver's message, which can quote
-    SQL or a row's values."""
-    driver = driver_error(error)
-    code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
-    return f"{type(driver).__name__} {code}" if code else type(driver).__name__

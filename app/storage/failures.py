@@ -82,5 +82,9 @@ def is_foreign_key_violation(error: BaseException) -> bool:
 
 
 def short_cause(error: BaseException) -> str:
-    """A cause for any failed write: the unavailable cause, or just the error's type."""
-    return unavailable_cause(error) or type(driver_error(error)).__name__
+    """A cause for any failed write: the unavailable cause, or the error's type and code."""
+    if cause := unavailable_cause(error):
+        return cause
+    driver = driver_error(error)
+    code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
+    return f"{type(driver).__name__} {code}" if code else type(driver).__name__

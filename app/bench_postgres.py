@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bench import (
-    InstantEngine,
     CONCURRENT_CONVERSATIONS,
+    InstantEngine,
     machine_description,
     migrated_database,
     one_turn,

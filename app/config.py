@@ -7,11 +7,10 @@ so they never show in a repr, a log line or an error message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Kor'tana, a Sacred AI Companion. You are friendly, helpful, and thoughtful. "

@@ -12,7 +12,6 @@ conversation's next turn.
 from __future__ import annotations
 
 import functools
-
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing

@@ -49,9 +49,7 @@ class EstimatedTokens:
                     spaces -= 1  # the space that starts the next word is part of its token
                 tokens += math.ceil(spaces / SPACES_PER_TOKEN)
             elif first.isascii() and first.isalnum():
-                if piece.isalpha():
-                    tokens += math.ceil(len(piece) / 3)
-                elif piece.isdigit():
+                if piece.isalpha() or piece.isdigit():
                     tokens += math.ceil(len(piece) / 3)
                 else:
                     tokens += math.ceil(len(piece) / 1.4)

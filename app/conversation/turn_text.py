@@ -7,7 +7,6 @@ import unicodedata
 
 from app.safe_text import valid_unicode
 
-
 _INVISIBLE_EDGES = " \t\r\n\u200b\u200c\u200d\u2060\ufeff\u00ad\u3000"
 # Characters that show nothing on their own: Unicode's default-ignorable code points (besides category Cf)
 # and the blanks that render as empty space (Hangul fillers, the Braille blank).

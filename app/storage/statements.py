@@ -71,7 +71,7 @@ FIND_BY_TURN_KEY = select(messages.c.id).where(
 # The conversation and TURN_ORDER let it walk ix_messages_conversation_turn: turn_id alone has no index.
 FIND_ANSWER = select(messages.c.id).where(
     messages.c.conversation_id == bindparam("conversation_id"),
-    TURN_ORDER == bindparam("turn_id"),
+    bindparam("turn_id") == TURN_ORDER,
     messages.c.turn_id == bindparam("turn_id"),
     messages.c.role == bindparam("role"),
 )

@@ -75,9 +75,10 @@ import re
 import secrets
 import time
 import traceback
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, Union
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -145,7 +146,7 @@ class RestCall:
     json: Any
     files: list[dict[str, Any]]
     time: float  # time.monotonic()
-    status: Optional[int] = None
+    status: int | None = None
     response: Any = None
 
 
@@ -155,10 +156,10 @@ class FakeMessage:
 
     data: dict[str, Any]
     versions: list[str] = field(default_factory=list)  # content at creation and after each edit
-    allowed_mentions: list[Optional[dict[str, Any]]] = field(default_factory=list)  # per create/edit call
+    allowed_mentions: list[dict[str, Any] | None] = field(default_factory=list)  # per create/edit call
     pings: set[str] = field(default_factory=set)  # "everyone", "here", "user:ID", "role:ID" (create+edits)
     deleted: bool = False
-    interaction_id: Optional[int] = None
+    interaction_id: int | None = None
 
     @property
     def id(self) -> int:
@@ -201,18 +202,18 @@ class FakeInteraction:
     token: str
     name: str
     channel_id: int
-    guild_id: Optional[int]
+    guild_id: int | None
     user_id: int
     payload: dict[str, Any]
     created: float  # time.monotonic()
     callbacks: list[dict[str, Any]] = field(default_factory=list)  # bodies of POST .../callback
     callback_times: list[float] = field(default_factory=list)
-    original_id: Optional[int] = None
+    original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
-    _fake: Optional["FakeDiscord"] = field(default=None, repr=False)
+    _fake: FakeDiscord | None = field(default=None, repr=False)
 
     @property
-    def response_type(self) -> Optional[int]:
+    def response_type(self) -> int | None:
         return self.callbacks[0].get("type") if self.callbacks else None
 
     @property
@@ -229,7 +230,7 @@ class FakeInteraction:
         return bool(original and original.ephemeral)
 
     @property
-    def original(self) -> Optional[FakeMessage]:
+    def original(self) -> FakeMessage | None:
         return None if self.original_id is None else self._fake._messages.get(self.original_id)
 
     @property
@@ -237,7 +238,7 @@ class FakeInteraction:
         return [self._fake._messages[mid] for mid in self.followup_ids]
 
     @property
-    def ack_latency(self) -> Optional[float]:
+    def ack_latency(self) -> float | None:
         return self.callback_times[0] - self.created if self.callback_times else None
 
 
@@ -255,7 +256,7 @@ class _Session:
     session_id: str
     shard_id: int
     shard_count: int
-    intents: Optional[int]
+    intents: int | None
     token: str
     seq: int = 0
     resumes: int = 0
@@ -267,21 +268,21 @@ class GatewayConnection:
 
     ws: web.WebSocketResponse
     query: dict[str, str]
-    session: Optional[_Session] = None
-    identify: Optional[dict[str, Any]] = None
+    session: _Session | None = None
+    identify: dict[str, Any] | None = None
     heartbeats: int = 0
     events: list[str] = field(default_factory=list)  # dispatch names sent, in order
     received_ops: list[int] = field(default_factory=list)
     closed: bool = False
-    close_code: Optional[int] = None
+    close_code: int | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
-    def shard_id(self) -> Optional[int]:
+    def shard_id(self) -> int | None:
         return None if self.session is None else self.session.shard_id
 
     @property
-    def intents(self) -> Optional[int]:
+    def intents(self) -> int | None:
         return None if self.session is None else self.session.intents
 
     async def send(self, payload: dict[str, Any]) -> bool:
@@ -314,7 +315,7 @@ class _Scripted:
 
     method: str
     pattern: re.Pattern[str]
-    times: Optional[int]
+    times: int | None
     hits: int = field(default=0, kw_only=True)
 
     def take(self, method: str, path: str) -> bool:
@@ -347,7 +348,7 @@ _BUCKET = _RequestKey("fake_bucket_headers", object) if _RequestKey else "fake_b
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, code: int, message: str, errors: Optional[dict] = None) -> None:
+    def __init__(self, status: int, code: int, message: str, errors: dict | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.errors = status, code, message, errors
 
@@ -355,7 +356,7 @@ class _HttpError(Exception):
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def _json_response(data: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> web.Response:
+def _json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # Exactly "application/json": discord.py's json_or_text() compares the header verbatim.
     response = web.Response(status=status, body=json.dumps(data).encode())
     response.headers["Content-Type"] = "application/json"
@@ -363,7 +364,7 @@ def _json_response(data: Any, status: int = 200, headers: Optional[dict[str, str
     return response
 
 
-def _error_body(code: int, message: str, errors: Optional[dict] = None) -> dict[str, Any]:
+def _error_body(code: int, message: str, errors: dict | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message, "code": code}
     if errors:
         body["errors"] = errors
@@ -371,10 +372,10 @@ def _error_body(code: int, message: str, errors: Optional[dict] = None) -> dict[
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
-def _compile(pattern: Union[str, re.Pattern[str]]) -> re.Pattern[str]:
+def _compile(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     return pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
 
 
@@ -388,7 +389,7 @@ def speed_up(client: Any, *, guild_ready_timeout: float = 0.05) -> None:
 
     client._connection.guild_ready_timeout = guild_ready_timeout
 
-    async def before_identify_hook(shard_id: Optional[int], *, initial: bool = False) -> None:
+    async def before_identify_hook(shard_id: int | None, *, initial: bool = False) -> None:
         return None
 
     client.before_identify_hook = before_identify_hook
@@ -408,7 +409,7 @@ class BotRunner:
             await self.client.close()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
@@ -422,10 +423,10 @@ class FakeDiscord:
     def __init__(
         self,
         *,
-        token: Optional[str] = None,
-        privileged_intents: Optional[Iterable[str]] = None,
+        token: str | None = None,
+        privileged_intents: Iterable[str] | None = None,
         recommended_shards: int = 1,
-        rate_limits: Optional[dict[str, tuple[int, float]]] = None,
+        rate_limits: dict[str, tuple[int, float]] | None = None,
         interaction_ack_timeout: float = 3.0,
         echo_own_messages: bool = True,
         patch_discord: bool = True,
@@ -460,7 +461,7 @@ class FakeDiscord:
         self.typing: list[int] = []
         self.dropped_events: list[tuple[str, str]] = []  # (event, reason)
         self.interactions: list[FakeInteraction] = []
-        self.commands: dict[Optional[int], list[dict[str, Any]]] = {}
+        self.commands: dict[int | None, list[dict[str, Any]]] = {}
 
         # World
         self._last_snowflake = 0
@@ -488,13 +489,13 @@ class FakeDiscord:
         self.channel: int = self.guild.channels["general"]
         self.readonly_channel: int = self.guild.channels["read-only"]
 
-        self._runner: Optional[web.AppRunner] = None
-        self._port: Optional[int] = None
-        self._saved: Optional[tuple[Any, Any]] = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._saved: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> "FakeDiscord":
+    async def __aenter__(self) -> FakeDiscord:
         await self.start()
         return self
 
@@ -545,7 +546,7 @@ class FakeDiscord:
             self._saved = None
 
     async def start_bot(
-        self, client: Any, token: Optional[str] = None, *, timeout: float = 5.0, fast: bool = True
+        self, client: Any, token: str | None = None, *, timeout: float = 5.0, fast: bool = True
     ) -> BotRunner:
         """Run ``client.start(token)`` in the background and wait until it is ready.
 
@@ -572,7 +573,7 @@ class FakeDiscord:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, client: Any, token: Optional[str] = None, *, timeout: float = 5.0, fast: bool = True
+        self, client: Any, token: str | None = None, *, timeout: float = 5.0, fast: bool = True
     ) -> AsyncIterator[BotRunner]:
         runner = await self.start_bot(client, token, timeout=timeout, fast=fast)
         try:
@@ -587,7 +588,7 @@ class FakeDiscord:
         self._last_snowflake = max(self._last_snowflake + 1, now)
         return self._last_snowflake
 
-    def _make_user(self, name: str, *, bot: bool = False, id: Optional[int] = None) -> dict[str, Any]:
+    def _make_user(self, name: str, *, bot: bool = False, id: int | None = None) -> dict[str, Any]:
         user = {
             "id": str(id or self._snowflake()),
             "username": name,
@@ -601,7 +602,7 @@ class FakeDiscord:
         self._users[int(user["id"])] = user
         return user
 
-    def add_user(self, name: str, *, bot: bool = False, id: Optional[int] = None) -> dict[str, Any]:
+    def add_user(self, name: str, *, bot: bool = False, id: int | None = None) -> dict[str, Any]:
         """A user; a member of every guild (existing and future)."""
         user = self._make_user(name, bot=bot, id=id)
         for guild in self._guilds.values():
@@ -617,7 +618,7 @@ class FakeDiscord:
         *,
         channels: Iterable[str] = ("general",),
         readonly: Iterable[str] = (),
-        id: Optional[int] = None,
+        id: int | None = None,
     ) -> FakeGuild:
         """A guild with text channels; the bot cannot send in the ``readonly`` ones.
 
@@ -678,7 +679,7 @@ class FakeDiscord:
             for o in channel["permission_overwrites"]
         )
 
-    def dm_channel(self, user: Union[dict[str, Any], int]) -> int:
+    def dm_channel(self, user: dict[str, Any] | int) -> int:
         """The DM channel between the bot and ``user`` (created on first use)."""
         user_id = int(user["id"]) if isinstance(user, dict) else int(user)
         if user_id not in self._dm_by_user:
@@ -694,7 +695,7 @@ class FakeDiscord:
             self._channel_messages[channel_id] = []
         return self._dm_by_user[user_id]
 
-    def shard_for(self, guild_id: Optional[int], shard_count: int) -> int:
+    def shard_for(self, guild_id: int | None, shard_count: int) -> int:
         return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
 
     def _member_payload(self, guild: FakeGuild, user_id: int) -> dict[str, Any]:
@@ -781,16 +782,16 @@ class FakeDiscord:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.02))
 
-    def calls_matching(self, method: str = "*", pattern: Union[str, re.Pattern[str]] = ".*") -> list[RestCall]:
+    def calls_matching(self, method: str = "*", pattern: str | re.Pattern[str] = ".*") -> list[RestCall]:
         regex = _compile(pattern)
         return [c for c in self.calls if method in ("*", c.method) and regex.fullmatch(c.path)]
 
     async def wait_for_call(
-        self, method: str, pattern: Union[str, re.Pattern[str]], count: int = 1, timeout: float = 5.0
+        self, method: str, pattern: str | re.Pattern[str], count: int = 1, timeout: float = 5.0
     ) -> list[RestCall]:
         """Wait until ``count`` answered calls match; returns all matching calls."""
 
-        def done() -> Optional[list[RestCall]]:
+        def done() -> list[RestCall] | None:
             calls = [c for c in self.calls_matching(method, pattern) if c.status is not None]
             return calls if len(calls) >= count else None
 
@@ -821,13 +822,13 @@ class FakeDiscord:
         """Final contents of the bot's messages in a channel."""
         return [m.content for m in self.bot_messages(channel_id, **kwargs)]
 
-    def interaction(self, key: Union[int, str]) -> FakeInteraction:
+    def interaction(self, key: int | str) -> FakeInteraction:
         for inter in self.interactions:
             if inter.id == key or inter.token == key or str(inter.id) == str(key):
                 return inter
         raise KeyError(key)
 
-    def live_connection(self, shard_id: int = 0) -> Optional[GatewayConnection]:
+    def live_connection(self, shard_id: int = 0) -> GatewayConnection | None:
         for conn in reversed(self.connections):
             if conn.session is not None and not conn.closed and conn.shard_id == shard_id:
                 return conn
@@ -838,13 +839,13 @@ class FakeDiscord:
     def fail(
         self,
         method: str,
-        pattern: Union[str, re.Pattern[str]],
+        pattern: str | re.Pattern[str],
         status: int,
         *,
         code: int = 0,
-        message: Optional[str] = None,
-        times: Optional[int] = 1,
-        headers: Optional[dict[str, str]] = None,
+        message: str | None = None,
+        times: int | None = 1,
+        headers: dict[str, str] | None = None,
         body: Any = None,
     ) -> _Fault:
         """Answer the next ``times`` calls (None: all) matching method+path with an error."""
@@ -864,9 +865,9 @@ class FakeDiscord:
     def rate_limit(
         self,
         method: str,
-        pattern: Union[str, re.Pattern[str]],
+        pattern: str | re.Pattern[str],
         *,
-        times: Optional[int] = 1,
+        times: int | None = 1,
         retry_after: float = 0.05,
         is_global: bool = False,
     ) -> _Fault:
@@ -885,7 +886,7 @@ class FakeDiscord:
         return self.fail(method, pattern, 429, times=times, headers=headers, body=body)
 
     def delay(
-        self, method: str, pattern: Union[str, re.Pattern[str]], seconds: float, *, times: Optional[int] = 1
+        self, method: str, pattern: str | re.Pattern[str], seconds: float, *, times: int | None = 1
     ) -> _Delay:
         """Hold the next ``times`` calls (None: all) matching method+path for ``seconds`` before handling them."""
         delay = _Delay(method.upper(), _compile(pattern), times, seconds)
@@ -941,7 +942,7 @@ class FakeDiscord:
             await self._request_members(conn, data)
         self._notify()
 
-    def _token_ok(self, token: Optional[str]) -> bool:
+    def _token_ok(self, token: str | None) -> bool:
         if not token:
             return False
         return self.token is None or token == self.token
@@ -1048,7 +1049,7 @@ class FakeDiscord:
         hidden.pop("poll", None)
         return hidden
 
-    async def dispatch(self, event: str, data: dict[str, Any], shard_id: Optional[int] = None) -> bool:
+    async def dispatch(self, event: str, data: dict[str, Any], shard_id: int | None = None) -> bool:
         """Send a DISPATCH event to the live connection that owns it; False if it was dropped."""
         candidates = [c for c in self.connections if c.session is not None and not c.closed]
         if not candidates:
@@ -1071,7 +1072,7 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------------------ event builders
 
-    def _mentions(self, content: str, guild_id: Optional[int]) -> tuple[list[dict], list[str], bool]:
+    def _mentions(self, content: str, guild_id: int | None) -> tuple[list[dict], list[str], bool]:
         ids = list(dict.fromkeys(int(x) for x in re.findall(r"<@!?(\d+)>", content)))
         users = []
         for uid in ids:
@@ -1092,9 +1093,9 @@ class FakeDiscord:
         author: dict[str, Any],
         content: str,
         *,
-        reply_to: Optional[int] = None,
+        reply_to: int | None = None,
         reply_ping: bool = True,
-        webhook_id: Optional[int] = None,
+        webhook_id: int | None = None,
         mentions_from_content: bool = True,
     ) -> dict[str, Any]:
         channel = self._channels[channel_id]
@@ -1140,7 +1141,7 @@ class FakeDiscord:
                 data["mentions"].append(dict(ref.data["author"]))
         return data
 
-    def _store(self, data: dict[str, Any], allowed: Optional[dict[str, Any]] = None, **kw: Any) -> FakeMessage:
+    def _store(self, data: dict[str, Any], allowed: dict[str, Any] | None = None, **kw: Any) -> FakeMessage:
         msg = FakeMessage(data=data, versions=[data.get("content") or ""], allowed_mentions=[allowed], **kw)
         self._messages[msg.id] = msg
         self._channel_messages.setdefault(msg.channel_id, []).append(msg.id)
@@ -1154,11 +1155,11 @@ class FakeDiscord:
         channel_id: int,
         content: str,
         *,
-        author: Optional[dict[str, Any]] = None,
-        reply_to: Optional[int] = None,
+        author: dict[str, Any] | None = None,
+        reply_to: int | None = None,
         reply_ping: bool = True,
-        webhook_id: Optional[int] = None,
-        attachments: Optional[list[dict[str, Any]]] = None,
+        webhook_id: int | None = None,
+        attachments: list[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """Post a message as a user (default alice) and send MESSAGE_CREATE; returns the payload.
@@ -1232,12 +1233,12 @@ class FakeDiscord:
     async def slash_command(
         self,
         name: str,
-        options: Union[dict[str, Any], list[dict[str, Any]], None] = None,
+        options: dict[str, Any] | list[dict[str, Any]] | None = None,
         *,
-        user: Optional[dict[str, Any]] = None,
-        channel_id: Optional[int] = None,
+        user: dict[str, Any] | None = None,
+        channel_id: int | None = None,
         dm: bool = False,
-        resolved: Optional[dict[str, Any]] = None,
+        resolved: dict[str, Any] | None = None,
         locale: str = "en-US",
     ) -> FakeInteraction:
         """Invoke an application (slash) command: INTERACTION_CREATE type 2.
@@ -1408,13 +1409,13 @@ class FakeDiscord:
         except ValueError:
             return raw.decode("utf-8", "replace"), []
 
-    def _scripted(self, method: str, path: str) -> Optional[web.Response]:
+    def _scripted(self, method: str, path: str) -> web.Response | None:
         for fault in self._faults:
             if fault.take(method, path):
                 return _json_response(fault.body, status=fault.status, headers=fault.headers)
         return None
 
-    def _check_auth(self, request: web.Request, path: str) -> Optional[web.Response]:
+    def _check_auth(self, request: web.Request, path: str) -> web.Response | None:
         if path.startswith(("/webhooks/", "/interactions/")):
             return None  # token-in-URL routes need no Authorization header
         auth = request.headers.get("Authorization", "")
@@ -1423,7 +1424,7 @@ class FakeDiscord:
             return None
         return _json_response(_error_body(0, "401: Unauthorized"), status=401)
 
-    def _check_rate_limit(self, request: web.Request, call: RestCall) -> Optional[web.Response]:
+    def _check_rate_limit(self, request: web.Request, call: RestCall) -> web.Response | None:
         if not self.rate_limits or request.match_info.route.resource is None:
             return None
         template = request.match_info.route.resource.canonical[len(API_PREFIX):]
@@ -1534,7 +1535,7 @@ class FakeDiscord:
 
     # ---- application commands
 
-    def _command_out(self, raw: dict[str, Any], guild_id: Optional[int], existing: list[dict]) -> dict[str, Any]:
+    def _command_out(self, raw: dict[str, Any], guild_id: int | None, existing: list[dict]) -> dict[str, Any]:
         kind = raw.get("type", 1)
         old = next((c for c in existing if c["name"] == raw["name"] and c["type"] == kind), None)
         out = {
@@ -1553,7 +1554,7 @@ class FakeDiscord:
         return out
 
     @staticmethod
-    def _guild_key(request: web.Request) -> Optional[int]:
+    def _guild_key(request: web.Request) -> int | None:
         guild_id = request.match_info.get("guild_id")
         return int(guild_id) if guild_id else None
 
@@ -1622,7 +1623,7 @@ class FakeDiscord:
         if creating and not (content or body.get("embeds") or files or body.get("sticker_ids") or body.get("components") or body.get("poll")):
             raise _HttpError(400, 50006, "Cannot send an empty message")
 
-    def _pings(self, msg: FakeMessage, allowed: Optional[dict[str, Any]], reply_author: Optional[str]) -> set[str]:
+    def _pings(self, msg: FakeMessage, allowed: dict[str, Any] | None, reply_author: str | None) -> set[str]:
         content = msg.content
         if allowed is None:
             parse, users, roles, replied = {"users", "roles", "everyone"}, set(), set(), True
@@ -1647,8 +1648,8 @@ class FakeDiscord:
         files: list[dict[str, Any]],
         *,
         flags: int = 0,
-        extra: Optional[dict[str, Any]] = None,
-        interaction_id: Optional[int] = None,
+        extra: dict[str, Any] | None = None,
+        interaction_id: int | None = None,
     ) -> FakeMessage:
         reference = body.get("message_reference")
         reply_to = None
@@ -1685,7 +1686,7 @@ class FakeDiscord:
         self._apply_mentions(msg, allowed)
         return msg
 
-    def _apply_mentions(self, msg: FakeMessage, allowed: Optional[dict[str, Any]]) -> None:
+    def _apply_mentions(self, msg: FakeMessage, allowed: dict[str, Any] | None) -> None:
         ref = msg.data.get("referenced_message")
         pings = self._pings(msg, allowed, ref["author"]["id"] if ref else None)
         msg.pings |= pings
@@ -1787,7 +1788,7 @@ class FakeDiscord:
         body = request[_BODY] or {}
         kind = body.get("type")
         data = body.get("data") or {}
-        message: Optional[FakeMessage] = None
+        message: FakeMessage | None = None
         if kind in (4, 5):
             if kind == 4:
                 self._validate_content(data, request[_CALL].files, creating=True)

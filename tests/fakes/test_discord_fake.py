@@ -73,9 +73,9 @@ def answering_bot(**kwargs) -> commands.Bot:
 async def test_class_attributes_are_patched_and_restored() -> None:
     before = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     async with FakeDiscord() as fake:
-        assert discord.http.Route.BASE == fake.api_base_url
+        assert fake.api_base_url == discord.http.Route.BASE
         assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == fake.gateway_url
-    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before
+    assert before == (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
 
 
 async def test_bot_logs_in_and_becomes_ready_quickly(fake: FakeDiscord) -> None:

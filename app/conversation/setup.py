@@ -15,9 +15,7 @@ from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines.base import Engine
 from app.engines.factory import build_brain, build_chain, build_hf
-from app.storage.database import DatabaseUnavailable, create_engine, describe, migrate
-from app.storage.failures import driver_error
-from app.storage.history import open_history_store
+from app.storage import DatabaseUnavailable, create_engine, describe, driver_error, migrate, open_history_store
 
 log = logging.getLogger(__name__)
 

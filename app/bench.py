@@ -22,8 +22,7 @@ from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine, migrate
-from app.storage.history import ConversationKey, open_history_store
+from app.storage import ConversationKey, create_engine, migrate, open_history_store
 
 HISTORY_SIZES = (100, 10_000, 100_000)
 CONCURRENT_CONVERSATIONS = 100

@@ -36,9 +36,7 @@ from app.bench import (
     print_table,
     turn_latencies_ms,
 )
-from app.storage.database import create_engine, migrate
-from app.storage.history import ConversationKey
-from app.storage.models import conversations, messages
+from app.storage import ConversationKey, conversations, create_engine, messages, migrate
 
 HISTORY_SIZES = (100, 10_000)
 P50_TARGET_MS = 2.0

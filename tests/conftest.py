@@ -20,8 +20,7 @@ from app.conversation.tokens import EstimatedTokens, TokenCounter
 from app.engines.base import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine, migrate
-from app.storage.history import open_history_store
+from app.storage import create_engine, migrate, open_history_store
 
 POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"

@@ -21,8 +21,7 @@ from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, StorageUnavailable, open_history_store
+from app.storage import ConversationKey, StorageUnavailable, create_engine, open_history_store
 from tests.instant_engine import InstantEngine
 
 REPO = Path(__file__).resolve().parents[1]

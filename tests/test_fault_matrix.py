@@ -21,7 +21,7 @@ import pytest
 from app.conversation.events import FinalReply
 from app.conversation.service import ConversationService
 from app.engines.chat_api import ChatApiEngine
-from app.storage.history import ConversationKey, StoredMessage
+from app.storage import ConversationKey, StoredMessage
 from tests.conftest import ServiceFactory
 from tests.fakes import openai_server as fake
 

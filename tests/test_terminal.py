@@ -18,8 +18,7 @@ from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine, migrate
-from app.storage.history import open_history_store
+from app.storage import create_engine, migrate, open_history_store
 from app.terminal import TERMINAL_KEY, chat
 from tests.conftest import TEST_SYSTEM_PROMPT
 from tests.test_cli import SETTING_NAMES

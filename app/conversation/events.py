@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.storage.messages import ConversationKey, StorageUnavailable
+from app.storage import ConversationKey, StorageUnavailable
 
 __all__ = [
     "NO_MEMORY", "SORRY", "ConversationKey", "EmptyMessage", "EngineChosen", "FinalReply", "Notice",

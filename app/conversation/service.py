@@ -38,7 +38,7 @@ from app.conversation.window import (
 )
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, EngineStarted, EngineStatus
-from app.storage.history import ConversationKey, HistoryStore, StoredMessage
+from app.storage import ConversationKey, HistoryStore, StoredMessage
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64

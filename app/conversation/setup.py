@@ -15,14 +15,18 @@ from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines.base import Engine
 from app.engines.factory import build_brain, build_chain, build_hf
-from app.storage.database import DatabaseUnavailable, create_engine, describe, migrate
-from app.storage.failures import driver_error
-from app.storage.history import open_history_store
+from app.storage import (
+    DatabaseUnavailable,
+    create_engine,
+    describe,
+    driver_error,
+    is_login_refused,
+    is_lost_connection,
+    migrate,
+    open_history_store,
+)
 
 log = logging.getLogger(__name__)
-
-
-LOGIN_REFUSED = ("28", "3D")  # SQLSTATE classes: bad password or unknown role; unknown database
 
 __all__ = ["DatabaseUnavailable", "migrate_when_reachable", "open_service"]
 
@@ -66,16 +70,13 @@ async def migrate_when_reachable(
         try:
             await change(database)
             return
-        except (OSError, ConnectionError) as error:
-            cause = error
-        except Exception as error:  # drivers wrap connection failures in their own types
-            sqlstate = str(getattr(getattr(error, "orig", None), "sqlstate", None) or "")
-            if sqlstate.startswith(LOGIN_REFUSED):
+        except Exception as error:
+            if is_login_refused(error):
                 raise DatabaseUnavailable(
                     f"The database at {describe(settings.database_url)} refused the login: "
                     f"{getattr(error, 'orig', error)}"
                 ) from None
-            if "connect" not in str(error).lower():
+            if not is_lost_connection(error):
                 raise DatabaseUnavailable(
                     f"Cannot migrate the database at {describe(settings.database_url)}: {_migration_cause(error)}"
                 ) from None

@@ -17,8 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.storage.failures import short_cause
-from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage
+from app.storage import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage, short_cause
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
 from app.engines.base import ChatMessage
-from app.storage.history import StoredMessage
+from app.storage import StoredMessage
 
 # Chat templates wrap the conversation: measured on Llama 3, about 26 tokens of preamble, 5 per message,
 # and 4 for the header of the answer the model is about to write.

@@ -1,0 +1,51 @@
+"""Kor'tana's storage: conversations and their messages in SQLite or PostgreSQL; this module is its face.
+
+Other layers import storage's names from here only. Inside, imports point one way, each module only to those
+before it: records, failures, models → database, _statements, window_cache, sqlite_writer → history (the
+abstract HistoryStore) → sqlite_history, postgres_history → this face, which picks one of the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.storage.database import create_engine, describe, downgrade, migrate
+from app.storage.failures import (
+    DatabaseUnavailable,
+    StorageUnavailable,
+    driver_error,
+    is_login_refused,
+    is_lost_connection,
+    short_cause,
+)
+from app.storage.history import HistoryStore
+from app.storage.models import conversations, messages
+from app.storage.postgres_history import PostgresHistoryStore
+from app.storage.records import ConversationKey, StoredMessage
+from app.storage.sqlite_history import SqliteHistoryStore
+
+__all__ = [
+    "ConversationKey",
+    "DatabaseUnavailable",
+    "HistoryStore",
+    "StorageUnavailable",
+    "StoredMessage",
+    "conversations",
+    "create_engine",
+    "describe",
+    "downgrade",
+    "driver_error",
+    "is_login_refused",
+    "is_lost_connection",
+    "messages",
+    "migrate",
+    "open_history_store",
+    "short_cause",
+]
+
+
+def open_history_store(engine: AsyncEngine, window_budget: int = 4096) -> HistoryStore:
+    """The store for the engine's database; `window_budget` is the largest history budget a turn asks for."""
+    if engine.dialect.name == "sqlite":
+        return SqliteHistoryStore(engine, window_budget)
+    return PostgresHistoryStore(engine)

@@ -18,10 +18,6 @@ SQLITE_BUSY_TIMEOUT_OPTION = "kortana_sqlite_busy_timeout_s"
 MIGRATION_LOCK_KEY = 0x6B6F7274616E61  # "kortana"
 
 
-class DatabaseUnavailable(Exception):
-    """The database cannot be used: not reachable in time, the login refused, or its migration failed."""
-
-
 def create_engine(url: str, *, pool_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S) -> AsyncEngine:
     """An async engine. `timeout_s` (DATABASE_TIMEOUT_SECONDS) bounds every wait for the database: PostgreSQL's
     connect, statement and pool waits; SQLite's busy timeout, the wait for another connection's write lock,

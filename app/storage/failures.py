@@ -1,7 +1,8 @@
-"""What a database error means: a short cause fit for logs and health, and whether the database is usable.
+"""Storage's errors, and what a driver's error means: a lost connection, a refused login, a database that
+can't be used now (with a short cause fit for logs and health), or none of these (a bug, a constraint).
 
-Causes are fixed phrases chosen from the error's code (SQLite's result code, PostgreSQL's SQLSTATE), never the
-driver's message: those can quote SQL or the values of a row.
+Every answer comes from the error's type or code (SQLite's result code, PostgreSQL's SQLSTATE), never the
+driver's message: messages differ between drivers and versions, and can quote SQL or the values of a row.
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ POSTGRES_UNAVAILABLE = {
 }
 SQLITE_FOREIGN_KEY = sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 POSTGRES_FOREIGN_KEY = "23503"
+# SQLSTATEs of a session that could not be made or was ended by the server: class 08 (connection exception),
+# and the server shutting down, crashed, or not accepting connections yet (57P01-57P03).
+POSTGRES_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+# SQLSTATE classes of a login the server refused (bad password, unknown role) or an unknown database.
+POSTGRES_LOGIN_REFUSED = ("28", "3D")
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be used now: unreachable (even after one retry), locked too long, full, read-only.
+
+    `cause` is short and fit for logs and health ("database or disk is full"): never SQL or message text.
+    """
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used: not reachable in time, the login refused, or its migration failed."""
 
 
 def driver_error(error: BaseException) -> BaseException:
@@ -49,14 +70,23 @@ def driver_error(error: BaseException) -> BaseException:
     return orig
 
 
-def is_disconnect(error: BaseException) -> bool:
-    """The connection was lost or could not be made: worth one retry on a fresh connection."""
-    if isinstance(error, OSError):  # ConnectionError and TimeoutError are OSErrors
+def is_lost_connection(error: BaseException) -> bool:
+    """The connection could not be made or was lost: worth another try on a fresh connection.
+
+    The one rule for every caller: the stores retry such a write once, start-up waits for the database with it.
+    A refused login or an unknown database is not lost: trying again would change nothing.
+    """
+    if isinstance(error, OSError):  # refused, reset, timed out, unknown host (ConnectionError, TimeoutError)
         return True
-    if not isinstance(error, DBAPIError):
-        return False
-    text = str(error.orig).lower()
-    return error.connection_invalidated or "connect" in text or "closed" in text
+    if isinstance(error, DBAPIError) and error.connection_invalidated:  # the dialect saw the connection die
+        return True
+    driver = driver_error(error)
+    return isinstance(driver, OSError) or _sqlstate(driver).startswith(POSTGRES_CONNECTION_LOST)
+
+
+def is_login_refused(error: BaseException) -> bool:
+    """PostgreSQL refused the login (bad password, unknown role) or knows no such database."""
+    return _sqlstate(driver_error(error)).startswith(POSTGRES_LOGIN_REFUSED)
 
 
 def unavailable_cause(error: BaseException) -> str | None:
@@ -65,10 +95,10 @@ def unavailable_cause(error: BaseException) -> str | None:
     if isinstance(orig, sqlite3.Error):
         code = getattr(orig, "sqlite_errorcode", None)
         return None if code is None else SQLITE_UNAVAILABLE.get(code & 0xFF)
-    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    sqlstate = _sqlstate(orig)
     if cause := POSTGRES_UNAVAILABLE.get(sqlstate) or POSTGRES_UNAVAILABLE.get(sqlstate[:2]):
         return cause
-    if sqlstate.startswith("08") or is_disconnect(error):
+    if is_lost_connection(error):
         return f"database unreachable ({type(orig).__name__})"
     return None
 
@@ -78,7 +108,7 @@ def is_foreign_key_violation(error: BaseException) -> bool:
     orig = driver_error(error)
     if isinstance(orig, sqlite3.IntegrityError):
         return getattr(orig, "sqlite_errorcode", None) == SQLITE_FOREIGN_KEY
-    return str(getattr(orig, "sqlstate", None) or "") == POSTGRES_FOREIGN_KEY
+    return _sqlstate(orig) == POSTGRES_FOREIGN_KEY
 
 
 def short_cause(error: BaseException) -> str:
@@ -88,3 +118,8 @@ def short_cause(error: BaseException) -> str:
     driver = driver_error(error)
     code = getattr(driver, "sqlstate", None) or getattr(driver, "sqlite_errorname", None)
     return f"{type(driver).__name__} {code}" if code else type(driver).__name__
+
+
+def _sqlstate(driver: BaseException) -> str:
+    """PostgreSQL's SQLSTATE of a driver's error ("" for other errors)."""
+    return str(getattr(driver, "sqlstate", None) or "")

@@ -7,20 +7,22 @@ each answer next to its question. The window query walks an index newest first a
 a turn does not get slower as the stored history grows.
 
 What every store guarantees, whatever the database does:
-- a write retried after a lost reply is stored once (each turn has a key; see `statements`);
+- a write retried after a lost reply is stored once (each turn has a key; see `_statements`);
 - an answer is stored only while its question is: what a reset (or an operator) erased never comes back;
 - a conversation deleted under a running bot is created again on its next turn, not failed until restart;
 - a database that cannot be used now (unreachable, locked too long, full, read-only) is `StorageUnavailable`
   with a short cause, and `write_failure` keeps the cause of the last failed write until a write succeeds.
 
-`open_history_store` picks the implementation: SQLite (group commit in one thread, windows cached in
-memory) or PostgreSQL (several processes: short transactions under a per-conversation advisory lock).
+This base knows none of its implementations, SQLite's (group commit in one thread, windows cached in
+memory) and PostgreSQL's (several processes: short transactions under a per-conversation advisory lock);
+`app.storage.open_history_store` picks one for the engine's database.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -29,12 +31,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.failures import driver_error, is_disconnect, is_foreign_key_violation, short_cause, unavailable_cause
-from app.storage.messages import ConversationKey, StorageUnavailable, StoredMessage
+from app.storage._statements import TURN_ORDER, message_row, writes_for
+from app.storage.failures import (
+    StorageUnavailable,
+    driver_error,
+    is_foreign_key_violation,
+    is_lost_connection,
+    short_cause,
+    unavailable_cause,
+)
 from app.storage.models import messages
-from app.storage.statements import TURN_ORDER, message_row, writes_for
-
-__all__ = ["ConversationKey", "HistoryStore", "StorageUnavailable", "StoredMessage", "open_history_store"]
+from app.storage.records import ConversationKey, StoredMessage
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_CONVERSATIONS = 100_000  # ids of recently active conversations kept in memory
@@ -42,19 +49,8 @@ MAX_REMEMBERED_MOVES = 1000  # deleted conversations' old ids, for turns that we
 T = TypeVar("T")
 
 
-def open_history_store(engine: AsyncEngine, window_budget: int = 4096) -> HistoryStore:
-    """The store for the engine's database; `window_budget` is the largest history budget a turn asks for."""
-    if engine.dialect.name == "sqlite":
-        from app.storage.sqlite_history import SqliteHistoryStore
-
-        return SqliteHistoryStore(engine, window_budget)
-    from app.storage.postgres_history import PostgresHistoryStore
-
-    return PostgresHistoryStore(engine)
-
-
-class HistoryStore:
-    """The policies both stores share; subclasses implement the underscored steps for their database."""
+class HistoryStore(ABC):
+    """The policies both stores share; each implements the abstract steps for its database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -127,21 +123,23 @@ class HistoryStore:
         row = message_row(conversation_id, message, turn_id=turn_id, turn_key=uuid.uuid4().hex, latency_ms=latency_ms)
         return await self._written(self._log_id(conversation_id), lambda: self._append(conversation_id, message, row))
 
-    async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
+    @abstractmethod
+    async def recent(
+        self, conversation_id: int, token_budget: int, overhead_per_message: int = 0
+    ) -> list[StoredMessage]:
         """The newest messages whose stored token counts (plus an overhead each) fit the budget, oldest first.
 
         Echo replies are left out: they were never a model's words.
         """
-        raise NotImplementedError
 
     async def reset(self, conversation_id: int) -> int:
         """Forget every message of the conversation; returns how many were forgotten."""
         conversation_id = self._current(conversation_id)
         return await self._written(self._log_id(conversation_id), lambda: self._reset(conversation_id))
 
+    @abstractmethod
     async def ping(self) -> float:
         """Round trip to the database in seconds."""
-        raise NotImplementedError
 
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored message of a conversation, in turn order (for tests and tools, not the hot path)."""
@@ -163,28 +161,33 @@ class HistoryStore:
 
     # --- the steps each store implements ---------------------------------------------------------------
 
+    @abstractmethod
     async def _find_or_create(self, key: ConversationKey) -> int:
-        raise NotImplementedError
+        """The id of the key's conversation, the row created if there is none (a race creates one row)."""
 
+    @abstractmethod
     async def _start_turn(
         self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
     ) -> tuple[list[StoredMessage], int]:
         """Read the window and insert the user's message (row, with its turn key) in one transaction; a retry
         of a write whose reply was lost finds the first copy's id by the key."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
         """Insert the answer (row) if its question exists; True if it is stored (now or by an earlier try)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
-        raise NotImplementedError
+        """Insert the message (row, with a key of its own) and return its id."""
 
+    @abstractmethod
     async def _reset(self, conversation_id: int) -> int:
-        raise NotImplementedError
+        """Delete every message of the conversation; returns how many were deleted."""
 
+    @abstractmethod
     def _forget_conversation(self, conversation_id: int) -> None:
-        """Drop what is kept in memory about a conversation that no longer exists."""
+        """Drop what the store keeps in memory about a conversation that no longer exists (beyond its id,
+        which the base forgets itself)."""
 
     # --- shared machinery --------------------------------------------------------------------------------
 
@@ -242,7 +245,7 @@ class HistoryStore:
             try:
                 return await step()
             except (DBAPIError, OSError) as error:
-                if attempt == 1 and is_disconnect(error):
+                if attempt == 1 and is_lost_connection(error):
                     log.warning(
                         "Lost the database connection (%s) in conversation %s; retrying once",
                         type(driver_error(error)).__name__,

@@ -12,9 +12,7 @@ import time
 from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.storage.history import HistoryStore
-from app.storage.messages import ConversationKey, StoredMessage
-from app.storage.statements import (
+from app.storage._statements import (
     DELETE_CONVERSATION,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
@@ -23,12 +21,16 @@ from app.storage.statements import (
     RECENT,
     recent_parameters,
 )
+from app.storage.history import HistoryStore
+from app.storage.records import ConversationKey, StoredMessage
 
 ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
 
 
 class PostgresHistoryStore(HistoryStore):
-    async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
+    async def recent(
+        self, conversation_id: int, token_budget: int, overhead_per_message: int = 0
+    ) -> list[StoredMessage]:
         conversation_id = self._current(conversation_id)
 
         async def read() -> list[StoredMessage]:
@@ -90,6 +92,9 @@ class PostgresHistoryStore(HistoryStore):
         if inserted is None:
             inserted = (await connection.execute(FIND_BY_TURN_KEY, row)).scalar_one()
         return int(inserted)
+
+    def _forget_conversation(self, conversation_id: int) -> None:
+        """Nothing to drop: every read goes to the database."""
 
     async def _reset(self, conversation_id: int) -> int:
         async def delete_all() -> int:

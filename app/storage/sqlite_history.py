@@ -17,12 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
-from app.storage.failures import unavailable_cause
-from app.storage.history import HistoryStore
-from app.storage.messages import ConversationKey, StorageUnavailable, StoredMessage
-from app.storage.sqlite_writer import SqliteWriter, SqlStatement
-from app.storage.statements import (
+from app.storage._statements import (
     DELETE_CONVERSATION,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
@@ -31,6 +26,11 @@ from app.storage.statements import (
     recent_parameters,
     writes_for,
 )
+from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
+from app.storage.failures import StorageUnavailable, unavailable_cause
+from app.storage.history import HistoryStore
+from app.storage.records import ConversationKey, StoredMessage
+from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
 
 _RECENT = SqlStatement(RECENT)
@@ -57,7 +57,9 @@ class SqliteHistoryStore(HistoryStore):
         self._data_version: int | None = None
         self._epoch = 0
 
-    async def recent(self, conversation_id: int, token_budget: int, overhead_per_message: int = 0) -> list[StoredMessage]:
+    async def recent(
+        self, conversation_id: int, token_budget: int, overhead_per_message: int = 0
+    ) -> list[StoredMessage]:
         conversation_id = self._current(conversation_id)
         window, cached_epoch = self._cached(conversation_id, token_budget, overhead_per_message)
         budget = max(token_budget, self._window_budget)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from app.storage.messages import ECHO_ENGINE, StoredMessage
+from app.storage.records import NEVER_SENT_ENGINE, StoredMessage
 
 MAX_CACHED_WINDOWS = 2000
 
@@ -32,7 +32,7 @@ class CachedWindow:
         return cls(epoch, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
 
     def add(self, message: StoredMessage) -> None:
-        if message.engine == ECHO_ENGINE:
+        if message.engine == NEVER_SENT_ENGINE:
             return
         self.messages.append(message)
         self.spent += message.token_count + self.overhead

@@ -34,7 +34,7 @@ from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.chain import EngineChain, EngineStarted, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
-from app.storage.history import ConversationKey
+from app.storage import ConversationKey
 from tests.engines.conftest import BreakerWitness
 from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
 

@@ -19,8 +19,7 @@ from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, open_history_store
+from app.storage import ConversationKey, create_engine, open_history_store
 from tests.conftest import TEST_SYSTEM_PROMPT
 from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)
 

@@ -15,7 +15,7 @@ from app.conversation.events import (
     TextChunk,
 )
 from app.conversation.service import ConversationService
-from app.storage.history import ConversationKey
+from app.storage import ConversationKey
 from tests.conftest import TEST_SYSTEM_PROMPT
 from tests.instant_engine import InstantEngine
 

@@ -16,7 +16,7 @@ from app.conversation.window import (
     defuse_chat_syntax,
     fixed_cost,
 )
-from app.storage.history import StoredMessage
+from app.storage import StoredMessage
 
 TRAINING_TEXT = [
     "Hello there, how are you today? I am fine, thanks for asking!",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.storage.database import create_engine, migrate
+from app.storage import create_engine, migrate
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESSES = 10

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, StoredMessage, open_history_store
+from app.engines.echo import EchoEngine
+from app.storage import ConversationKey, StoredMessage, create_engine, open_history_store
+from app.storage.records import NEVER_SENT_ENGINE  # storage's own copy of the echo engine's name
 
 KEY = ConversationKey(user_id=42, scope="dm")
 
@@ -82,7 +83,4 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
 
 
 def test_the_store_knows_the_echo_engine_by_its_name() -> None:
-    from app.engines.echo import EchoEngine
-    from app.storage.messages import ECHO_ENGINE
-
-    assert EchoEngine.name == ECHO_ENGINE
+    assert EchoEngine.name == NEVER_SENT_ENGINE

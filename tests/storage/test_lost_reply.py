@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore, StoredMessage, open_history_store
+from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, open_history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from app.storage.database import create_engine, downgrade, migrate
+from app.storage import create_engine, downgrade, migrate
 from app.storage.models import Base
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.conversation.service import ConversationService
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore, StoredMessage, open_history_store
+from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, open_history_store
 from tests.conftest import ServiceFactory
 from tests.instant_engine import InstantEngine
 

@@ -20,9 +20,7 @@ from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, open_history_store
-from app.storage.models import messages
+from app.storage import ConversationKey, create_engine, messages, open_history_store
 from tests.instant_engine import InstantEngine
 
 KEY = ConversationKey(user_id=4242, scope="global")

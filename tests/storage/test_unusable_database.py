@@ -13,8 +13,14 @@ import pytest
 from sqlalchemy import event
 
 import app.storage.sqlite_history
-from app.storage.database import create_engine
-from app.storage.history import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage, open_history_store
+from app.storage import (
+    ConversationKey,
+    HistoryStore,
+    StorageUnavailable,
+    StoredMessage,
+    create_engine,
+    open_history_store,
+)
 
 KEY = ConversationKey(user_id=42, scope="dm")
 BUSY_TIMEOUT_S = 0.25

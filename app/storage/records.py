@@ -1,11 +1,14 @@
-"""The plain values the store hands out: a conversation's key and a stored message."""
+"""The plain values the stores take and hand out: a conversation's key and a stored message."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
-ECHO_ENGINE = "echo"  # the echo engine's name: its replies are stored but never sent to a model
+# Replies stored under this engine name are shown to the user but never sent to a model: the windows leave
+# them out. It is the last-resort echo engine's name; storage keeps its own copy because it imports no engine
+# (a test checks that the two agree).
+NEVER_SENT_ENGINE = "echo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +28,3 @@ class StoredMessage:
     content: str
     token_count: int
     engine: str | None = None
-
-
-class StorageUnavailable(Exception):
-    """The database cannot be used now: unreachable (even after one retry), locked too long, full, read-only.
-
-    `cause` is short and fit for logs and health ("database or disk is full"): never SQL or message text.
-    """
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(cause)
-        self.cause = cause

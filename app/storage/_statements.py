@@ -13,8 +13,8 @@ from functools import cache
 from sqlalchemy import Insert, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.storage.messages import ECHO_ENGINE, StoredMessage
 from app.storage.models import conversations, messages
+from app.storage.records import NEVER_SENT_ENGINE, StoredMessage
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
@@ -43,7 +43,7 @@ def _recent_statement():  # type: ignore[no-untyped-def]
         .where(
             messages.c.conversation_id == bindparam("conversation_id"),
             messages.c.id != bindparam("exclude_id"),
-            or_(messages.c.engine.is_(None), messages.c.engine != ECHO_ENGINE),
+            or_(messages.c.engine.is_(None), messages.c.engine != NEVER_SENT_ENGINE),
         )
         .order_by(TURN_ORDER.desc(), messages.c.id.desc())
         .limit(bindparam("most_rows"))

@@ -66,6 +66,18 @@ class Message(Base):
     )
 
 
+class AppStateEntry(Base):
+    """A small value the application keeps across restarts (e.g. the hash of the slash commands last synced)."""
+
+    __tablename__ = "app_state"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
+    )
+
+
 conversations = Conversation.__table__
 messages = Message.__table__
 

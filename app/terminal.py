@@ -8,25 +8,16 @@ import io
 import logging
 import sys
 import threading
-from contextlib import aclosing
 from typing import TextIO
 
-from app.conversation.events import (
-    NO_MEMORY,
-    SORRY,
-    ConversationKey,
-    EmptyMessage,
-    EngineChosen,
-    FinalReply,
-    Notice,
-    StorageUnavailable,
-    TextChunk,
-)
+from app.conversation.events import NO_MEMORY, ConversationKey, StorageUnavailable
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
+from app.conversation.turn_display import show_turn
 
 log = logging.getLogger(__name__)
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
+EMPTY_LINE = "Say something and I'll answer 🙂"
 HELP = "Type a message and press Enter. Commands: /reset forgets our conversation, /ping shows health, /quit ends."
 
 
@@ -60,43 +51,47 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
 
 
 async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> None:
-    try:
-        async with aclosing(service.respond(TERMINAL_KEY, author, text)) as events:
-            out.write("Kor'tana: ")
-            async for event in events:
-                if isinstance(event, EngineChosen) and event.replaces_partial:
-                    out.write(f"\n[{event.engine} takes over]\nKor'tana: ")
-                elif isinstance(event, TextChunk):
-                    out.write(event.text)
-                    out.flush()
-                elif isinstance(event, Notice):
-                    out.write(f"\n[{event.text}]\nKor'tana: ")
-                elif isinstance(event, FinalReply):
-                    if event.engine != service.brain_name:
-                        out.write(f"  [answered by {event.engine}]")
-                    out.write("\n")
-    except EmptyMessage:
-        out.write("Say something and I'll answer 🙂\n")
-    except StorageUnavailable as error:
-        _log_unavailable("a turn", error)
-        out.write(f"\n{NO_MEMORY}\n")
-    except Exception:
-        log.exception("Conversation %s: a turn failed", TERMINAL_KEY.log_id)
-        out.write(f"\n{SORRY}\n")
+    out.write("Kor'tana: ")
+    events = service.respond(TERMINAL_KEY, author, text)
+    await show_turn(events, TerminalLine(out), log_id=TERMINAL_KEY.log_id, brain_name=service.brain_name)
+
+
+class TerminalLine:
+    """A turn on the terminal: the answer streams onto the "Kor'tana:" line; a takeover or a notice opens a new one."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def add(self, chunk: str) -> None:
+        self._out.write(chunk)
+        self._out.flush()
+
+    def restart(self, engine: str) -> None:
+        self._out.write(f"\n[{engine} takes over]\nKor'tana: ")
+
+    def notice(self, text: str) -> None:
+        self._out.write(f"\n[{text}]\nKor'tana: ")
+
+    async def show(self, text: str, answered_by: str | None) -> None:
+        if answered_by is not None:  # the text itself has streamed already
+            self._out.write(f"  [answered by {answered_by}]")
+        self._out.write("\n")
+
+    async def fail(self, sentence: str) -> None:
+        self._out.write(f"\n{sentence}\n")
+
+    async def nothing_to_answer(self) -> None:
+        self._out.write(EMPTY_LINE + "\n")
 
 
 async def _reset(service: ConversationService, out: TextIO) -> None:
     try:
         forgotten = await service.reset(TERMINAL_KEY)
     except StorageUnavailable as error:
-        _log_unavailable("a reset", error)
+        log.error("Conversation %s: a reset failed, the database is unavailable (%s)", TERMINAL_KEY.log_id, error.cause)
         out.write(f"{NO_MEMORY}\n")
         return
     out.write(f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}. Fresh start!\n")
-
-
-def _log_unavailable(what: str, error: StorageUnavailable) -> None:
-    log.error("Conversation %s: %s failed, the database is unavailable (%s)", TERMINAL_KEY.log_id, what, error.cause)
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:

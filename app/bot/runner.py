@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 import discord
 import yarl
 
-from app.bot.client import KortanaBot
+from app.bot.bot import KortanaBot
+from app.bot.cogs import FEATURES
 from app.config import Settings
 from app.conversation.service import ConversationService
 
@@ -60,6 +61,7 @@ def build_bot(
             log.warning(CHAT_CHANNELS_WITHOUT_CONTENT)
     return KortanaBot(
         service,
+        features=FEATURES,
         history_scope=settings.history_scope,
         chat_channel_ids=settings.chat_channel_ids,
         guild_ids=settings.discord_guild_ids,

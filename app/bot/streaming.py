@@ -9,6 +9,7 @@ collected while an edit is in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Protocol
@@ -68,10 +69,8 @@ class InteractionReply:
 
     async def apologise(self, text: str) -> bool:
         """Errors of a slash command are for the caller only: drop the public "thinking…", answer ephemerally."""
-        try:
+        with contextlib.suppress(discord.HTTPException):  # already gone, or expired: the apology still goes
             await self._interaction.delete_original_response()
-        except discord.HTTPException:
-            pass
         await self._interaction.followup.send(text, ephemeral=True)
         return True
 

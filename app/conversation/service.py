@@ -38,7 +38,7 @@ from app.conversation.window import (
 )
 from app.engines.base import ChatMessage
 from app.engines.chain import EngineChain, EngineStarted, EngineStatus
-from app.storage import ConversationKey, HistoryStore, StoredMessage
+from app.storage import AppState, ConversationKey, HistoryStore, StoredMessage
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
@@ -69,8 +69,10 @@ class ConversationService:
         database_description: str = "",
         brain_name: str | None = None,
         save_answer_within_s: float = 30.0,
+        app_state: AppState | None = None,
     ) -> None:
         self.brain_name = brain_name
+        self._app_state = app_state
         self._store = store
         self._chain = chain
         self._counter = NeverFailingCounter(counter)
@@ -179,6 +181,16 @@ class ConversationService:
             database_write_failure=write_failure,
             unsaved_answers=len(self._shown_answers),
         )
+
+    async def app_state(self, name: str) -> str | None:
+        """A value a front end kept about its own set-up (e.g. the slash commands it synced), or None; None too
+        for a service opened without a state store. A database that fails is StorageUnavailable."""
+        return None if self._app_state is None else await self._app_state.get(name)
+
+    async def keep_app_state(self, name: str, value: str) -> None:
+        """Keep a front end's value across restarts (a service without a state store keeps nothing)."""
+        if self._app_state is not None:
+            await self._app_state.put(name, value)
 
     async def close(self) -> None:
         await self._shown_answers.store_all()

@@ -16,6 +16,7 @@ from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines.base import Engine
 from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage import (
+    AppState,
     DatabaseUnavailable,
     create_engine,
     describe,
@@ -55,6 +56,7 @@ async def open_service(settings: Settings) -> ConversationService:
         brain_name=brain.name if brain else None,
         # Every write waits up to the timeout for the database (SQLite's busy timeout): three of them.
         save_answer_within_s=3 * settings.database_timeout_seconds,
+        app_state=AppState(database),
     )
 
 

@@ -1,7 +1,7 @@
 """Kor'tana's storage: conversations and their messages in SQLite or PostgreSQL; this module is its face.
 
 Other layers import storage's names from here only. Inside, imports point one way, each module only to those
-before it: records, failures, models → database, _statements, window_cache, sqlite_writer → history (the
+before it: records, failures, models → app_state, database, _statements, window_cache, sqlite_writer → history (the
 abstract HistoryStore) → sqlite_history, postgres_history → this face, which picks one of the two.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.storage.app_state import AppState
 from app.storage.database import create_engine, describe, downgrade, migrate
 from app.storage.failures import (
     DatabaseUnavailable,
@@ -25,6 +26,7 @@ from app.storage.records import ConversationKey, StoredMessage
 from app.storage.sqlite_history import SqliteHistoryStore
 
 __all__ = [
+    "AppState",
     "ConversationKey",
     "DatabaseUnavailable",
     "HistoryStore",

@@ -1,4 +1,4 @@
-"""The two tables of Kor'tana's memory: one conversation per (user, scope), and its messages.
+"""The tables of Kor'tana's memory: one conversation per (user, scope), its messages, and named app state.
 
 The schema is created by the Alembic migrations in `migrations/`; these models describe it for queries and
 for the migration test that checks both agree.
@@ -62,6 +62,18 @@ class Message(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     turn_key: Mapped[str | None] = mapped_column(Uuid(as_uuid=False), nullable=True)
     created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
+    )
+
+
+class AppStateEntry(Base):
+    """A small value the application keeps across restarts (e.g. the hash of the slash commands last synced)."""
+
+    __tablename__ = "app_state"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
     )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.bot.client import KortanaBot
+from app.bot.bot import KortanaBot
 from app.bot.runner import build_bot
 from app.config import Settings
 from app.conversation.service import ConversationService

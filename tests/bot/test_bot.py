@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from app.bot.client import ATTACHMENTS_ONLY, CANNOT_SEE_MESSAGE, CANNOT_SEE_REPLY, EMPTY_MENTION
+from app.bot.sentences import ATTACHMENTS_ONLY, CANNOT_SEE_MESSAGE, CANNOT_SEE_REPLY, EMPTY_MENTION
 from app.conversation.events import NO_MEMORY, StorageUnavailable
 from tests.bot.conftest import HF_SECRET, World, answer_to, interaction_text, mention, user_contents
 from tests.fakes.openai_server import HttpError, Reply, refused_base_url
@@ -343,3 +343,12 @@ async def test_a_reset_while_the_database_is_locked_says_memory_privately_and_lo
         holder.close()
     [line] = [record for record in caplog.records if "/reset failed" in record.getMessage()]
     assert "database is locked" in line.getMessage() and line.exc_info is None
+
+
+async def test_a_mention_that_looks_like_a_command_is_a_question_not_a_prefix_command(world: World, caplog) -> None:
+    await world.start()
+    message = await world.fake.user_message(world.fake.channel, f"<@{world.fake.bot_id}> help")
+    assert await answer_to(world, message) == ["Hello from the brain!"]
+    assert user_contents(world.brain.requests[-1]) == ["help"]
+    assert not any("CommandNotFound" in r.getMessage() or "is not found" in r.getMessage() for r in caplog.records)
+    assert world.bot.help_command is None and world.bot.commands == set()

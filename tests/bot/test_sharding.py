@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from app.bot.client import KortanaBot
+from app.bot.bot import KortanaBot
 from app.bot.runner import build_bot
 from app.conversation.setup import open_service
 from tests.bot.conftest import World

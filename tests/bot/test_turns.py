@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.bot.client import RESTARTING, STILL_ANSWERING
+from app.bot.sentences import RESTARTING, STILL_ANSWERING
 from app.bot.turns import TurnLine
 from app.conversation.events import ConversationKey
 from tests.bot.conftest import World, answer_to, mention, user_contents

@@ -23,7 +23,7 @@ from app.engines.local import (
     default_model_path,
     local_extra_installed,
 )
-from app.storage.history import ConversationKey
+from app.storage import ConversationKey
 from tests.conftest import TEST_SYSTEM_PROMPT
 
 if importlib.util.find_spec("llama_cpp") is None:

@@ -1,0 +1,218 @@
+"""KortanaBot: discord.py's Bot with Kor'tana's features as cogs, the line its turns wait in, and its shutdown.
+
+The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
+`accepting_turns`, `key_for`, `accept_turn`, `take_turn`, `active_turns`, `service`. There are no text
+commands: a message is never parsed as a prefix command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import discord
+from discord.ext import commands
+
+from app.bot.command_sync import sync_commands
+from app.bot.command_tree import KortanaTree
+from app.bot.conversation_keys import Scope, conversation_key
+from app.bot.cooldown import per_user
+from app.bot.reply_display import ReplyDisplay
+from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice
+from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
+from app.bot.turns import Place, TurnLine
+from app.bot.typing_indicator import typing_in_background
+from app.conversation.events import ConversationKey
+from app.conversation.service import ConversationService
+from app.conversation.turn_display import error_cause, show_turn
+
+log = logging.getLogger(__name__)
+
+# How long a turn cut by shutdown may take to say so before the connection closes anyway.
+RESTART_NOTICE_BOUND_S = 5.0
+
+Feature = Callable[["KortanaBot"], commands.Cog]  # a cog class, or anything that makes one for the bot
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One accepted message or question, and where its answer goes."""
+
+    surface: ReplySurface
+    key: ConversationKey
+    author: str
+    text: str
+    prefer: str | None = None  # the engine to ask first (/ask prefers Hugging Face)
+    empty_reply: str = EMPTY_MENTION  # what to say if the text turns out to be empty once cleaned
+
+
+class KortanaBot(commands.AutoShardedBot):
+    def __init__(
+        self,
+        service: ConversationService,
+        *,
+        features: Iterable[Feature] = (),
+        history_scope: Scope = "guild",
+        chat_channel_ids: list[int] | None = None,
+        guild_ids: list[int] | None = None,
+        cooldown_seconds: float = 2.0,
+        message_content: bool = True,
+        shutdown_grace_s: float | None = None,
+        show_engine_footer: bool = True,
+        version: str = "dev",
+        edit_interval: float = 1.0,
+        **client_options: object,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        # Privileged: without it, replies that don't ping the bot and open-channel messages arrive without text.
+        intents.message_content = message_content
+        super().__init__(
+            command_prefix=(),  # no text commands (and no warning about prefixes without the content intent)
+            help_command=None,
+            tree_cls=KortanaTree,
+            intents=intents,
+            allowed_mentions=NO_PINGS,
+            **client_options,  # type: ignore[arg-type]
+        )
+        self.service = service
+        self.version = version
+        self.chat_channel_ids = frozenset(chat_channel_ids or [])
+        self.cooldown_seconds = cooldown_seconds
+        self._features = list(features)
+        self._scope: Scope = history_scope
+        self._guild_ids = list(guild_ids or [])
+        self._cooldown = per_user(cooldown_seconds)
+        self._line = TurnLine()
+        self._grace_s = service.answer_bound_s if shutdown_grace_s is None else shutdown_grace_s
+        self._show_footer = show_engine_footer
+        self._edit_interval = edit_interval
+        self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
+        self._shutdown: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        for feature in self._features:
+            await self.add_cog(feature(self))
+        if self.shard_ids is None or 0 in self.shard_ids:
+            await sync_commands(self.tree, self._guild_ids, self.service)
+        else:  # processes of one deployment share the database; one of them is enough
+            log.info("Slash commands are synced by the process that runs shard 0")
+
+    async def on_ready(self) -> None:
+        log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Messages are the conversation cog's: nothing here is a prefix command ("@Kor'tana help" is a question)."""
+
+    # --- turns: what the cogs use -----------------------------------------------------------------------
+
+    @property
+    def accepting_turns(self) -> bool:
+        """False once the shutdown began: the grace is for the turns already running."""
+        return self._shutdown is None
+
+    @property
+    def active_turns(self) -> int:
+        return len(self._turn_tasks)
+
+    def key_for(self, user_id: int, guild: discord.Guild | None, channel_id: int) -> ConversationKey:
+        return conversation_key(self._scope, user_id, guild.id if guild else None, channel_id)
+
+    def accept_turn(self, key: ConversationKey) -> Place | str:
+        """Take the turn's place now, or say why not (the user's queue is full, or they write too fast). Call it
+        before any await: the turn keeps its order of arrival."""
+        if not self._line.has_room(key.user_id):
+            return STILL_ANSWERING
+        wait = self._cooldown.update_rate_limit(key.user_id)
+        if wait:
+            return cooldown_notice(wait)
+        return self._line.join(key)
+
+    async def take_turn(
+        self,
+        place: Place,
+        turn: Turn,
+        *,
+        typing: discord.abc.Messageable | None = None,
+        acknowledge: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Wait for the turn's place, then run it. Call it right after `accept_turn`, before any other await:
+        it counts the turn at once, so a shutdown that starts meanwhile waits for it. `acknowledge` (a slash
+        command's defer) is awaited first; `typing` is where to show "typing…" while the answer is made."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._turn_tasks.add(task)
+        try:
+            if acknowledge is not None:
+                await acknowledge()
+            async with place:
+                if not self.accepting_turns:  # its place came up after shutdown began
+                    await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
+                    return
+                bound_s = self.service.answer_bound_s
+                async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
+                    await self._run(turn)
+        except asyncio.CancelledError:
+            if not place.reached:  # cut by shutdown while waiting: say so too
+                await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
+            raise
+        finally:
+            place.leave()
+            self._turn_tasks.discard(task)
+
+    async def _run(self, turn: Turn) -> None:
+        """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display)."""
+        key = turn.key
+        stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
+        try:
+            await show_turn(
+                self.service.respond(key, turn.author, turn.text, prefer=turn.prefer),
+                ReplyDisplay(stream, empty_sentence=turn.empty_reply),
+                log_id=key.log_id,
+                brain_name=self.service.brain_name,
+                engine_footer=self._show_footer,
+                cut_sentence=RESTARTING,
+            )
+        finally:
+            await stream.close()
+
+    # --- shutdown -------------------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> asyncio.Task[None]:
+        """Start the shutdown (once; later calls return the same task). From now on no turn is accepted."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.create_task(self._shut_down(), name="kortana-shutdown")
+        return self._shutdown
+
+    async def shutdown(self) -> None:
+        """Stop taking turns, let the running ones finish within the grace (answers shown and stored), end
+        the rest visibly ("I'm restarting"), then disconnect."""
+        await asyncio.shield(self.begin_shutdown())
+
+    async def _shut_down(self) -> None:
+        unfinished: set[asyncio.Task[object]] = set()
+        if self._turn_tasks:
+            _, late = await asyncio.wait(set(self._turn_tasks), timeout=self._grace_s)
+            if late:
+                log.warning("Shutting down: %d turn(s) still running after %g s are cut", len(late), self._grace_s)
+                for task in late:
+                    task.cancel()
+                # Each says so ("I'm restarting") while the connection is still open.
+                _, unfinished = await asyncio.wait(late, timeout=RESTART_NOTICE_BOUND_S)
+        await self.close()
+        if unfinished:  # stuck in a Discord call (a rate limit): with the session closed, it fails and ends
+            _, stuck = await asyncio.wait(unfinished, timeout=RESTART_NOTICE_BOUND_S)
+            if stuck:
+                log.warning("Shutting down: %d turn(s) did not end after the connection closed", len(stuck))
+
+
+async def _say_restarting(stream: ReplyStream) -> None:
+    try:
+        await stream.fail(RESTARTING)
+    except Exception as error:  # noqa: BLE001 - shutting down: one log line, never a traceback
+        log.warning("Could not tell a user that Kor'tana is restarting: %s", error_cause(error))

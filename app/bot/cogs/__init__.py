@@ -1,0 +1,11 @@
+"""Kor'tana's features on Discord, one cog each; `FEATURES` is what the bot loads in its setup_hook."""
+
+from __future__ import annotations
+
+from app.bot.cogs.conversation import Conversation
+from app.bot.cogs.memory import Memory
+from app.bot.cogs.status import Status
+
+FEATURES = (Conversation, Memory, Status)
+
+__all__ = ["FEATURES", "Conversation", "Memory", "Status"]

@@ -1,0 +1,27 @@
+"""Is Kor'tana alive: /ping (latency, memory, engines), for anyone, without secrets."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from app.bot.bot import KortanaBot
+from app.conversation.status import format_status
+
+
+class Status(commands.Cog):
+    def __init__(self, bot: KortanaBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="ping", description="Is Kor'tana alive? Latency, memory and engines")
+    async def ping(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        bot = self.bot
+        status = await bot.service.status()
+        gateway = f"{bot.latency * 1000:.0f} ms" if bot.latency == bot.latency else "not measured yet"  # NaN
+        text = (
+            f"🏓 Pong! Kor'tana {bot.version}\nGateway latency: {gateway}\nTurns in progress: {bot.active_turns}\n"
+            f"{format_status(status, public=True)}"
+        )
+        await interaction.followup.send(f"```\n{text}\n```", ephemeral=True)

@@ -1,0 +1,33 @@
+"""The slash commands' one error handler: whatever a command raises, its caller gets a short private sentence
+and the log gets the cause."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from app.conversation.events import NO_MEMORY, SORRY, StorageUnavailable
+from app.conversation.turn_display import error_cause
+
+log = logging.getLogger(__name__)
+
+
+class KortanaTree(app_commands.CommandTree):
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError, /) -> None:
+        name = interaction.command.name if interaction.command else "?"
+        original = getattr(error, "original", error)  # CommandInvokeError wraps what the command raised
+        if isinstance(original, StorageUnavailable):  # the database's short cause; its driver error may quote SQL
+            log.error("Slash command /%s failed: the database is unavailable (%s)", name, error_cause(original))
+            reply = NO_MEMORY
+        else:
+            log.error("Slash command /%s failed", name, exc_info=error)
+            reply = SORRY
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(reply, ephemeral=True)
+            else:
+                await interaction.response.send_message(reply, ephemeral=True)
+        except discord.HTTPException:
+            pass  # the interaction expired or the channel refused: nothing more to tell

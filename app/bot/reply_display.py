@@ -1,0 +1,35 @@
+"""A turn shown on Discord (the `TurnDisplay` of the turn ladder): a streamed reply, the notices and the
+engine footer as small lines under the final answer."""
+
+from __future__ import annotations
+
+from app.bot.streaming import ReplyStream
+
+
+class ReplyDisplay:
+    def __init__(self, stream: ReplyStream, *, empty_sentence: str) -> None:
+        self._stream = stream
+        self._empty_sentence = empty_sentence
+        self._notices: list[str] = []
+
+    def add(self, chunk: str) -> None:
+        self._stream.add(chunk)
+
+    def restart(self, engine: str) -> None:
+        self._stream.restart()
+
+    def notice(self, text: str) -> None:
+        self._notices.append(text)  # shown under the answer: a line of its own mid-stream would jump around
+
+    async def show(self, text: str, answered_by: str | None) -> None:
+        lines = [f"-# {notice}" for notice in self._notices]
+        if answered_by is not None:
+            lines.append(f"-# answered by {answered_by}")
+        answer = text.strip() or "…"
+        await self._stream.finish("\n".join([answer, *lines]) if lines else answer)
+
+    async def fail(self, sentence: str) -> None:
+        await self._stream.fail(sentence)
+
+    async def nothing_to_answer(self) -> None:
+        await self._stream.fail(self._empty_sentence)

@@ -1,0 +1,42 @@
+"""AppState: a few named values the application keeps across restarts and processes, one row each.
+
+Not conversation data: what a front end must remember about its own set-up (the hash of the slash commands it
+last synced to Discord). Writes are upserts, so processes sharing one database never collide on a name.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.storage.failures import StorageUnavailable, short_cause
+from app.storage.models import AppStateEntry
+
+app_state = AppStateEntry.__table__
+
+
+class AppState:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def get(self, name: str) -> str | None:
+        """The value kept under `name`, or None. A database that fails is StorageUnavailable."""
+        try:
+            async with self._engine.connect() as connection:
+                return await connection.scalar(select(app_state.c.value).where(app_state.c.name == name))
+        except Exception as error:
+            raise StorageUnavailable(short_cause(error)) from error
+
+    async def put(self, name: str, value: str) -> None:
+        """Keep `value` under `name`, replacing what was there. A database that fails is StorageUnavailable."""
+        insert = self._insert(app_state).values(name=name, value=value)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[app_state.c.name], set_={"value": value, "updated_at": func.current_timestamp()}
+        )
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(upsert)
+        except Exception as error:
+            raise StorageUnavailable(short_cause(error)) from error

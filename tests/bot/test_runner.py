@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from app.bot.client import CANNOT_SEE_REPLY, RESTARTING
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
 from tests.test_cli import SETTING_NAMES
 

@@ -15,14 +15,9 @@ import pytest
 
 from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
-from app.conversation.tokens import EstimatedTokens
-from app.engines.chain import EngineChain
-from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate
-from app.storage.history import open_history_store
 from app.terminal import TERMINAL_KEY, chat
-from tests.conftest import TEST_SYSTEM_PROMPT
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import SETTING_NAMES, conversation_service, history_store
 
 BUSY_TIMEOUT_S = 0.1
 
@@ -56,14 +51,7 @@ async def service(tmp_path: Path) -> ConversationService:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kortana.db'}"
     engine = create_engine(url, timeout_s=BUSY_TIMEOUT_S)  # a short busy timeout: "locked too long" is quick
     await migrate(engine)
-    service = ConversationService(
-        open_history_store(engine),
-        EngineChain([], EchoEngine(), max_tokens=64),
-        EstimatedTokens(),
-        system_prompt=TEST_SYSTEM_PROMPT,
-        history_token_budget=3000,
-        save_answer_within_s=0.5,
-    )
+    service = conversation_service(history_store(engine), save_answer_within_s=0.5)
     yield service
     await service.close()
 

@@ -8,17 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import SETTING_NAMES
 
-PROBE = """
-import asyncio, os, sys
-from app.engines.plugin import load_plugin_brain
-
-engine = load_plugin_brain("my_brain:brain", context_window=4096)
-print(asyncio.run(anext(engine.stream([{"role": "user", "content": "hi"}], 16))))
-import stringprep  # the idna codec imports it on the first HTTPS call (Hugging Face)
-print(os.getcwd() in sys.path)
-"""
+PROBE = Path(__file__).parent / "workers" / "plugin_brain_probe.py"
 
 
 def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_module(tmp_path: Path) -> None:
@@ -30,7 +22,7 @@ def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_modul
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     # -P: no working directory on the path from Python itself, as when the `kortana` script runs.
     result = subprocess.run(
-        [sys.executable, "-P", "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-P", str(PROBE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:5] == ["hello", "from", "my", "own", "brain"]

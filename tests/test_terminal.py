@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,15 +16,17 @@ from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
 from app.storage.database import create_engine, migrate
 from app.terminal import TERMINAL_KEY, chat
-from tests.helpers import SETTING_NAMES, conversation_service, history_store
+from tests.helpers import child_environment, conversation_service, history_store
 
 BUSY_TIMEOUT_S = 0.1
 
 
 @pytest.mark.parametrize("io_encoding", [None, "utf-8:strict"], ids=["locale default", "strict"])
 def test_an_invalid_byte_on_stdin_is_answered_and_quit_still_works(tmp_path: Path, io_encoding: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in (*SETTING_NAMES, "PYTHONIOENCODING", "LANG", "LC_CTYPE")}
-    env |= {"LC_ALL": "C", "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"}
+    env = child_environment(
+        "PYTHONIOENCODING", "LANG", "LC_CTYPE",
+        LC_ALL="C", BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+    )  # fmt: skip
     if io_encoding:
         env["PYTHONIOENCODING"] = io_encoding
     result = subprocess.run(

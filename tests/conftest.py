@@ -16,15 +16,14 @@ import pytest
 from sqlalchemy import text
 
 from app.conversation.service import ConversationService
-from app.conversation.tokens import EstimatedTokens, TokenCounter
+from app.conversation.tokens import TokenCounter
 from app.engines.base import Engine
-from app.engines.chain import EngineChain, Tier
-from app.engines.echo import EchoEngine
-from app.storage import create_engine, migrate, open_history_store
+from app.storage import create_engine, migrate
+from tests.helpers import TEST_BUDGET, conversation_service, history_store
+from tests.helpers import TEST_SYSTEM_PROMPT as TEST_SYSTEM_PROMPT  # some tests import it from here
 
 POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"
-TEST_SYSTEM_PROMPT = "You are Kor'tana, a test companion."
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,21 +87,18 @@ async def open_test_service(migrated_url: str) -> AsyncIterator[ServiceFactory]:
     async def open_service(
         engines: list[Engine] | None = None,
         *,
-        budget: int = 3000,
+        budget: int = TEST_BUDGET,
         counter: TokenCounter | None = None,
         deadline_s: float = 5.0,
         max_tokens: int = 64,
     ) -> ConversationService:
-        chain = EngineChain(
-            [Tier(engine, deadline_s) for engine in engines or []], EchoEngine(), max_tokens=max_tokens
-        )
-        service = ConversationService(
-            open_history_store(create_engine(migrated_url), window_budget=budget),
-            chain,
-            counter or EstimatedTokens(),
-            system_prompt=TEST_SYSTEM_PROMPT,
-            history_token_budget=budget,
-            brain_name=engines[0].name if engines else None,
+        service = conversation_service(
+            history_store(migrated_url, window_budget=budget),
+            engines or (),
+            budget=budget,
+            counter=counter,
+            deadline_s=deadline_s,
+            max_tokens=max_tokens,
         )
         opened.append(service)
         return service

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-SETTING_NAMES = ("BRAIN", "BRAIN_URL", "HF_TOKEN", "HUGGINGFACE_API_KEY", "HF_BASE_URL", "DATABASE_URL", "TOKENIZER")
+from tests.helpers import SETTING_NAMES as SETTING_NAMES  # tests/bot/test_runner.py imports it from here
+from tests.helpers import child_environment
 
 
 def run_kortana(args: list[str], cwd: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         input=stdin,
         cwd=cwd,
-        env={**clean, "BRAIN": "none", **env},
+        env=child_environment(**{"BRAIN": "none", **env}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -73,11 +72,10 @@ def test_settings_come_from_a_dotenv_file_too(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_ends_chat_at_once_even_while_it_waits_for_a_line(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     chat = subprocess.Popen(
         [sys.executable, "-m", "app", "chat"],
         cwd=tmp_path,
-        env={**clean, "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"},
+        env=child_environment(BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

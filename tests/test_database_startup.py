@@ -18,10 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.conversation.service import ConversationService
-from app.conversation.tokens import EstimatedTokens
-from app.engines.chain import EngineChain, Tier
-from app.engines.echo import EchoEngine
-from app.storage import ConversationKey, StorageUnavailable, create_engine, open_history_store
+from app.storage import ConversationKey, StorageUnavailable, create_engine
+from tests.helpers import conversation_service, history_store
 from tests.instant_engine import InstantEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,13 +97,7 @@ def open_service_on(url: str) -> tuple[ConversationService, set[int]]:
     event.listen(
         database.sync_engine, "connect", lambda connection, _: pids.add(connection.driver_connection.get_server_pid())
     )
-    service = ConversationService(
-        open_history_store(database),
-        EngineChain([Tier(InstantEngine(), 5.0)], EchoEngine(), max_tokens=32),
-        EstimatedTokens(),
-        system_prompt="You are a test companion.",
-        history_token_budget=3000,
-    )
+    service = conversation_service(history_store(database), [InstantEngine()], max_tokens=32)
     return service, pids
 
 

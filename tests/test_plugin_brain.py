@@ -3,22 +3,13 @@ shadow a standard or installed module for the rest of the run."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import child_environment
 
-PROBE = """
-import asyncio, os, sys
-from app.engines.plugin import load_plugin_brain
-
-engine = load_plugin_brain("my_brain:brain", context_window=4096)
-print(asyncio.run(anext(engine.stream([{"role": "user", "content": "hi"}], 16))))
-import stringprep  # the idna codec imports it on the first HTTPS call (Hugging Face)
-print(os.getcwd() in sys.path)
-"""
+PROBE = Path(__file__).parent / "workers" / "plugin_brain_probe.py"
 
 
 def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_module(tmp_path: Path) -> None:
@@ -27,10 +18,10 @@ def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_modul
     (tmp_path / "my_brain.py").write_text(
         "import brain_words\n\nasync def brain(messages):\n    return brain_words.ANSWER\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env = child_environment()
     # -P: no working directory on the path from Python itself, as when the `kortana` script runs.
     result = subprocess.run(
-        [sys.executable, "-P", "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-P", str(PROBE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:5] == ["hello", "from", "my", "own", "brain"]
@@ -40,8 +31,7 @@ def test_a_plugin_loads_from_the_working_directory_and_shadows_no_standard_modul
 
 def test_python_dash_m_app_shadows_no_standard_module_from_the_working_directory(tmp_path: Path) -> None:
     (tmp_path / "getpass.py").write_text("open('shadowed', 'w').close()\n")  # the terminal imports getpass
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
-    env.update(BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    env = child_environment(BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
     result = subprocess.run(
         [sys.executable, "-m", "app", "chat"], input="/quit\n", cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=60,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,21 +15,19 @@ import pytest
 from app.conversation import turn_display
 from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
-from app.conversation.tokens import EstimatedTokens
-from app.engines.chain import EngineChain
-from app.engines.echo import EchoEngine
-from app.storage import create_engine, migrate, open_history_store
+from app.storage import create_engine, migrate
 from app.terminal import TERMINAL_KEY, chat
-from tests.conftest import TEST_SYSTEM_PROMPT
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import child_environment, conversation_service, history_store
 
 BUSY_TIMEOUT_S = 0.1
 
 
 @pytest.mark.parametrize("io_encoding", [None, "utf-8:strict"], ids=["locale default", "strict"])
 def test_an_invalid_byte_on_stdin_is_answered_and_quit_still_works(tmp_path: Path, io_encoding: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in (*SETTING_NAMES, "PYTHONIOENCODING", "LANG", "LC_CTYPE")}
-    env |= {"LC_ALL": "C", "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"}
+    env = child_environment(
+        "PYTHONIOENCODING", "LANG", "LC_CTYPE",
+        LC_ALL="C", BRAIN="none", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+    )  # fmt: skip
     if io_encoding:
         env["PYTHONIOENCODING"] = io_encoding
     result = subprocess.run(
@@ -56,14 +53,7 @@ async def service(tmp_path: Path) -> ConversationService:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kortana.db'}"
     engine = create_engine(url, timeout_s=BUSY_TIMEOUT_S)  # a short busy timeout: "locked too long" is quick
     await migrate(engine)
-    service = ConversationService(
-        open_history_store(engine),
-        EngineChain([], EchoEngine(), max_tokens=64),
-        EstimatedTokens(),
-        system_prompt=TEST_SYSTEM_PROMPT,
-        history_token_budget=3000,
-        save_answer_within_s=0.5,
-    )
+    service = conversation_service(history_store(engine), save_answer_within_s=0.5)
     yield service
     await service.close()
 

@@ -4,13 +4,12 @@ answer comes from the next engine at once (issue: the engine chain's "done when"
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
 
 from tests.fakes.openai_server import FakeChatServer, Reply
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import child_environment
 
 BRAIN_TIMEOUT_S = 120  # far longer than the test waits: failing over must not wait for the brain's deadline
 
@@ -23,7 +22,7 @@ async def _read_answer(stdout: asyncio.StreamReader) -> str:
 
 
 async def test_chat_answers_from_the_brain_then_fails_over_quickly(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES and k != "HF_HUB_OFFLINE"}
+    env = child_environment("HF_HUB_OFFLINE")
     server = FakeChatServer(default=Reply("Hello from the brain!", chunks=3))
     await server.__aenter__()
     chat = await asyncio.create_subprocess_exec(

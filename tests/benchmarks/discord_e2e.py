@@ -30,7 +30,7 @@ from app.bot.runner import build_bot
 from app.config import Settings
 from app.conversation.setup import open_service
 from app.engines.base import ChatMessage
-from tests.fakes.discord_api import DISCORD_LIKE_RATE_LIMITS, FakeDiscord, RestCall
+from tests.fakes.discord import DISCORD_LIKE_RATE_LIMITS, FakeDiscord, RestCall
 from tests.fakes.openai_server import FakeChatServer, Reply
 
 ONE_CHUNK_ANSWER = "Sure — happy to help with that!"

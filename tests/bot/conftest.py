@@ -13,7 +13,7 @@ from app.bot.runner import build_bot
 from app.config import Settings
 from app.conversation.service import ConversationService
 from app.conversation.setup import open_service
-from tests.fakes.discord_api import BotRunner, FakeDiscord
+from tests.fakes.discord import BotRunner, FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
 
 HF_SECRET = "hf_" + "t" * 34

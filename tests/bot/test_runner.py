@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from app.bot.sentences import CANNOT_SEE_REPLY, RESTARTING
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
-from tests.test_cli import SETTING_NAMES
+from tests.helpers import SETTING_NAMES
 
 DISCORD_SETTINGS = (
     "DISCORD_BOT_TOKEN", "DISCORD_API_BASE_URL", "DISCORD_GATEWAY_URL", "CHAT_CHANNEL_IDS", "MESSAGE_CONTENT_INTENT",

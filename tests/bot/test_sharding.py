@@ -11,7 +11,7 @@ from app.bot.bot import KortanaBot
 from app.bot.runner import build_bot
 from app.conversation.setup import open_service
 from tests.bot.conftest import World
-from tests.fakes.discord_api import BotRunner
+from tests.fakes.discord import BotRunner
 from tests.fakes.openai_server import Reply
 
 

@@ -15,12 +15,9 @@ import pytest
 from app.conversation.events import FinalReply, StorageUnavailable
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
-from app.conversation.tokens import EstimatedTokens
 from app.engines.base import ChatMessage
-from app.engines.chain import EngineChain, Tier
-from app.engines.echo import EchoEngine
-from app.storage import ConversationKey, create_engine, open_history_store
-from tests.conftest import TEST_SYSTEM_PROMPT
+from app.storage import ConversationKey
+from tests.helpers import conversation_service, history_store
 from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
@@ -78,16 +75,8 @@ async def open_service(database: Path) -> AsyncIterator[Callable[..., Conversati
     def open_(engine: LockingEngine, save_answer_within_s: float) -> ConversationService:
         url = f"sqlite+aiosqlite:///{database}"
         # SQLite waits for a lock up to the busy timeout (the database timeout): short, so "locked longer" is quick.
-        store = open_history_store(create_engine(url, timeout_s=BUSY_TIMEOUT_S), window_budget=3000)
-        service = ConversationService(
-            store,
-            EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=64),
-            EstimatedTokens(),
-            system_prompt=TEST_SYSTEM_PROMPT,
-            history_token_budget=3000,
-            brain_name=engine.name,
-            save_answer_within_s=save_answer_within_s,
-        )
+        store = history_store(url, timeout_s=BUSY_TIMEOUT_S, window_budget=3000)
+        service = conversation_service(store, [engine], save_answer_within_s=save_answer_within_s)
         opened.append(service)
         return service
 

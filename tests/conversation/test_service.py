@@ -16,7 +16,7 @@ from app.conversation.events import (
 )
 from app.conversation.service import ConversationService
 from app.storage import ConversationKey
-from tests.conftest import TEST_SYSTEM_PROMPT
+from tests.helpers import TEST_SYSTEM_PROMPT
 from tests.instant_engine import InstantEngine
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")

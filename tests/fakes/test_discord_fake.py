@@ -1,4 +1,4 @@
-"""The fake Discord API works with the real discord.py client (see tests/fakes/discord_api.py).
+"""The fake Discord API works with the real discord.py client (see tests/fakes/discord/).
 
 Reusable pattern for other tests::
 
@@ -27,7 +27,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 MESSAGES = r"/channels/\d+/messages"
 A_MESSAGE = r"/channels/\d+/messages/\d+"

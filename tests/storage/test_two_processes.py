@@ -1,71 +1,30 @@
 """Two OS processes answering one conversation (HISTORY_SCOPE=global spans shards) on one PostgreSQL.
 
-Each process is `python -m tests.storage.test_two_processes URL NAME TURNS`: it opens its own
-ConversationService with an instant engine, says "ready", waits for "go" on stdin (so both start together),
-runs its turns one after another, and prints every window it sent to the engine as JSON.
+Each process is tests/workers/conversation_turns.py: its own ConversationService with an instant engine; both
+start their turns together and print every window they sent to the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from contextlib import aclosing
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from app.conversation.service import ConversationService
-from app.conversation.tokens import EstimatedTokens
-from app.engines.chain import EngineChain, Tier
-from app.engines.echo import EchoEngine
-from app.storage import ConversationKey, create_engine, messages, open_history_store
-from tests.instant_engine import InstantEngine
+from app.storage import create_engine, messages, open_history_store
+from tests import workers
+from tests.workers.conversation_turns import KEY
 
-KEY = ConversationKey(user_id=4242, scope="global")
 TURNS = 40
-BUDGET = 250  # small, so windows are cut and the oldest turns fall out mid-test
-REPO = Path(__file__).resolve().parents[2]
-
-
-async def _worker(url: str, name: str, turns: int) -> None:
-    engine = InstantEngine(delay_s=0.01)  # a model's thinking time: the other process's turns land meanwhile
-    service = ConversationService(
-        open_history_store(create_engine(url), window_budget=BUDGET),
-        EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=32),
-        EstimatedTokens(),
-        system_prompt="You are a test companion.",
-        history_token_budget=BUDGET,
-    )
-    try:
-        await service.history(KEY)  # connect and create the conversation before the race starts
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        for i in range(turns):
-            async with aclosing(service.respond(KEY, name, f"{name} question {i}")) as events:
-                async for _ in events:
-                    pass
-    finally:
-        await service.close()
-    print(json.dumps(engine.requests), flush=True)
 
 
 async def _start(url: str, name: str) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.storage.test_two_processes", url, name, str(TURNS),
-        cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
-    if line.strip() != b"ready":
-        _, stderr = await process.communicate()
-        pytest.fail(f"worker {name} did not start: {line!r} {stderr.decode()[-2000:]}")
-    return process
+    return await workers.start("conversation_turns", url, name, str(TURNS), ready_within_s=30)
 
 
 async def _windows(process: asyncio.subprocess.Process) -> list[list[dict]]:
-    stdout, stderr = await asyncio.wait_for(process.communicate(b"go\n"), 60)
+    stdout, stderr = await asyncio.wait_for(process.communicate(workers.GO), 60)
     assert process.returncode == 0, stderr.decode()[-2000:]
     return json.loads(stdout.decode().strip().splitlines()[-1])
 
@@ -109,7 +68,3 @@ async def test_two_processes_writing_one_conversation_lose_nothing_and_keep_turn
             _check_window(window)
     other_seen = [w for w in windows["alpha"] if any("beta" in m["content"] for m in w[1:-1])]
     assert other_seen, "each process reads the other's turns: one history"
-
-
-if __name__ == "__main__":
-    asyncio.run(_worker(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -1,0 +1,529 @@
+"""The world of the fake and what it has logged: users, guilds, channels, messages, snowflakes, and the
+records tests assert on (``RestCall``, ``FakeMessage``, ``FakeInteraction``, ``FakeGuild``).
+
+``DiscordState`` is the base of every part of ``FakeDiscord`` (gateway, REST, interactions, faults, runner):
+the parts are mixins over this one state, and this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DISCORD_EPOCH_MS = 1420070400000
+
+# Intents (gateway bits) and permissions (bit numbers) the fake cares about.
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_PRESENCES = 1 << 8
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+PRIVILEGED_INTENTS = {
+    "members": INTENT_GUILD_MEMBERS,
+    "presences": INTENT_GUILD_PRESENCES,
+    "message_content": INTENT_MESSAGE_CONTENT,
+}
+PERM_SEND_MESSAGES = 1 << 11
+DEFAULT_PERMISSIONS = (
+    (1 << 6)  # add reactions
+    | (1 << 10)  # view channel
+    | PERM_SEND_MESSAGES
+    | (1 << 14)  # embed links
+    | (1 << 15)  # attach files
+    | (1 << 16)  # read message history
+    | (1 << 18)  # use external emojis
+    | (1 << 31)  # use application commands
+    | (1 << 38)  # send messages in threads
+)
+MESSAGE_FLAG_EPHEMERAL = 1 << 6
+MESSAGE_FLAG_LOADING = 1 << 7
+
+
+# ----------------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class RestCall:
+    """One REST request as the fake saw it (``path`` is relative to /api/v10)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    files: list[dict[str, Any]]
+    time: float  # time.monotonic()
+    status: int | None = None
+    response: Any = None
+
+
+@dataclass
+class FakeMessage:
+    """A message and its history; ``data`` is the current Discord payload."""
+
+    data: dict[str, Any]
+    versions: list[str] = field(default_factory=list)  # content at creation and after each edit
+    allowed_mentions: list[dict[str, Any] | None] = field(default_factory=list)  # per create/edit call
+    pings: set[str] = field(default_factory=set)  # "everyone", "here", "user:ID", "role:ID" (create+edits)
+    deleted: bool = False
+    interaction_id: int | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.data["id"])
+
+    @property
+    def channel_id(self) -> int:
+        return int(self.data["channel_id"])
+
+    @property
+    def content(self) -> str:
+        return self.data.get("content") or ""
+
+    @property
+    def author_id(self) -> int:
+        return int(self.data["author"]["id"])
+
+    @property
+    def flags(self) -> int:
+        return int(self.data.get("flags") or 0)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & MESSAGE_FLAG_EPHEMERAL)
+
+    @property
+    def loading(self) -> bool:
+        return bool(self.flags & MESSAGE_FLAG_LOADING)
+
+    @property
+    def edits(self) -> int:
+        return max(0, len(self.versions) - 1)
+
+
+@dataclass
+class FakeInteraction:
+    """An injected application-command interaction and everything the bot did with it."""
+
+    id: int
+    token: str
+    name: str
+    channel_id: int
+    guild_id: int | None
+    user_id: int
+    payload: dict[str, Any]
+    created: float  # time.monotonic()
+    callbacks: list[dict[str, Any]] = field(default_factory=list)  # bodies of POST .../callback
+    callback_times: list[float] = field(default_factory=list)
+    original_id: int | None = None
+    followup_ids: list[int] = field(default_factory=list)
+    _fake: DiscordState | None = field(default=None, repr=False)
+
+    @property
+    def response_type(self) -> int | None:
+        return self.callbacks[0].get("type") if self.callbacks else None
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.callbacks)
+
+    @property
+    def deferred(self) -> bool:
+        return self.response_type == 5
+
+    @property
+    def ephemeral(self) -> bool:
+        original = self.original
+        return bool(original and original.ephemeral)
+
+    @property
+    def original(self) -> FakeMessage | None:
+        return None if self.original_id is None else self._fake._messages.get(self.original_id)
+
+    @property
+    def followups(self) -> list[FakeMessage]:
+        return [self._fake._messages[mid] for mid in self.followup_ids]
+
+    @property
+    def ack_latency(self) -> float | None:
+        return self.callback_times[0] - self.created if self.callback_times else None
+
+
+@dataclass
+class FakeGuild:
+    id: int
+    name: str
+    channels: dict[str, int]  # name -> channel id
+    member_ids: list[int]
+    joined_at: str
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    return pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+
+
+
+
+class DiscordState:
+    """Users, guilds, channels and messages; the logs; waiting for something to happen."""
+
+    def _create_world(self, bot_name: str) -> None:
+        self.bot_user = self._make_user(bot_name, bot=True)
+        self.bot_id: int = int(self.bot_user["id"])
+        self.application_id: int = self.bot_id
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+        self.guild = self.add_guild("Kortana Test", channels=("general", "read-only"), readonly=("read-only",))
+        self.channel: int = self.guild.channels["general"]
+        self.readonly_channel: int = self.guild.channels["read-only"]
+
+    # ------------------------------------------------------------------------------------ world setup
+
+    def _snowflake(self) -> int:
+        now = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        self._last_snowflake = max(self._last_snowflake + 1, now)
+        return self._last_snowflake
+
+    def _make_user(self, name: str, *, bot: bool = False, id: int | None = None) -> dict[str, Any]:
+        user = {
+            "id": str(id or self._snowflake()),
+            "username": name,
+            "global_name": None if bot else name.capitalize(),
+            "discriminator": "0",
+            "avatar": None,
+            "public_flags": 0,
+        }
+        if bot:
+            user["bot"] = True
+        self._users[int(user["id"])] = user
+        return user
+
+    def add_user(self, name: str, *, bot: bool = False, id: int | None = None) -> dict[str, Any]:
+        """A user; a member of every guild (existing and future)."""
+        user = self._make_user(name, bot=bot, id=id)
+        for guild in self._guilds.values():
+            guild.member_ids.append(int(user["id"]))
+        return user
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        return self._users[int(user_id)]
+
+    def add_guild(
+        self,
+        name: str,
+        *,
+        channels: Iterable[str] = ("general",),
+        readonly: Iterable[str] = (),
+        id: int | None = None,
+    ) -> FakeGuild:
+        """A guild with text channels; the bot cannot send in the ``readonly`` ones.
+
+        If bots are connected, the owning shard receives GUILD_CREATE (the bot "joins" it).
+        """
+        guild_id = id or (((self._guild_id_base + len(self._guilds)) << 22) | 0x3FFFFF)
+        humans = [uid for uid in self._users if uid != getattr(self, "bot_id", None)]
+        guild = FakeGuild(guild_id, name, {}, humans, now_iso())
+        self._guilds[guild_id] = guild
+        readonly = set(readonly)
+        for channel_name in channels:
+            self.add_channel(guild_id, channel_name, can_send=channel_name not in readonly)
+        if self.connections:
+            self._spawn(self.dispatch("GUILD_CREATE", self._guild_payload(guild)))
+        return guild
+
+    def add_channel(self, guild_id: int, name: str, *, can_send: bool = True) -> int:
+        guild = self._guilds[guild_id]
+        channel_id = self._snowflake()
+        self._channels[channel_id] = {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(guild_id),
+            "name": name,
+            "position": len(guild.channels),
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+        }
+        guild.channels[name] = channel_id
+        self._channel_messages[channel_id] = []
+        if not can_send:
+            self._set_deny(channel_id, PERM_SEND_MESSAGES)
+        return channel_id
+
+    def _set_deny(self, channel_id: int, deny: int) -> None:
+        channel = self._channels[channel_id]
+        channel["permission_overwrites"] = [
+            o for o in channel["permission_overwrites"] if o["id"] != str(self.bot_id)
+        ] + [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(deny)}]
+
+    def deny_send(self, channel_id: int) -> None:
+        """From now on the bot may not send in this channel (403 / 50013); live bots get CHANNEL_UPDATE."""
+        self._set_deny(channel_id, PERM_SEND_MESSAGES)
+        if self.connections:
+            self._spawn(self.dispatch("CHANNEL_UPDATE", self._channels[channel_id]))
+
+    def can_send(self, channel_id: int) -> bool:
+        channel = self._channels[channel_id]
+        if channel["type"] == 1:
+            return True
+        return not any(
+            o["id"] == str(self.bot_id) and int(o["deny"]) & PERM_SEND_MESSAGES
+            for o in channel["permission_overwrites"]
+        )
+
+    def dm_channel(self, user: dict[str, Any] | int) -> int:
+        """The DM channel between the bot and ``user`` (created on first use)."""
+        user_id = int(user["id"]) if isinstance(user, dict) else int(user)
+        if user_id not in self._dm_by_user:
+            channel_id = self._snowflake()
+            self._channels[channel_id] = {
+                "id": str(channel_id),
+                "type": 1,
+                "recipients": [self._users[user_id]],
+                "last_message_id": None,
+                "flags": 0,
+            }
+            self._dm_by_user[user_id] = channel_id
+            self._channel_messages[channel_id] = []
+        return self._dm_by_user[user_id]
+
+    def shard_for(self, guild_id: int | None, shard_count: int) -> int:
+        return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
+
+    def _member_payload(self, guild: FakeGuild, user_id: int) -> dict[str, Any]:
+        return {
+            "user": self._users[user_id],
+            "roles": [],
+            "joined_at": guild.joined_at,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "nick": None,
+            "avatar": None,
+        }
+
+    def _guild_payload(self, guild: FakeGuild) -> dict[str, Any]:
+        members = [self._member_payload(guild, uid) for uid in [self.bot_id, *guild.member_ids] if uid in self._users]
+        return {
+            "id": str(guild.id),
+            "name": guild.name,
+            "icon": None,
+            "owner_id": str(int(self.alice["id"])),
+            "joined_at": guild.joined_at,
+            "large": False,
+            "member_count": len(members),
+            "roles": [
+                {
+                    "id": str(guild.id),
+                    "name": "@everyone",
+                    "permissions": str(DEFAULT_PERMISSIONS),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "channels": [dict(self._channels[cid]) for cid in guild.channels.values()],
+            "members": members,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "voice_states": [],
+            "presences": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_id": None,
+            "afk_timeout": 300,
+        }
+
+    # ------------------------------------------------------------------------------- waiting & views
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 5.0,  # noqa: ASYNC109 - the fake's own API: tests pass timeout=
+        what: str = "",
+    ) -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every fake event and every 20 ms)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._changed.clear()
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what or predicate!r}; REST calls: {self._summary()}"
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.02))
+
+    def calls_matching(self, method: str = "*", pattern: str | re.Pattern[str] = ".*") -> list[RestCall]:
+        regex = compile_pattern(pattern)
+        return [c for c in self.calls if method in ("*", c.method) and regex.fullmatch(c.path)]
+
+    async def wait_for_call(
+        self,
+        method: str,
+        pattern: str | re.Pattern[str],
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the fake's own API: tests pass timeout=
+    ) -> list[RestCall]:
+        """Wait until ``count`` answered calls match; returns all matching calls."""
+
+        def done() -> list[RestCall] | None:
+            calls = [c for c in self.calls_matching(method, pattern) if c.status is not None]
+            return calls if len(calls) >= count else None
+
+        return await self.wait_for(done, timeout, what=f"{count} x {method} {pattern}")
+
+    def _summary(self, last: int = 15) -> str:
+        return ", ".join(f"{c.method} {c.path} -> {c.status}" for c in self.calls[-last:]) or "none"
+
+    def message(self, message_id: int) -> FakeMessage:
+        return self._messages[int(message_id)]
+
+    def messages(
+        self, channel_id: int, *, include_deleted: bool = False, include_ephemeral: bool = False
+    ) -> list[FakeMessage]:
+        """Messages in a channel, oldest first, in their final state."""
+        out = []
+        for mid in self._channel_messages.get(int(channel_id), []):
+            msg = self._messages[mid]
+            if (msg.deleted and not include_deleted) or (msg.ephemeral and not include_ephemeral):
+                continue
+            out.append(msg)
+        return out
+
+    def bot_messages(self, channel_id: int, **kwargs: bool) -> list[FakeMessage]:
+        return [m for m in self.messages(channel_id, **kwargs) if m.author_id == self.bot_id]
+
+    def texts(self, channel_id: int, **kwargs: bool) -> list[str]:
+        """Final contents of the bot's messages in a channel."""
+        return [m.content for m in self.bot_messages(channel_id, **kwargs)]
+
+    def interaction(self, key: int | str) -> FakeInteraction:
+        for inter in self.interactions:
+            if inter.id == key or inter.token == key or str(inter.id) == str(key):
+                return inter
+        raise KeyError(key)
+
+    def _token_ok(self, token: str | None) -> bool:
+        if not token:
+            return False
+        return self.token is None or token == self.token
+
+    # ------------------------------------------------------------------------------ event builders
+
+    def _mentions(self, content: str, guild_id: int | None) -> tuple[list[dict], list[str], bool]:
+        ids = list(dict.fromkeys(int(x) for x in re.findall(r"<@!?(\d+)>", content)))
+        users = []
+        for uid in ids:
+            if uid not in self._users:
+                continue
+            entry = dict(self._users[uid])
+            if guild_id is not None:
+                member = self._member_payload(self._guilds[guild_id], uid)
+                member.pop("user")
+                entry["member"] = member
+            users.append(entry)
+        roles = list(dict.fromkeys(re.findall(r"<@&(\d+)>", content)))
+        return users, roles, "@everyone" in content or "@here" in content
+
+    def _message_payload(
+        self,
+        channel_id: int,
+        author: dict[str, Any],
+        content: str,
+        *,
+        reply_to: int | None = None,
+        reply_ping: bool = True,
+        webhook_id: int | None = None,
+        mentions_from_content: bool = True,
+    ) -> dict[str, Any]:
+        channel = self._channels[channel_id]
+        guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
+        mentions, roles, everyone = self._mentions(content, guild_id) if mentions_from_content else ([], [], False)
+        data: dict[str, Any] = {
+            "id": str(self._snowflake()),
+            "channel_id": str(channel_id),
+            "type": 0,
+            "content": content,
+            "author": author,
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": everyone,
+            "mentions": mentions,
+            "mention_roles": roles,
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "flags": 0,
+        }
+        if guild_id is not None:
+            data["guild_id"] = str(guild_id)
+            if webhook_id is None and int(author["id"]) in self._users:
+                member = self._member_payload(self._guilds[guild_id], int(author["id"]))
+                member.pop("user")
+                data["member"] = member
+        if webhook_id is not None:
+            data["webhook_id"] = str(webhook_id)
+        if reply_to is not None:
+            ref = self._messages[int(reply_to)]
+            data["type"] = 19
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": str(ref.id),
+                "channel_id": str(ref.channel_id),
+                **({"guild_id": str(guild_id)} if guild_id else {}),
+            }
+            data["referenced_message"] = dict(ref.data)
+            if reply_ping and all(m["id"] != ref.data["author"]["id"] for m in data["mentions"]):
+                data["mentions"].append(dict(ref.data["author"]))
+        return data
+
+    def _store(self, data: dict[str, Any], allowed: dict[str, Any] | None = None, **kw: Any) -> FakeMessage:
+        msg = FakeMessage(data=data, versions=[data.get("content") or ""], allowed_mentions=[allowed], **kw)
+        self._messages[msg.id] = msg
+        self._channel_messages.setdefault(msg.channel_id, []).append(msg.id)
+        channel = self._channels.get(msg.channel_id)
+        if channel is not None:
+            channel["last_message_id"] = str(msg.id)
+        return msg
+

@@ -16,7 +16,6 @@ from app.conversation.events import (
     SORRY,
     ConversationKey,
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     StorageUnavailable,
@@ -24,6 +23,7 @@ from app.conversation.events import (
 )
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
+from app.engines import EngineStarted
 
 log = logging.getLogger(__name__)
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")
@@ -64,7 +64,7 @@ async def _turn(service: ConversationService, author: str, text: str, out: TextI
         async with aclosing(service.respond(TERMINAL_KEY, author, text)) as events:
             out.write("Kor'tana: ")
             async for event in events:
-                if isinstance(event, EngineChosen) and event.replaces_partial:
+                if isinstance(event, EngineStarted) and event.replaces_partial:
                     out.write(f"\n[{event.engine} takes over]\nKor'tana: ")
                 elif isinstance(event, TextChunk):
                     out.write(event.text)

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens, TokenCounter
-from app.engines.base import Engine
+from app.engines import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine, migrate

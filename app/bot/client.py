@@ -28,7 +28,6 @@ from app.conversation.events import (
     SORRY,
     ConversationKey,
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     StorageUnavailable,
@@ -36,11 +35,11 @@ from app.conversation.events import (
 )
 from app.conversation.service import ConversationService, clean_text
 from app.conversation.status import format_status
+from app.engines import HUGGINGFACE, EngineStarted
 from app.safe_text import redact_url_credentials
 
 log = logging.getLogger(__name__)
 
-HF_ENGINE = "huggingface"
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
@@ -277,7 +276,7 @@ class KortanaBot(discord.AutoShardedClient):
                 async for event in events:
                     if isinstance(event, TextChunk):
                         stream.add(event.text)
-                    elif isinstance(event, EngineChosen) and event.replaces_partial:
+                    elif isinstance(event, EngineStarted) and event.replaces_partial:
                         stream.restart()
                     elif isinstance(event, Notice):
                         notices.append(event.text)
@@ -341,7 +340,7 @@ def _register_commands(bot: KortanaBot) -> None:
             await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
             return
         turn = Turn(
-            InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE, EMPTY_QUESTION
+            InteractionReply(interaction), key, interaction.user.display_name, question, HUGGINGFACE, EMPTY_QUESTION
         )
         await bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
 

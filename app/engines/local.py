@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.engines.base import ChatMessage, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, EngineError, ErrorKind
 from app.engines.local_tokenizer import GgufTokenizer
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, Engine, EngineError, ErrorKind
 
 AnswerFunction = Callable[[list[ChatMessage]], Awaitable[str]]
 

@@ -16,7 +16,7 @@ from app.conversation.events import FinalReply, StorageUnavailable
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.conversation.tokens import EstimatedTokens
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine

@@ -15,8 +15,8 @@ import pytest
 from app.conversation.events import FinalReply
 from app.conversation.tokens import EngineTokens
 from app.conversation.window import defuse_chat_syntax
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
-from app.engines.chain import EngineChain, EngineStarted, Tier
+from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.engines.local import (
     LocalModelEngine,

@@ -126,7 +126,7 @@ class _Link:
         and the grace its stream gets to close."""
         if self.deadline_s is None:
             return 0.0
-        return (2 * self.deadline_s if self.reserving else self.deadline_s) + STREAM_CLOSE_GRACE_S
+        return (2 * self.deadline_s if self.reserving is not None else self.deadline_s) + STREAM_CLOSE_GRACE_S
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -138,7 +138,7 @@ class _Link:
             last_error_kind=self.last_error_kind.value if self.last_error_kind else None,
             calls=self.calls,
             failures=self.failures,
-            details=self.reports_status.status_details() if self.reports_status else {},
+            details=self.reports_status.status_details() if self.reports_status is not None else {},
         )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from app.config import DEFAULT_SYSTEM_PROMPT, Settings
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage import ConversationKey, create_engine, migrate, open_history_store

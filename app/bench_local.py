@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.engines.local import REPEAT_PENALTY, LocalModelEngine, default_model_path
 
 SEED = 1234

@@ -17,10 +17,9 @@ from sqlalchemy import text
 
 from app.conversation.service import ConversationService
 from app.conversation.tokens import TokenCounter
-from app.engines.base import Engine
+from app.engines import Engine
 from app.storage import create_engine, migrate
 from tests.helpers import TEST_BUDGET, conversation_service, history_store
-from tests.helpers import TEST_SYSTEM_PROMPT as TEST_SYSTEM_PROMPT  # some tests import it from here
 
 POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"

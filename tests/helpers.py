@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens, TokenCounter
-from app.engines.base import Engine
+from app.engines import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage import HistoryStore, create_engine, open_history_store

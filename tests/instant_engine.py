@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 
 
 class InstantEngine:

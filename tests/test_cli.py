@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import SETTING_NAMES as SETTING_NAMES  # tests/bot/test_runner.py imports it from here
 from tests.helpers import child_environment
 
 

@@ -1,23 +1,20 @@
-"""What `ConversationService.respond` streams to a front end, in order."""
+"""What `ConversationService.respond` streams to a front end, in order.
+
+Each engine that starts answering is announced by the engines' own `app.engines.EngineStarted`: front ends
+import it from there.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.engines import EngineStarted
 from app.storage import ConversationKey, StorageUnavailable
 
 __all__ = [
-    "NO_MEMORY", "SORRY", "ConversationKey", "EmptyMessage", "EngineChosen", "FinalReply", "Notice",
+    "NO_MEMORY", "SORRY", "ConversationKey", "EmptyMessage", "FinalReply", "Notice",
     "StorageUnavailable", "TextChunk", "TurnEvent",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class EngineChosen:
-    """An engine started answering. If `replaces_partial`, throw away the text shown so far: it failed mid-way."""
-
-    engine: str
-    replaces_partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +36,7 @@ class FinalReply:
     latency_s: float
 
 
-TurnEvent = EngineChosen | TextChunk | Notice | FinalReply
+TurnEvent = EngineStarted | TextChunk | Notice | FinalReply
 
 
 # What a front end says when a turn fails: the same words in the terminal and on Discord.

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from app.conversation.events import (
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     TextChunk,
@@ -36,8 +35,8 @@ from app.conversation.window import (
     defuse_chat_syntax,
     history_allowance,
 )
-from app.engines.base import ChatMessage
-from app.engines.chain import EngineChain, EngineStarted, EngineStatus
+from app.engines import ChatMessage, EngineStarted
+from app.engines.chain import EngineChain, EngineStatus
 from app.storage import AppState, ConversationKey, HistoryStore, StoredMessage
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
@@ -126,7 +125,7 @@ class ConversationService:
                         if cut_windows and cut_windows[-1] and not notified_cut:
                             notified_cut = True
                             yield Notice(CUT_NOTICE)
-                        yield EngineChosen(item.engine, item.replaces_partial)
+                        yield item
                     # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
                     # what is shown is what is stored.
                     elif chunk := item.replace("\x00", ""):

@@ -13,7 +13,7 @@ from app.config import Settings, SettingsError
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
-from app.engines.base import Engine
+from app.engines import CountsTokens, Engine
 from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage import (
     AppState,
@@ -106,9 +106,8 @@ def _counter_for(settings: Settings, brain: Engine | None) -> TokenCounter:
             return token_counter(settings.tokenizer)
         except Exception as error:
             raise SettingsError(f"Invalid setting TOKENIZER: cannot load {settings.tokenizer!r} ({error})") from None
-    count_tokens = getattr(brain, "count_tokens", None)
-    if brain is not None and callable(count_tokens):
-        return EngineTokens(f"{brain.name} model's tokenizer", count_tokens)
+    if isinstance(brain, CountsTokens):
+        return EngineTokens(f"{brain.name} model's tokenizer", brain.count_tokens)
     return token_counter(None)
 
 

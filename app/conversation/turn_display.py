@@ -23,13 +23,13 @@ from app.conversation.events import (
     NO_MEMORY,
     SORRY,
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     StorageUnavailable,
     TextChunk,
     TurnEvent,
 )
+from app.engines import EngineStarted
 from app.safe_text import redact_url_credentials
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ async def show_turn(
             async for event in events:
                 if isinstance(event, TextChunk):
                     display.add(event.text)
-                elif isinstance(event, EngineChosen) and event.replaces_partial:
+                elif isinstance(event, EngineStarted) and event.replaces_partial:
                     display.restart(event.engine)
                 elif isinstance(event, Notice):
                     display.notice(event.text)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.storage import StoredMessage
 
 # Chat templates wrap the conversation: measured on Llama 3, about 26 tokens of preamble, 5 per message,

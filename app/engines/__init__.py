@@ -1,0 +1,35 @@
+"""The engines' face: the contract every engine implements and the chain relies on (see `contract`).
+
+Other layers import the contract from here; the chain, the factory and the engines themselves are modules of
+this package.
+"""
+
+from app.engines.contract import (
+    BRAIN,
+    ECHO,
+    HUGGINGFACE,
+    ChatMessage,
+    CountsTokens,
+    Engine,
+    EngineError,
+    EngineStarted,
+    ErrorKind,
+    ReportsStatus,
+    Reserving,
+    WarmStart,
+)
+
+__all__ = [
+    "BRAIN",
+    "ECHO",
+    "HUGGINGFACE",
+    "ChatMessage",
+    "CountsTokens",
+    "Engine",
+    "EngineError",
+    "EngineStarted",
+    "ErrorKind",
+    "ReportsStatus",
+    "Reserving",
+    "WarmStart",
+]

@@ -9,7 +9,7 @@ always gets an answer, and within `EngineChain.answer_bound_s`:
   one of its call slots counts against the deadline, and so does the one retry with a smaller window. Tiers
   never queue behind each other. A turn that had to queue for a slot and then ran out of time moves on as BUSY:
   the engine did not have its whole deadline, so that timeout says "full", not "broken".
-- An engine that serves one answer at a time (it has `reserved()`, the local model) queues turns itself; that
+- An engine that serves one answer at a time (it is `Reserving`, the local model) queues turns itself; that
   wait has its own allowance of one deadline, so the answer's deadline starts once the engine is free.
 - The breaker is checked before waiting (an open one costs nothing) and again once a slot is had: turns that
   queued while the engine failed do not reach it after its breaker opened.
@@ -25,13 +25,23 @@ import enum
 import logging
 import time
 import traceback
+import types
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
 from app.engines.breaker import BreakerState, CircuitBreaker, Permit
+from app.engines.contract import (
+    ChatMessage,
+    Engine,
+    EngineError,
+    EngineStarted,
+    ErrorKind,
+    ReportsStatus,
+    Reserving,
+    WarmStart,
+)
 from app.safe_text import redact_url_credentials, valid_unicode
 
 log = logging.getLogger(__name__)
@@ -43,14 +53,6 @@ BuildMessages = Callable[[int], list[ChatMessage]]
 class Tier:
     engine: Engine
     deadline_s: float  # total deadline for one answer
-
-
-@dataclass(frozen=True)
-class EngineStarted:
-    """Yielded before an engine's first chunk. `replaces_partial`: discard the text shown so far this turn."""
-
-    engine: str
-    replaces_partial: bool
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ BREAKER_RULES: dict[ErrorKind, BreakerRule] = {
 
 
 class _Link:
-    """One engine of the chain with its breaker, its call slots and its figures."""
+    """One engine of the chain with its breaker, its call slots and its figures. The engine's optional
+    capabilities are looked at once, here: `reserving`, `warm_start` and `reports_status` are the engine itself
+    when it has that capability, else None."""
 
     def __init__(
         self, engine: Engine, deadline_s: float | None, breaker: CircuitBreaker, max_concurrent_calls: int
@@ -108,7 +112,9 @@ class _Link:
         self.breaker = breaker
         self.max_concurrent_calls = max_concurrent_calls
         self.slots = asyncio.Semaphore(max_concurrent_calls)
-        self.reserves_itself = callable(getattr(engine, "reserved", None))
+        self.reserving: Reserving | None = engine if isinstance(engine, Reserving) else None
+        self.warm_start: WarmStart | None = engine if isinstance(engine, WarmStart) else None
+        self.reports_status: ReportsStatus | None = engine if isinstance(engine, ReportsStatus) else None
         self.calls = 0
         self.failures = 0
         self.last_latency_s: float | None = None
@@ -120,7 +126,7 @@ class _Link:
         and the grace its stream gets to close."""
         if self.deadline_s is None:
             return 0.0
-        return (2 * self.deadline_s if self.reserves_itself else self.deadline_s) + STREAM_CLOSE_GRACE_S
+        return (2 * self.deadline_s if self.reserving is not None else self.deadline_s) + STREAM_CLOSE_GRACE_S
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -132,7 +138,7 @@ class _Link:
             last_error_kind=self.last_error_kind.value if self.last_error_kind else None,
             calls=self.calls,
             failures=self.failures,
-            details=self.engine.status_details() if hasattr(self.engine, "status_details") else {},
+            details=self.reports_status.status_details() if self.reports_status is not None else {},
         )
 
 
@@ -149,7 +155,7 @@ class EngineChain:
         unconfigured: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`max_concurrent_calls` is per tier; an engine with `reserved()` queues its turns itself instead."""
+        """`max_concurrent_calls` is per tier; a `Reserving` engine queues its turns itself instead."""
 
         def breaker() -> CircuitBreaker:
             return CircuitBreaker(failure_threshold, open_for_s, clock)
@@ -171,11 +177,11 @@ class EngineChain:
         return configured[:-1] + [EngineStatus.not_configured(name) for name in self._unconfigured] + configured[-1:]
 
     async def start(self) -> None:
-        """Warm up engines that can load ahead of the first turn (the local model)."""
+        """Warm up the engines that can load ahead of the first turn (`WarmStart`: the local model)."""
         for link in self._links:
-            if hasattr(link.engine, "start"):
+            if link.warm_start is not None:
                 try:
-                    await link.engine.start()
+                    await link.warm_start.start()
                 except Exception as error:  # a brain that cannot start is skipped like any failing engine
                     log.warning(
                         "engine %s could not start: %s", link.engine.name, redact_url_credentials(str(error))
@@ -254,10 +260,10 @@ class EngineChain:
         """
         loop = asyncio.get_running_loop()
         assert link.deadline_s is not None
-        if link.reserves_itself:
+        if link.reserving is not None:
             try:
                 async with asyncio.timeout(link.deadline_s):
-                    await admission.enter_async_context(link.engine.reserved())  # type: ignore[attr-defined]
+                    await admission.enter_async_context(link.reserving.reserved())
             except TimeoutError:
                 raise EngineError(
                     ErrorKind.BUSY, f"still waiting for the engine after {link.deadline_s:g} s"
@@ -366,14 +372,20 @@ def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
     return valid_unicode(text), ""
 
 
+@runtime_checkable
+class _ClosableStream(Protocol):
+    async def aclose(self) -> None: ...
+
+
 async def _close_within(chunks: AsyncIterator[str], grace_s: float, engine: str) -> None:
     """Close an engine's stream, giving its cleanup at most `grace_s`: a cleanup that hangs must not hold the turn."""
-    close = getattr(chunks, "aclose", None)
-    if close is None or getattr(chunks, "ag_frame", True) is None:  # an async generator that already ended
+    if not isinstance(chunks, _ClosableStream):
+        return
+    if isinstance(chunks, types.AsyncGeneratorType) and chunks.ag_frame is None:  # it ended: nothing to close
         return
     try:
         async with asyncio.timeout(grace_s):
-            await close()
+            await chunks.aclose()
     except TimeoutError:
         log.warning("engine %s took more than %g s to close its stream; left behind", engine, grace_s)
 

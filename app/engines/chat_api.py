@@ -29,7 +29,7 @@ import huggingface_hub.constants
 from huggingface_hub import AsyncInferenceClient, set_async_client_factory
 from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
 
-from app.engines.base import ChatMessage, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, EngineError, ErrorKind
 from app.safe_text import redact_url_credentials
 
 # How servers say "the prompt does not fit": vLLM/OpenAI, TGI and HF's router, llama.cpp server, Ollama.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from app.engines.base import ChatMessage
+from app.engines.contract import ECHO, ChatMessage
 
 _QUOTE_LIMIT = 80
 _TROUBLE = "I'm having trouble reaching my thoughts right now 💭"
 
 
 class EchoEngine:
-    name = "echo"
+    name = ECHO
     context_window = 1_000_000  # it reads only the newest message, so any window fits
 
     async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:

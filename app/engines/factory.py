@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from app.config import Settings, SettingsError
-from app.engines.base import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
+from app.engines.contract import BRAIN, HUGGINGFACE, Engine
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
 
@@ -28,7 +28,7 @@ def build_brain(settings: Settings) -> Engine | None:
         if not settings.brain_url:
             raise SettingsError("Invalid setting BRAIN_URL: BRAIN=http needs BRAIN_URL")
         return ChatApiEngine(
-            name="brain",
+            name=BRAIN,
             model=settings.brain_model,
             base_url=settings.brain_url,
             api_key=_revealed(settings.brain_api_key),
@@ -60,7 +60,7 @@ def build_hf(settings: Settings) -> Engine | None:
     if settings.huggingface_api_key is None and settings.hf_base_url is None:
         return None
     return ChatApiEngine(
-        name="huggingface",
+        name=HUGGINGFACE,
         model=settings.hf_model,
         base_url=settings.hf_base_url,
         api_key=_revealed(settings.huggingface_api_key),
@@ -85,7 +85,7 @@ def build_chain(settings: Settings, brain: Engine | None, hf: Engine | None) -> 
     return EngineChain(
         tiers,
         EchoEngine(),
-        unconfigured=[name for name, engine in (("brain", brain), ("huggingface", hf)) if engine is None],
+        unconfigured=[name for name, engine in ((BRAIN, brain), (HUGGINGFACE, hf)) if engine is None],
         max_tokens=settings.max_tokens,
         failure_threshold=settings.breaker_failure_threshold,
         max_concurrent_calls=settings.max_concurrent_engine_calls,

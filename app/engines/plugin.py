@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, Engine, EngineError, ErrorKind
 
 AnswerFunction = Callable[[list[ChatMessage]], Awaitable[str]]
 
@@ -118,6 +118,6 @@ def _as_engine(target: Any, name: str, context_window: int) -> Engine | None:
         return None  # a class is a factory, even though it has a `stream` attribute
     if hasattr(target, "stream"):
         return PluginEngine(target, name, context_window)
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None)):
+    if inspect.iscoroutinefunction(target) or (callable(target) and inspect.iscoroutinefunction(target.__call__)):
         return CallableBrain(name, target, context_window)
     return None

@@ -29,7 +29,7 @@ from app.bench import machine_description, percentile, print_table
 from app.bot.runner import build_bot
 from app.config import Settings
 from app.conversation.setup import open_service
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from tests.fakes.discord import DISCORD_LIKE_RATE_LIMITS, FakeDiscord, RestCall
 from tests.fakes.openai_server import FakeChatServer, Reply
 

@@ -30,8 +30,8 @@ from app.bench import (
     percentile,
     print_table,
 )
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
-from app.engines.chain import EngineChain, EngineStarted, Tier
+from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
 from app.storage import ConversationKey

@@ -15,7 +15,7 @@ import pytest
 from app.conversation.events import FinalReply, StorageUnavailable
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.storage import ConversationKey
 from tests.helpers import conversation_service, history_store
 from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)

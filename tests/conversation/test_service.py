@@ -9,12 +9,12 @@ import pytest
 
 from app.conversation.events import (
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     TextChunk,
 )
 from app.conversation.service import ConversationService
+from app.engines import EngineStarted
 from app.storage import ConversationKey
 from tests.helpers import TEST_SYSTEM_PROMPT
 from tests.instant_engine import InstantEngine
@@ -56,7 +56,7 @@ async def test_history_reaches_the_engine_in_order_and_survives_a_restart(open_t
 async def test_events_stream_in_order(open_test_service) -> None:
     service = await open_test_service([InstantEngine(chunks=4)])
     events = await turn(service, ALICE, "hello there friend")
-    assert isinstance(events[0], EngineChosen) and events[0].engine == "instant"
+    assert isinstance(events[0], EngineStarted) and events[0].engine == "instant"
     chunks = [e.text for e in events if isinstance(e, TextChunk)]
     assert len(chunks) >= 4 and "".join(chunks) == events[-1].text
 

@@ -12,13 +12,13 @@ from app.conversation.events import (
     NO_MEMORY,
     SORRY,
     EmptyMessage,
-    EngineChosen,
     FinalReply,
     Notice,
     StorageUnavailable,
     TextChunk,
 )
 from app.conversation.turn_display import show_turn
+from app.engines import EngineStarted
 
 
 class Recorder:
@@ -67,7 +67,7 @@ async def show(events, **options) -> Recorder:
 async def test_a_takeover_and_a_notice_reach_the_display_and_a_fallback_engine_is_named() -> None:
     display = await show(
         turn(
-            EngineChosen("brain"), TextChunk("hal"), EngineChosen("huggingface", replaces_partial=True),
+            EngineStarted("brain"), TextChunk("hal"), EngineStarted("huggingface", replaces_partial=True),
             Notice("cut"), TextChunk("whole"), FinalReply("whole", "huggingface", 0.1),
         )
     )  # fmt: skip

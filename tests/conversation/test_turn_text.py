@@ -12,7 +12,7 @@ from app.conversation.events import EmptyMessage, FinalReply, TextChunk
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.conversation.window import WORD_JOINER, defuse_chat_syntax
-from app.engines.base import ChatMessage
+from app.engines import ChatMessage
 from app.engines.chat_api import ChatApiEngine
 from app.storage import ConversationKey
 from tests.fakes.openai_server import FakeChatServer, Reply

@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 import pytest
 
-from app.engines.base import ChatMessage, Engine
+from app.engines import ChatMessage, Engine
 from app.engines.chain import EngineChain
 from app.engines.chat_api import ChatApiEngine
 from tests.fakes.openai_server import FakeChatServer, Reply, refused_base_url

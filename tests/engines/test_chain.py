@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engines.base import ChatMessage, Engine, EngineError, ErrorKind
+from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
 from app.engines.breaker import CircuitBreaker
-from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, EngineStarted, Tier
+from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
 from tests.engines.conftest import BreakerWitness, MakeApiEngine

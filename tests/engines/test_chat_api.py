@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engines.base import ChatMessage, EngineError, ErrorKind
+from app.engines import ChatMessage, EngineError, ErrorKind
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from tests.engines.conftest import MakeApiEngine

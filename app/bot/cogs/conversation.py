@@ -26,10 +26,10 @@ from app.bot.sentences import (
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply
 from app.conversation.turn_display import error_cause
 from app.conversation.turn_text import clean_text
+from app.engines import HUGGINGFACE
 
 log = logging.getLogger(__name__)
 
-HF_ENGINE = "huggingface"  # /ask asks it first
 # What people write; joins, pins, boosts, thread starts and the like are not spoken to the bot.
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
@@ -77,7 +77,7 @@ class Conversation(commands.Cog):
             await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
             return
         turn = Turn(
-            InteractionReply(interaction), key, interaction.user.display_name, question, HF_ENGINE, EMPTY_QUESTION
+            InteractionReply(interaction), key, interaction.user.display_name, question, HUGGINGFACE, EMPTY_QUESTION
         )
         await bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
 

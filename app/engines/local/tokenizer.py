@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.engines.base import EngineError, ErrorKind
+from app.engines.contract import EngineError, ErrorKind
 
 log = logging.getLogger(__name__)
 _llama_log = logging.getLogger(__name__ + ".llama_cpp")

@@ -1,23 +1,13 @@
 """The child process that hosts llama.cpp: loads one GGUF model once and streams chat completions.
 
-It speaks JSON lines and imports nothing of `app`, so it starts fast and a crash here is only a dead child.
-
-In, on stdin:
-    {"op": "generate", "id": 1, "messages": [...], "max_tokens": 64, "temperature": 0.8, "seed": null}
-    {"op": "cancel", "id": 1}        cancels request 1 and every earlier one
-Out, on stdout:
-    {"ev": "ready", "pid": ..., "load_s": ...}                       once, after the model has loaded
-    {"ev": "fatal", "message": ...}                                  instead of "ready"; the process exits
-    {"ev": "token", "id": 1, "text": ...}                            zero or more per request, then one of
-    {"ev": "done", "id": 1, "finish": "stop" | "length" | "cancelled", "prompt_tokens": ..., ...}
-    {"ev": "error", "id": 1, "kind": "context_too_long" | "bad_request" | "unavailable", "message": ...}
-End of stdin ends the process: the parent owns its lifetime.
+Started by `process.WorkerProcess` as `python -P -m app.engines.local.worker MODEL --n-ctx N`. It speaks the
+messages of `wire` and imports nothing of `app` but them and the engine contract (no asyncio, no engine), so it
+starts fast, and a crash here is only a dead child.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import signal
@@ -25,7 +15,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+from app.engines.contract import ErrorKind
+from app.engines.local import wire
 
 
 class _Output:
@@ -33,12 +26,12 @@ class _Output:
 
     def __init__(self) -> None:
         # Native code prints to fd 1 at will; keep a private copy for the protocol and point fd 1 at stderr.
-        self._stream: TextIO = os.fdopen(os.dup(1), "w", encoding="utf-8")
+        self._stream: BinaryIO = os.fdopen(os.dup(1), "wb")
         os.dup2(2, 1)
         sys.stdout = sys.stderr
 
-    def send(self, event: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+    def send(self, event: wire.Event) -> None:
+        self._stream.write(wire.encode(event))
         self._stream.flush()
 
 
@@ -79,34 +72,34 @@ class _Counter:
         self.prompt_tokens = self.sampled_tokens = 0
 
 
-def _read_commands(requests: queue.SimpleQueue[dict[str, Any]], cancels: _Cancels) -> None:
-    for line in sys.stdin:
+def _read_commands(requests: queue.SimpleQueue[wire.Generate], cancels: _Cancels) -> None:
+    for line in sys.stdin.buffer:
         try:
-            command = json.loads(line)
-        except ValueError:
+            command = wire.decode_command(line)
+        except wire.WireError:
             continue
-        if command.get("op") == "generate":
+        if isinstance(command, wire.Generate):
             requests.put(command)
-        elif command.get("op") == "cancel":
-            cancels.cancel(int(command["id"]))
+        else:
+            cancels.cancel(command.id)
     os._exit(0)  # the parent is gone or closed us; native threads must not keep the process alive
 
 
-def _generate(llm: Any, counter: _Counter, request: dict[str, Any], cancels: _Cancels, out: _Output) -> None:
-    request_id = int(request["id"])
+def _generate(llm: Any, counter: _Counter, request: wire.Generate, cancels: _Cancels, out: _Output) -> None:
+    request_id = request.id
     counter.reset()
     started = time.perf_counter()
     first_token_at: float | None = None
-    finish = "stop"
+    finish: wire.Finish = "stop"
     kwargs: dict[str, Any] = {
-        "messages": request["messages"],
-        "max_tokens": int(request["max_tokens"]),
-        "temperature": float(request["temperature"]),
-        "repeat_penalty": float(request.get("repeat_penalty", 1.0)),
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "repeat_penalty": request.repeat_penalty,
         "stream": True,
     }
-    if request.get("seed") is not None:
-        kwargs["seed"] = int(request["seed"])
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
     try:
         if cancels.is_cancelled(request_id):
             raise _Cancelled
@@ -119,37 +112,36 @@ def _generate(llm: Any, counter: _Counter, request: dict[str, Any], cancels: _Ca
                 text = choice["delta"].get("content")
                 if text:
                     first_token_at = first_token_at or time.perf_counter()
-                    out.send({"ev": "token", "id": request_id, "text": text})
+                    out.send(wire.Token(request_id, text))
                 finish = choice.get("finish_reason") or finish
         finally:
             chunks.close()
     except _Cancelled:
         finish = "cancelled"
     except ValueError as exc:
-        kind = "context_too_long" if "context window" in str(exc) else "bad_request"
-        out.send({"ev": "error", "id": request_id, "kind": kind, "message": str(exc)[:300]})
+        kind = ErrorKind.CONTEXT_TOO_LONG if "context window" in str(exc) else ErrorKind.BAD_REQUEST
+        out.send(wire.Failed(request_id, kind, str(exc)[: wire.MESSAGE_LIMIT]))
         return
     except Exception as exc:  # noqa: BLE001 - any library failure is this request's failure
-        message = f"{type(exc).__name__}: {exc}"[:300]
-        out.send({"ev": "error", "id": request_id, "kind": "unavailable", "message": message})
+        message = f"{type(exc).__name__}: {exc}"[: wire.MESSAGE_LIMIT]
+        out.send(wire.Failed(request_id, ErrorKind.UNAVAILABLE, message))
         return
     decode_s = time.perf_counter() - first_token_at if first_token_at is not None else 0.0
     tokens = counter.sampled_tokens
     out.send(
-        {
-            "ev": "done",
-            "id": request_id,
-            "finish": finish,
-            "prompt_tokens": counter.prompt_tokens,
-            "completion_tokens": tokens,
-            "first_token_s": None if first_token_at is None else first_token_at - started,
-            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
-        }
+        wire.Done(
+            id=request_id,
+            finish=finish,
+            prompt_tokens=counter.prompt_tokens,
+            completion_tokens=tokens,
+            first_token_s=None if first_token_at is None else first_token_at - started,
+            tokens_per_s=(tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
+        )
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Kor'tana local model worker (speaks JSON lines)")
+    parser = argparse.ArgumentParser(description="Kor'tana local model worker (speaks app.engines.local.wire)")
     parser.add_argument("model_path")
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-threads", type=int, default=None)
@@ -164,13 +156,13 @@ def main(argv: list[str] | None = None) -> None:
 
         llm = Llama(model_path=args.model_path, n_ctx=args.n_ctx, n_threads=args.n_threads, verbose=False)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which turns it into an engine failure
-        out.send({"ev": "fatal", "message": f"{type(exc).__name__}: {exc}"[:300]})
+        out.send(wire.Fatal(f"{type(exc).__name__}: {exc}"[: wire.MESSAGE_LIMIT]))
         sys.exit(1)
 
-    requests: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    requests: queue.SimpleQueue[wire.Generate] = queue.SimpleQueue()
     cancels = _Cancels()
     threading.Thread(target=_read_commands, args=(requests, cancels), daemon=True).start()
-    out.send({"ev": "ready", "pid": os.getpid(), "load_s": time.perf_counter() - started})
+    out.send(wire.Ready(os.getpid(), time.perf_counter() - started))
     counter = _Counter(llm)
     while True:
         _generate(llm, counter, requests.get(), cancels, out)

@@ -17,13 +17,13 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage.database import create_engine
 from app.storage.history import ConversationKey, StorageUnavailable, open_history_store
-from tests.instant_engine import InstantEngine
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ConversationKey(user_id=7, scope="global")

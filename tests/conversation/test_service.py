@@ -7,6 +7,7 @@ from contextlib import aclosing
 
 import pytest
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.events import (
     EmptyMessage,
     EngineChosen,
@@ -17,7 +18,6 @@ from app.conversation.events import (
 from app.conversation.service import ConversationService
 from app.storage.history import ConversationKey
 from tests.conftest import TEST_SYSTEM_PROMPT
-from tests.instant_engine import InstantEngine
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
 

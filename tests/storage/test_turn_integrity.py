@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.storage.database import create_engine
 from app.storage.history import ConversationKey, HistoryStore, StoredMessage, open_history_store
 from tests.conftest import ServiceFactory
-from tests.instant_engine import InstantEngine
 
 KEY = ConversationKey(user_id=42, scope="dm")
 

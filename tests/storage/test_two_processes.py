@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
 from app.engines.chain import EngineChain, Tier
@@ -23,7 +24,6 @@ from app.engines.echo import EchoEngine
 from app.storage.database import create_engine
 from app.storage.history import ConversationKey, open_history_store
 from app.storage.models import messages
-from tests.instant_engine import InstantEngine
 
 KEY = ConversationKey(user_id=4242, scope="global")
 TURNS = 40

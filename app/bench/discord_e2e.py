@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bench.shared import (
+    BENCH_ANSWER,
     allow_loopback_hub_calls,
     import_test_kit,
     logging_while_measuring,
@@ -40,7 +41,7 @@ FakeDiscord = Any
 RestCall = Any
 FakeChatServer = Any
 
-ONE_CHUNK_ANSWER = "Sure — happy to help with that!"
+ONE_CHUNK_ANSWER = BENCH_ANSWER
 STREAM_CHUNKS = 40
 STREAM_CHUNK_DELAY_S = 0.075  # 40 chunks over about 3 s
 STREAM_PIECES = [f"word{i:02d} of a long streamed answer, " for i in range(STREAM_CHUNKS - 1)] + ["the end."]

@@ -62,8 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     down.set_defaults(handler=_db_downgrade)
 
-    bench = commands.add_parser("bench", help="measure per-turn overhead and throughput, print tables")
-    bench.add_argument("what", nargs="*", default=[], help="sections to run (default: all)")
+    bench = commands.add_parser("bench", help="run benchmarks, print tables")
+    bench.add_argument(
+        "what",
+        nargs="*",
+        default=[],
+        help="sections to run: storage, local, postgres, failover, discord (default: storage local postgres; "
+        "failover and discord need a source checkout)",
+    )
     bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
     bench.set_defaults(handler=_bench)
     return parser
@@ -111,7 +117,11 @@ async def _change_schema(settings: Settings, change, revision: str) -> int:  # t
 
 
 async def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from app.bench import run_benchmarks
+    from app.bench import UnknownSection, run_benchmarks
 
-    await run_benchmarks(settings, sections=args.what, quick=args.quick)
+    try:
+        await run_benchmarks(settings, sections=args.what, quick=args.quick)
+    except UnknownSection as error:
+        print(f"kortana bench: {error}", file=sys.stderr)
+        return 2
     return 0

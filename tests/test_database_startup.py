@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.storage import ConversationKey, StorageUnavailable, create_engine
 from tests.helpers import conversation_service, history_store
-from tests.instant_engine import InstantEngine
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ConversationKey(user_id=7, scope="global")

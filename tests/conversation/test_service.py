@@ -7,6 +7,7 @@ from contextlib import aclosing
 
 import pytest
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.events import (
     EmptyMessage,
     FinalReply,
@@ -17,7 +18,6 @@ from app.conversation.service import ConversationService
 from app.engines import EngineStarted
 from app.storage import ConversationKey
 from tests.helpers import TEST_SYSTEM_PROMPT
-from tests.instant_engine import InstantEngine
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
 

@@ -8,6 +8,7 @@ from contextlib import aclosing
 
 import pytest
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.events import EmptyMessage, FinalReply, TextChunk
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens
@@ -16,7 +17,6 @@ from app.engines import ChatMessage
 from app.engines.chat_api import ChatApiEngine
 from app.storage import ConversationKey
 from tests.fakes.openai_server import FakeChatServer, Reply
-from tests.instant_engine import InstantEngine
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
 

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, open_history_store
 from tests.conftest import ServiceFactory
-from tests.instant_engine import InstantEngine
 
 KEY = ConversationKey(user_id=42, scope="dm")
 

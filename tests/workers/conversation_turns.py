@@ -13,9 +13,9 @@ import json
 import sys
 from contextlib import aclosing
 
+from app.bench.instant_engine import InstantEngine
 from app.storage import ConversationKey
 from tests.helpers import conversation_service, history_store
-from tests.instant_engine import InstantEngine
 from tests.workers import ready_then_wait_for_go
 
 KEY = ConversationKey(user_id=4242, scope="global")

@@ -1,42 +1,40 @@
-"""Failover figures of the engine chain: `python -m tests.benchmarks.failover [--quick]`.
+"""`kortana bench failover`: failover figures of the engine chain.
 
 The brain and Hugging Face tiers are the real ChatApiEngine (huggingface_hub's client) against local
 OpenAI-compatible servers; HF answers at once. "Added" is a case's time to the first chunk minus the
 baseline's (the brain answering at once). The quick cases are measured in turns, one answer each per round, so
 that drift of the machine hits them all alike. The outage case sends many users at once at a hanging brain
 and measures every turn's time to its complete answer against the chain's stated bound (`answer_bound_s`).
+The local servers are the test suite's fake (tests/fakes/), so this section runs from a source checkout.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
-import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 
-import huggingface_hub.constants
-
-from app.bench import (
-    InstantEngine,
-    machine_description,
-    migrated_database,
-    one_turn,
+from app.bench.shared import (
+    allow_loopback_hub_calls,
+    bench_engine,
+    import_test_kit,
+    logging_while_measuring,
+    met,
+    migrated_sqlite_database,
+    ms,
     open_bench_service,
     percentile,
     print_table,
+    turn_latencies,
+    us,
 )
 from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
 from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
 from app.storage import ConversationKey
-from tests.engines.conftest import BreakerWitness
-from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
 
 BRAIN_DEADLINE_S = 1.0  # short on purpose: a hang costs exactly this, and the benchmark waits it out each time
 OUTAGE_USERS = 50
@@ -84,12 +82,14 @@ async def interleaved(chains: Sequence[EngineChain], rounds: int) -> list[list[t
     """`rounds` answers of each chain, one of each per round."""
     samples: list[list[tuple[float, str]]] = [[] for _ in chains]
     for _ in range(rounds):
-        for chain, taken in zip(chains, samples):
+        for chain, taken in zip(chains, samples, strict=True):
             taken.append(await answer(chain))
     return samples
 
 
 async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
+    from tests.fakes.openai_server import FakeChatServer, Hang, Reply, refused_base_url
+
     async with FakeChatServer(default=Reply("Hello from the brain!")) as brain_server, \
             FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server, \
             FakeChatServer(default=Hang()) as hanging_server:
@@ -98,7 +98,8 @@ async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
             hanging = api_engine("brain", hanging_server.base_url)
             # (case, chain, target as text, limit on the added seconds)
             cases = [
-                ("baseline: brain answers at once", chain_of(api_engine("brain", brain_server.base_url), hf), "—", None),
+                ("baseline: brain answers at once", chain_of(api_engine("brain", brain_server.base_url), hf), "—",
+                 None),
                 ("brain refuses connections", chain_of(api_engine("brain", refused_url), hf), "≤ 50 ms added", 0.050),
                 ("brain hangs, breaker open", chain_of(hanging, hf, FAILURE_THRESHOLD), "≤ 1 ms added", 0.001),
                 (f"brain hangs, breaker closed (deadline {BRAIN_DEADLINE_S:g} s)", chain_of(hanging, hf),
@@ -115,7 +116,7 @@ async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
 
     baseline = [seconds for seconds, _ in samples[0]]
     rows = []
-    for (name, _, target, limit), taken in zip(cases, samples):
+    for (name, _, target, limit), taken in zip(cases, samples, strict=True):
         seconds = [s for s, _ in taken]
         answered_by = ", ".join(sorted({engine for _, engine in taken}))
         added = [percentile(seconds, q) - percentile(baseline, q) for q in (0.5, 0.99)]
@@ -140,6 +141,9 @@ async def timed_answer(chain: EngineChain) -> tuple[float, str]:
 
 async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[list[object]]:
     """`users` turns at once with a hanging brain, HF healthy: every turn's time to its answer."""
+    from tests.engines.conftest import BreakerWitness
+    from tests.fakes.openai_server import FakeChatServer, Hang, Reply
+
     rows = []
     for limit in concurrency_limits:
         async with FakeChatServer(default=Hang()) as hanging_server, \
@@ -168,9 +172,9 @@ async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[li
         answered_by = ", ".join(f"{name} {engines.count(name)}" for name in sorted(set(engines)))
         rows.append([
             limit, users, answered_by, ms(percentile(seconds, 0.5)), ms(percentile(seconds, 0.99)), ms(max(seconds)),
-            ms(bound), "met" if max(seconds) <= bound else "MISSED", brain.calls, breaker_after,
+            ms(bound), met(max(seconds) <= bound), brain.calls, breaker_after,
             f"{brain.calls_while_open}/{users} ({brain.calls_while_open / users:.0%})",
-            "met" if brain.calls_while_open == 0 else "MISSED",
+            met(brain.calls_while_open == 0),
         ])
     return rows
 
@@ -196,7 +200,7 @@ async def read_all(items: AsyncIterator[object]) -> None:
 
 
 async def bench_chain_overhead(turns: int) -> tuple[list[list[object]], float]:
-    engine = InstantEngine()
+    engine = bench_engine()
     alone = EngineChain([Tier(engine, 5.0)], EchoEngine(), max_tokens=400)
     skipping = EngineChain([Tier(BrokenEngine(), 5.0), Tier(engine, 5.0)], EchoEngine(), max_tokens=400)
     for _ in range(FAILURE_THRESHOLD):
@@ -217,7 +221,9 @@ async def bench_chain_overhead(turns: int) -> tuple[list[list[object]], float]:
                 samples[name].append(time.perf_counter() - started)
 
     direct, one_tier, skipped = samples.values()
-    rows = [[name, us(percentile(taken, 0.5)), us(percentile(taken, 0.99)), "—", "—"] for name, taken in samples.items()]
+    rows = [
+        [name, us(percentile(taken, 0.5)), us(percentile(taken, 0.99)), "—", "—"] for name, taken in samples.items()
+    ]
     overhead = [percentile(one_tier, q) - percentile(direct, q) for q in (0.5, 0.99)]
     skip_cost = [percentile(skipped, q) - percentile(one_tier, q) for q in (0.5, 0.99)]
     rows.append(["chain overhead (one tier − direct)", us(overhead[0]), us(overhead[1]), "—", "—"])
@@ -227,44 +233,30 @@ async def bench_chain_overhead(turns: int) -> tuple[list[list[object]], float]:
 
 
 async def bench_service_turn(directory: Path, turns: int, chain_overhead_s: float) -> list[list[object]]:
-    service = await open_bench_service(await migrated_database(directory, "failover.db"))
-    key = ConversationKey(1, "bench")
+    service = open_bench_service(await migrated_sqlite_database(directory, "failover.db"))
     try:
-        for _ in range(20):
-            await one_turn(service, key, "warming up")
-        samples = []
-        for i in range(turns):
-            started = time.perf_counter()
-            await one_turn(service, key, f"tell me something new, number {i}")
-            samples.append(time.perf_counter() - started)
+        samples = await turn_latencies(service, ConversationKey(1, "bench"), turns)
     finally:
         await service.close()
     p50 = percentile(samples, 0.5)
     return [[us(p50), us(percentile(samples, 0.99)), us(chain_overhead_s), f"{chain_overhead_s / p50:.1%}"]]
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f}"
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f}"
-
-
 def verdict(added: Sequence[float], limit: float) -> str:
-    return ", ".join(f"{label} {'met' if value <= limit else 'MISSED'}" for label, value in zip(("p50", "p99"), added))
+    return ", ".join(f"{label} {met(value <= limit)}" for label, value in zip(("p50", "p99"), added, strict=True))
 
 
-async def main(quick: bool) -> None:
-    # HF_HUB_OFFLINE blocks 127.0.0.1 too; the constant is read at import, so clear both.
-    os.environ.pop("HF_HUB_OFFLINE", None)
-    huggingface_hub.constants.HF_HUB_OFFLINE = False
+async def run_failover_section(directory: Path, quick: bool) -> None:
+    import_test_kit("failover", "tests.fakes.openai_server", "tests.engines.conftest")
+    allow_loopback_hub_calls()
     # The chain logs every failure: keep that cost in the figures, but not the noise on the terminal.
-    logging.basicConfig(level=logging.WARNING, stream=open(os.devnull, "w"))
+    with logging_while_measuring(discard=True):
+        await _run(directory, quick)
 
+
+async def _run(directory: Path, quick: bool) -> None:
     rounds, hang_rounds = (50, 10) if quick else (300, 50)
     turns = 500 if quick else 5000
-    print(f"Machine: {machine_description()}")
     print_table(
         "Failover: time to the first chunk, real huggingface_hub client, local servers",
         ["case", "answered by", "answers", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "target", "result"],
@@ -284,16 +276,9 @@ async def main(quick: bool) -> None:
         ["path", "p50 µs", "p99 µs", "target", "result"],
         rows,
     )
-    with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
-        service_turns = 200 if quick else 2000
-        print_table(
-            f"Chain's share of a whole turn: ConversationService, instant engine, SQLite file ({service_turns} turns)",
-            ["turn p50 µs", "turn p99 µs", "chain overhead p50 µs", "chain share of p50"],
-            await bench_service_turn(Path(temporary), service_turns, chain_overhead),
-        )
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    asyncio.run(main(parser.parse_args().quick))
+    service_turns = 200 if quick else 2000
+    print_table(
+        f"Chain's share of a whole turn: ConversationService, instant engine, SQLite file ({service_turns} turns)",
+        ["turn p50 µs", "turn p99 µs", "chain overhead p50 µs", "chain share of p50"],
+        await bench_service_turn(directory, service_turns, chain_overhead),
+    )

@@ -1,16 +1,13 @@
-"""The local brain through our engine (worker process, pipes, asyncio) versus llama-cpp-python called directly.
+"""`kortana bench local`: the local brain through our engine (worker process, pipes, asyncio) versus
+llama-cpp-python called directly.
 
 Same model, prompt, settings (greedy, fixed seed, same thread count) in the same run, alternating which goes
 first. Each run varies the start of the prompt so that neither side answers from llama.cpp's prompt cache.
 Targets (issue 5): our decode tokens/s >= 90 % of direct, first-token overhead <= 50 ms.
-
-    python -m app.bench_local [--runs 7] [--max-tokens 64] [--threads 2] [--model FILE.gguf]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
 from collections.abc import Sequence
@@ -18,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engines import ChatMessage
-from app.engines.local import REPEAT_PENALTY, LocalModelEngine, default_model_path
+from app.engines.local import REPEAT_PENALTY, LocalModelEngine, default_model_path, local_extra_installed
 
 SEED = 1234
 DEFAULT_PROMPT: list[ChatMessage] = [
@@ -31,6 +28,16 @@ DEFAULT_PROMPT: list[ChatMessage] = [
     {"role": "assistant", "content": "Welcome back! That sounds wonderful. Which mountains did you go to?"},
     {"role": "user", "content": "The Alps. What should I pack for a longer trip next summer?"},
 ]
+
+
+async def run_local_section(quick: bool) -> None:
+    if not local_extra_installed():
+        print("\n(local model section skipped: install the 'local' extra)")
+        return
+    print("\n### Local brain: our engine (worker process) vs llama-cpp-python called directly\n")
+    print("```")
+    print(format_table(await bench_local(runs=3 if quick else 9)))
+    print("```")
 
 
 @dataclass(frozen=True)
@@ -174,17 +181,3 @@ def _row(run: int, side: str, sample: _Sample, tokens: int, same_text: bool) -> 
         "same_text": same_text,
     }
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="a GGUF file (default: the bundled SmolLM2-135M)")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    rows = asyncio.run(bench_local(args.model, DEFAULT_PROMPT, args.max_tokens, args.runs, n_threads=args.threads))
-    print(format_table(rows))
-
-
-if __name__ == "__main__":
-    main()

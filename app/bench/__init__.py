@@ -1,0 +1,54 @@
+"""`kortana bench`: the benchmarks, each a section that prints tables (the figures are in docs/BENCHMARKS.md).
+
+A section is a module of this package; what they share is `shared`, and no section imports another. With no
+section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local
+extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). failover and discord drive the test
+suite's fakes of outside services, so they run when named, from a source checkout.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.bench.discord_e2e import run_discord_section
+from app.bench.failover import run_failover_section
+from app.bench.local_model import run_local_section
+from app.bench.postgres import run_postgres_section
+from app.bench.shared import SourceCheckoutNeeded, machine_description
+from app.bench.turns import run_storage_section
+from app.config import Settings
+
+SECTIONS = ("storage", "local", "postgres", "failover", "discord")
+DEFAULT_SECTIONS = ("storage", "local", "postgres")
+
+
+class UnknownSection(ValueError):
+    """A section name that is not one of SECTIONS."""
+
+
+async def run_benchmarks(settings: Settings, sections: Sequence[str] = (), quick: bool = False) -> None:
+    """Run `sections` (the default ones when empty) in their order in SECTIONS; `quick` for a smoke run."""
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise UnknownSection(f"no benchmark section {', '.join(sorted(unknown))}; the sections: {', '.join(SECTIONS)}")
+    wanted = set(sections) or set(DEFAULT_SECTIONS)
+    print(f"Machine: {machine_description()}")
+    with tempfile.TemporaryDirectory(prefix="kortana-bench-") as temporary:
+        directory = Path(temporary)
+        if "storage" in wanted:
+            await run_storage_section(directory, quick)
+        if "local" in wanted:
+            await run_local_section(quick)
+        if "postgres" in wanted:
+            if settings.database_url.startswith("postgresql"):
+                await run_postgres_section(settings.database_url, directory, quick)
+            else:
+                print("\n(PostgreSQL section skipped: set DATABASE_URL=postgresql+asyncpg://... to run it)")
+        for name, run_section in (("failover", run_failover_section), ("discord", run_discord_section)):
+            if name in wanted:
+                try:
+                    await run_section(directory, quick)
+                except SourceCheckoutNeeded as needed:
+                    print(f"\n({needed})")

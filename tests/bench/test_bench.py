@@ -1,0 +1,78 @@
+"""`kortana bench` as its user runs it: the cheapest section prints its tables, a wrong section name is refused,
+and the sections that drive the test fakes say in one line when an installation has none."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import app
+
+SETTING_NAMES = ("BRAIN", "DATABASE_URL", "HF_TOKEN", "HUGGINGFACE_API_KEY", "HF_BASE_URL", "TOKENIZER")
+PACKAGE = Path(app.__file__).resolve().parent
+
+
+def run_bench(args: list[str], cwd: Path, python_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES and k != "PYTHONPATH"}
+    if python_path is not None:
+        env["PYTHONPATH"] = str(python_path)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "bench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def table(output: str, title: str) -> list[str]:
+    """The lines of the table under `### title`: header, rule, rows."""
+    lines = output.splitlines()
+    start = lines.index(f"### {title}") + 2
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_the_storage_section_prints_its_tables_on_a_quick_run(tmp_path: Path) -> None:
+    result = run_bench(["storage", "--quick"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Machine: ")
+
+    overhead = table(result.stdout, "Per-turn overhead, instant engine, SQLite file (200 turns each)")
+    assert overhead[0] == (
+        "| stored messages | Kor'tana p50 ms | Kor'tana p99 ms | plain sqlite3 p50 ms | plain sqlite3 p99 ms |"
+    )
+    assert [row.split(" | ")[0] for row in overhead[2:]] == ["| 100", "| 10,000", "| 100,000"]
+    number = r"\d+\.\d+"
+    for row in overhead[2:]:
+        assert re.fullmatch(rf"\| [\d,]+ \| {number} \| {number} \| {number} \| {number} \|", row), row
+    assert re.search(r"^100,000-message history vs 100-message history, p50: \d+\.\d\d×$", result.stdout, re.M)
+
+    throughput = table(result.stdout, "Throughput")
+    assert throughput[0] == "| concurrent conversations | turns | turns/s |"
+    assert re.fullmatch(r"\| 100 \| 500 \| [\d,]+ \|", throughput[2]), throughput
+    assert "Local brain" not in result.stdout and "PostgreSQL" not in result.stdout, "only the section named runs"
+
+
+def test_an_unknown_section_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
+    result = run_bench(["storage", "failvoer"], tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "failvoer" in lines[0] and "failover" in lines[0], result.stderr
+    assert "###" not in result.stdout, "nothing runs"
+
+
+def test_sections_that_drive_the_test_fakes_say_so_where_there_are_none(tmp_path: Path) -> None:
+    installed = tmp_path / "site-packages"  # the package alone, as an installation without the source tree has it
+    shutil.copytree(PACKAGE, installed / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    result = run_bench(["failover", "discord"], tmp_path, python_path=installed)
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stdout.splitlines() if "section skipped" in line]
+    assert [line.split(" section")[0] for line in skipped] == ["(failover", "(discord"], result.stdout
+    assert all("run it from a source checkout" in line for line in skipped), skipped
+    assert "###" not in result.stdout

@@ -15,6 +15,7 @@ import huggingface_hub.constants
 import pytest
 from sqlalchemy import text
 
+import app.storage.sqlite_history
 from app.conversation.service import ConversationService
 from app.conversation.tokens import TokenCounter
 from app.engines import Engine
@@ -105,3 +106,20 @@ async def open_test_service(migrated_url: str) -> AsyncIterator[ServiceFactory]:
     yield open_service
     for service in opened:
         await service.close()
+
+
+@pytest.fixture
+def disk_of_current_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(SQLite) The writer's connection may not grow the file: SQLite's own SQLITE_FULL, as on a full disk."""
+    pragmas = app.storage.sqlite_history.sqlite_pragmas
+
+    def full_disk_pragmas(busy_timeout_s: float):  # type: ignore[no-untyped-def]
+        prepare = pragmas(busy_timeout_s)
+
+        def prepare_on_a_full_disk(connection, record=None) -> None:  # type: ignore[no-untyped-def]
+            prepare(connection, record)
+            connection.execute("PRAGMA max_page_count = 1")  # SQLite raises it to the file's current size
+
+        return prepare_on_a_full_disk
+
+    monkeypatch.setattr(app.storage.sqlite_history, "sqlite_pragmas", full_disk_pragmas)

@@ -128,7 +128,7 @@ async def test_fault_matrix(open_test_service: ServiceFactory, fault_name: str, 
     made_valid = isinstance(fault.behaviour, fake.LoneSurrogates)
     expected_text = fault.behaviour.shown if made_valid else texts[expected_engine]  # type: ignore[union-attr]
     bound = service.answer_bound_s
-    for key, turns, history in zip(keys, answered, histories):
+    for key, turns, history in zip(keys, answered, histories, strict=True):
         assert [turn.reply.engine for turn in turns] == [expected_engine] * TURNS_PER_USER
         assert [turn.reply.text for turn in turns] == [expected_text] * TURNS_PER_USER
         assert all(turn.seconds <= bound for turn in turns), ([turn.seconds for turn in turns], bound)

@@ -81,7 +81,7 @@ class SqliteWriter:
                 if not isinstance(error, Exception):
                     raise
                 continue
-            for (_, future), (ok, value) in zip(batch, results):
+            for (_, future), (ok, value) in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if ok:

@@ -94,7 +94,8 @@ async def test_ask_defers_prefers_hf_streams_and_extends_the_history(world: Worl
     assert interaction.deferred and interaction.ack_latency < 1.0
     await world.fake.wait_for(lambda: world.bot.active_turns == 0, what="the turn ended (its answer stored)")
     assert not interaction.ephemeral
-    assert user_contents(world.hf.requests[-1]) == ["context first", "Hello from the brain!", "what is the meaning of life?"]
+    expected = ["context first", "Hello from the brain!", "what is the meaning of life?"]
+    assert user_contents(world.hf.requests[-1]) == expected
     history = await world.service.history(world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
     assert [m.content for m in history][-2:] == ["what is the meaning of life?", "A considered answer from HF."]
 
@@ -112,7 +113,7 @@ async def test_a_4500_character_answer_is_split_into_whole_messages(world: World
 
 
 async def test_everyone_in_model_output_pings_nobody(world: World) -> None:
-    world.brain.default = Reply("Hey @everyone and @here, look at <@%s>!" % world.fake.alice["id"], chunks=2)
+    world.brain.default = Reply(f"Hey @everyone and @here, look at <@{world.fake.alice['id']}>!", chunks=2)
     await world.start()
     await answer_to(world, await mention(world, "say something loud"))
     for message in world.fake.bot_messages(world.fake.channel):
@@ -163,7 +164,9 @@ async def test_a_too_fast_user_gets_a_notice_instead_of_a_model_call(world: Worl
         ("", [{"filename": "cat.png", "size": 1234}], ATTACHMENTS_ONLY),
     ],
 )
-async def test_empty_mentions_and_attachments_only_get_a_short_answer(world: World, content, attachments, expected) -> None:
+async def test_empty_mentions_and_attachments_only_get_a_short_answer(
+    world: World, content, attachments, expected
+) -> None:
     await world.start()
     message = await mention(world, content, attachments=attachments)
     assert await answer_to(world, message) == [expected]
@@ -327,7 +330,9 @@ async def test_ask_errors_are_shown_only_to_the_caller(world: World) -> None:
     assert interaction.original is None or interaction.original.deleted or not interaction.original.content
 
 
-async def test_a_reset_while_the_database_is_locked_says_memory_privately_and_logs_one_line(world: World, caplog) -> None:
+async def test_a_reset_while_the_database_is_locked_says_memory_privately_and_logs_one_line(
+    world: World, caplog
+) -> None:
     if not world.database_url.startswith("sqlite"):
         pytest.skip("a write lock held by another program is SQLite's case")
     await world.start(database_timeout_seconds=0.3)

@@ -59,9 +59,13 @@ async def test_two_shard_processes_share_one_global_history_in_order(world: Worl
         ]
         for number, (channel, text) in enumerate(conversation, start=1):
             await fake.user_message(channel, f"<@{fake.bot_id}> {text}")
-            await fake.wait_for(lambda: len(world.brain.requests) == number, what=f"brain request {number}")
             await fake.wait_for(
-                lambda: any(m.content == f"noted: {text}" for m in fake.bot_messages(channel))
+                lambda number=number: len(world.brain.requests) == number, what=f"brain request {number}"
+            )
+            await fake.wait_for(
+                lambda text=text, channel=channel: any(
+                    m.content == f"noted: {text}" for m in fake.bot_messages(channel)
+                )
                 and all(bot.active_turns == 0 for bot, _ in shards),
                 what=f"answer {number} shown and stored",
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import given, settings
@@ -65,7 +66,8 @@ def test_pages_fit_and_keep_every_character(pieces: list[str]) -> None:
     assert all(len(page) <= DISCORD_LIMIT for page in pages)
     joined = "".join(pages)
     without_space = lambda s: "".join(s.split()).replace(FENCE, "")  # noqa: E731
-    assert without_space(joined).replace("python", "") .count("a") == without_space(text).replace("python", "").count("a")
+    letters_a = lambda s: without_space(s).replace("python", "").count("a")  # noqa: E731
+    assert letters_a(joined) == letters_a(text)
     if len(text) <= DISCORD_LIMIT and text.strip():
         assert pages == [text]
 
@@ -120,7 +122,7 @@ def test_pages_give_back_the_text_once_the_added_fences_are_removed(pieces: list
         position = found + len(page.body)
     assert not text[position:].strip(), "nothing is lost at the end"
     # A block is reopened exactly where one was closed, with a language word at most; every page renders whole.
-    for before, after in zip(pages, pages[1:]):
+    for before, after in itertools.pairwise(pages):
         assert bool(after.reopened) == before.closed
         if after.reopened:
             assert re.fullmatch(r"```[\w+#.-]{0,20}\n", after.reopened)

@@ -18,7 +18,6 @@ from app.conversation.status import format_status
 from app.engines import ChatMessage
 from app.storage import ConversationKey
 from tests.helpers import conversation_service, history_store
-from tests.storage.test_unusable_database import disk_of_current_size  # noqa: F401 (a fixture)
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
 BUSY_TIMEOUT_S = 0.1  # how long a write waits for another connection's lock before SQLite gives up
@@ -257,8 +256,9 @@ async def test_a_turn_cancelled_while_its_answer_is_retried_keeps_it_for_the_nex
     assert stored(database) == FIRST_THEN_SECOND
 
 
+@pytest.mark.usefixtures("disk_of_current_size")
 async def test_a_full_disk_shows_the_answer_and_health_says_the_database_cannot_write(
-    disk_of_current_size: None, open_service, database: Path
+    open_service, database: Path
 ) -> None:
     long_answer = "a long answer " * 10_000  # more than the pages the file has left
     service = open_service(LockingEngine(answer=long_answer), save_answer_within_s=3 * BUSY_TIMEOUT_S)

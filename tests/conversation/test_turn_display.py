@@ -67,7 +67,7 @@ async def show(events, **options) -> Recorder:
 async def test_a_takeover_and_a_notice_reach_the_display_and_a_fallback_engine_is_named() -> None:
     display = await show(
         turn(
-            EngineStarted("brain"), TextChunk("hal"), EngineStarted("huggingface", replaces_partial=True),
+            EngineStarted("brain", False), TextChunk("hal"), EngineStarted("huggingface", replaces_partial=True),
             Notice("cut"), TextChunk("whole"), FinalReply("whole", "huggingface", 0.1),
         )
     )  # fmt: skip

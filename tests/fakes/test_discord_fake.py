@@ -45,7 +45,8 @@ async def fake():
 def make_bot(*, message_content: bool = False, cls=commands.Bot, **options) -> commands.Bot:
     intents = discord.Intents.default()
     intents.message_content = message_content
-    return cls(command_prefix="!", intents=intents, allowed_mentions=options.pop("allowed_mentions", NO_PINGS), **options)
+    allowed_mentions = options.pop("allowed_mentions", NO_PINGS)
+    return cls(command_prefix="!", intents=intents, allowed_mentions=allowed_mentions, **options)
 
 
 def answering_bot(**kwargs) -> commands.Bot:
@@ -221,21 +222,26 @@ async def test_message_content_intent_rule(fake: FakeDiscord) -> None:
     assert seen == ["", f"<@{fake.bot_id}> mention", "direct"]
 
 
+def _recorder(seen: list[str]):  # type: ignore[no-untyped-def]
+    """An on_message listener that keeps what people (not bots) wrote."""
+
+    async def on_message(message: discord.Message) -> None:
+        if not message.author.bot:
+            seen.append(message.content)
+
+    return on_message
+
+
 async def test_a_reply_with_the_ping_off_carries_no_text_without_the_intent() -> None:
     for message_content, expected in ((False, ""), (True, "a quiet reply")):
         async with FakeDiscord() as fake:
             bot = make_bot(message_content=message_content)
             seen: list[str] = []
-
-            async def on_message(message: discord.Message) -> None:
-                if not message.author.bot:
-                    seen.append(message.content)
-
-            bot.add_listener(on_message)
+            bot.add_listener(_recorder(seen), "on_message")
             async with fake.running(bot):
                 own = await bot.get_channel(fake.channel).send("the bot said this")
                 await fake.user_message(fake.channel, "a quiet reply", reply_to=own.id, reply_ping=False)
-                await fake.wait_for(lambda: seen)
+                await fake.wait_for(lambda seen=seen: seen)
             assert seen == [expected]
 
 
@@ -309,7 +315,8 @@ async def test_guild_join_and_permission_change_reach_a_running_bot(fake: FakeDi
         hall = bot.get_channel(new.channels["hall"])
         assert hall.permissions_for(hall.guild.me).send_messages
         fake.deny_send(new.channels["hall"])
-        await fake.wait_for(lambda: not bot.get_channel(new.channels["hall"]).permissions_for(hall.guild.me).send_messages)
+        hall_channel = new.channels["hall"]
+        await fake.wait_for(lambda: not bot.get_channel(hall_channel).permissions_for(hall.guild.me).send_messages)
         with pytest.raises(discord.Forbidden):
             await bot.get_channel(new.channels["hall"]).send("hi")
 

@@ -7,6 +7,7 @@ start their turns together and print every window they sent to the engine.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -34,7 +35,7 @@ def _check_window(window: list[dict]) -> None:
     history = window[1:-1]
     assert window[0]["role"] == "system" and window[-1]["role"] == "user"
     assert not history or history[0]["role"] == "user", f"window starts with an orphaned answer: {history[0]}"
-    for before, message in zip(history, history[1:]):
+    for before, message in itertools.pairwise(history):
         if message["role"] == "assistant":
             assert before["role"] == "user" and message["content"] == f"reply to: {before['content']}", window
 
@@ -43,7 +44,7 @@ async def test_two_processes_writing_one_conversation_lose_nothing_and_keep_turn
     if migrated_url.startswith("sqlite"):
         pytest.skip("SQLite is one process per file")
     first, second = await _start(migrated_url, "alpha"), await _start(migrated_url, "beta")
-    windows = dict(zip(("alpha", "beta"), await asyncio.gather(_windows(first), _windows(second))))
+    windows = dict(zip(("alpha", "beta"), await asyncio.gather(_windows(first), _windows(second)), strict=True))
 
     database = create_engine(migrated_url)
     store = open_history_store(database)
@@ -53,12 +54,12 @@ async def test_two_processes_writing_one_conversation_lose_nothing_and_keep_turn
             by_arrival = (await connection.execute(select(messages.c.id, messages.c.turn_id).order_by("id"))).all()
     finally:
         await store.close()  # disposes the engine too
-    overlapped = [row for row, previous in zip(by_arrival[1:], by_arrival) if row.turn_id not in (None, previous.id)]
+    overlapped = [row for previous, row in itertools.pairwise(by_arrival) if row.turn_id not in (None, previous.id)]
     assert overlapped, "the processes ran one after the other: the race was not exercised"
     questions = [m.content for m in stored if m.role == "user"]
     assert sorted(questions) == sorted(f"{name} question {i}" for name in windows for i in range(TURNS))
     assert len(stored) == 4 * TURNS
-    for question, answer in zip(stored[::2], stored[1::2]):
+    for question, answer in zip(stored[::2], stored[1::2], strict=True):
         assert (question.role, answer.role) == ("user", "assistant")
         assert answer.content == f"reply to: {question.content}"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-import app.storage.sqlite_history
 from app.storage import (
     ConversationKey,
     HistoryStore,
@@ -94,23 +93,6 @@ async def test_a_failure_episode_is_one_warning_and_its_end_one_line(
         ("INFO", "Writes to the database work again (they failed: database is locked)"),
     ]
     assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 2  # the repeats, for whoever debugs
-
-
-@pytest.fixture
-def disk_of_current_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer's connection may not grow the file: SQLite's own SQLITE_FULL, as on a full disk."""
-    pragmas = app.storage.sqlite_history.sqlite_pragmas
-
-    def full_disk_pragmas(busy_timeout_s: float):  # type: ignore[no-untyped-def]
-        prepare = pragmas(busy_timeout_s)
-
-        def prepare_on_a_full_disk(connection, record=None) -> None:  # type: ignore[no-untyped-def]
-            prepare(connection, record)
-            connection.execute("PRAGMA max_page_count = 1")  # SQLite raises it to the file's current size
-
-        return prepare_on_a_full_disk
-
-    monkeypatch.setattr(app.storage.sqlite_history, "sqlite_pragmas", full_disk_pragmas)
 
 
 async def test_a_full_disk_is_unavailable_with_its_cause_and_shows_until_a_write_succeeds(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EstimatedTokens, TokenCounter
-from app.engines import Engine
+from app.engines import ECHO, Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.storage import HistoryStore, create_engine, open_history_store
@@ -50,7 +50,9 @@ def history_store(
         database = create_engine(database) if timeout_s is None else create_engine(database, timeout_s=timeout_s)
     elif timeout_s is not None:
         raise ValueError("timeout_s applies to a URL; an engine already has its timeout")
-    return open_history_store(database) if window_budget is None else open_history_store(database, window_budget)
+    if window_budget is None:
+        return open_history_store(database, never_sent_engine=ECHO)
+    return open_history_store(database, window_budget, never_sent_engine=ECHO)
 
 
 def conversation_service(

@@ -13,7 +13,7 @@ from app.config import Settings, SettingsError
 from app.conversation.service import ConversationService
 from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
-from app.engines import CountsTokens, Engine
+from app.engines import ECHO, CountsTokens, Engine
 from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage import (
     AppState,
@@ -47,7 +47,7 @@ async def open_service(settings: Settings) -> ConversationService:
         await database.dispose()
         raise
     return ConversationService(
-        open_history_store(database, window_budget=settings.history_token_budget),
+        open_history_store(database, window_budget=settings.history_token_budget, never_sent_engine=ECHO),
         chain,
         counter,
         system_prompt=settings.system_prompt,

@@ -14,7 +14,7 @@ from sqlalchemy import Insert, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.storage.models import conversations, messages
-from app.storage.records import NEVER_SENT_ENGINE, StoredMessage
+from app.storage.records import StoredMessage
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
@@ -43,7 +43,7 @@ def _recent_statement():  # type: ignore[no-untyped-def]
         .where(
             messages.c.conversation_id == bindparam("conversation_id"),
             messages.c.id != bindparam("exclude_id"),
-            or_(messages.c.engine.is_(None), messages.c.engine != NEVER_SENT_ENGINE),
+            or_(messages.c.engine.is_(None), messages.c.engine != bindparam("never_sent")),
         )
         .order_by(TURN_ORDER.desc(), messages.c.id.desc())
         .limit(bindparam("most_rows"))
@@ -119,10 +119,11 @@ def writes_for(dialect: str) -> Writes:
 
 
 def recent_parameters(
-    conversation_id: int, token_budget: int, overhead: int, exclude_id: int = NO_MESSAGE
-) -> dict[str, int]:
+    conversation_id: int, token_budget: int, overhead: int, never_sent: str | None, exclude_id: int = NO_MESSAGE
+) -> dict[str, int | str]:
     return {
         "conversation_id": conversation_id,
+        "never_sent": never_sent or "",  # no engine is named "": then every stored message counts
         "exclude_id": exclude_id,
         "overhead": overhead,
         "budget": token_budget,

@@ -35,7 +35,7 @@ class PostgresHistoryStore(HistoryStore):
 
         async def read() -> list[StoredMessage]:
             async with self._engine.connect() as connection:
-                return await _window(connection, conversation_id, token_budget, overhead_per_message)
+                return await _window(connection, conversation_id, token_budget, overhead_per_message, self._never_sent)
 
         return await self._retrying(read, self._log_id(conversation_id))
 
@@ -61,7 +61,9 @@ class PostgresHistoryStore(HistoryStore):
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 message_id = await self._insert_once(connection, row)
-                history = await _window(connection, conversation_id, budget, overhead, exclude_id=message_id)
+                history = await _window(
+                    connection, conversation_id, budget, overhead, self._never_sent, exclude_id=message_id
+                )
             return history, message_id
 
         return await self._retrying(locked, self._log_id(conversation_id))
@@ -108,9 +110,14 @@ class PostgresHistoryStore(HistoryStore):
 
 
 async def _window(
-    connection: AsyncConnection, conversation_id: int, budget: int, overhead: int, exclude_id: int | None = None
+    connection: AsyncConnection,
+    conversation_id: int,
+    budget: int,
+    overhead: int,
+    never_sent: str | None,
+    exclude_id: int | None = None,
 ) -> list[StoredMessage]:
-    parameters = recent_parameters(conversation_id, budget, overhead)
+    parameters = recent_parameters(conversation_id, budget, overhead, never_sent)
     if exclude_id is not None:
         parameters["exclude_id"] = exclude_id
     result = await connection.execute(RECENT, parameters)

@@ -5,11 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-# Replies stored under this engine name are shown to the user but never sent to a model: the windows leave
-# them out. It is the last-resort echo engine's name; storage keeps its own copy because it imports no engine
-# (a test checks that the two agree).
-NEVER_SENT_ENGINE = "echo"
-
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:

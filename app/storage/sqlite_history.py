@@ -46,8 +46,8 @@ _STALE = -1  # an epoch no job reports: no usable cached window, read from the d
 
 
 class SqliteHistoryStore(HistoryStore):
-    def __init__(self, engine: AsyncEngine, window_budget: int) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, window_budget: int, never_sent_engine: str | None = None) -> None:
+        super().__init__(engine, never_sent_engine)
         self._window_budget = window_budget
         self._windows = WindowCache()
         self._writer = SqliteWriter(
@@ -174,7 +174,8 @@ class SqliteHistoryStore(HistoryStore):
         epoch = self._epoch_now(connection)
         if cached_epoch == epoch:
             return epoch, None
-        return epoch, _RECENT.run(connection, **recent_parameters(conversation_id, budget, overhead)).fetchall()
+        parameters = recent_parameters(conversation_id, budget, overhead, self._never_sent)
+        return epoch, _RECENT.run(connection, **parameters).fetchall()
 
     def _cached(self, conversation_id: int, budget: int, overhead: int) -> tuple[CachedWindow | None, int]:
         """The cached window, and its epoch if it can serve this budget (else _STALE)."""
@@ -194,7 +195,7 @@ class SqliteHistoryStore(HistoryStore):
     ) -> CachedWindow:
         if rows is None and window is not None:
             return window
-        window = CachedWindow.of(epoch, budget, overhead, [StoredMessage(*row) for row in rows or []])
+        window = CachedWindow.of(epoch, budget, overhead, [StoredMessage(*row) for row in rows or []], self._never_sent)
         self._windows.put(conversation_id, window)
         return window
 

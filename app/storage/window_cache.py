@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from app.storage.records import NEVER_SENT_ENGINE, StoredMessage
+from app.storage.records import StoredMessage
 
 MAX_CACHED_WINDOWS = 2000
 
@@ -26,13 +26,16 @@ class CachedWindow:
     overhead: int
     messages: list[StoredMessage]  # oldest first, within `budget`
     spent: int
+    never_sent: str | None  # the engine whose replies a window leaves out (see HistoryStore)
 
     @classmethod
-    def of(cls, epoch: int, budget: int, overhead: int, messages: list[StoredMessage]) -> CachedWindow:
-        return cls(epoch, budget, overhead, messages, sum(m.token_count + overhead for m in messages))
+    def of(
+        cls, epoch: int, budget: int, overhead: int, messages: list[StoredMessage], never_sent: str | None
+    ) -> CachedWindow:
+        return cls(epoch, budget, overhead, messages, sum(m.token_count + overhead for m in messages), never_sent)
 
     def add(self, message: StoredMessage) -> None:
-        if message.engine == NEVER_SENT_ENGINE:
+        if message.engine is not None and message.engine == self.never_sent:
             return
         self.messages.append(message)
         self.spent += message.token_count + self.overhead

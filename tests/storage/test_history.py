@@ -4,25 +4,41 @@ from __future__ import annotations
 
 import asyncio
 
-from app.engines.echo import EchoEngine
+from app.engines import ECHO
 from app.storage import ConversationKey, StoredMessage, create_engine, open_history_store
-from app.storage.records import NEVER_SENT_ENGINE  # storage's own copy of the echo engine's name
 
 KEY = ConversationKey(user_id=42, scope="dm")
 
 
+async def _ten_turns_with_an_echo_reply(store) -> int:  # type: ignore[no-untyped-def]
+    conversation = await store.conversation_id(KEY)
+    for i in range(10):
+        await store.append(conversation, StoredMessage("user", f"u{i}", 10))
+        engine = ECHO if i == 8 else "brain"
+        await store.append(conversation, StoredMessage("assistant", f"a{i}", 10, engine))
+    return conversation
+
+
 async def test_window_is_the_newest_that_fit_oldest_first_without_echo(migrated_url: str) -> None:
-    store = open_history_store(create_engine(migrated_url))
+    store = open_history_store(create_engine(migrated_url), never_sent_engine=ECHO)
     try:
-        conversation = await store.conversation_id(KEY)
-        for i in range(10):
-            await store.append(conversation, StoredMessage("user", f"u{i}", 10))
-            engine = "echo" if i == 8 else "brain"
-            await store.append(conversation, StoredMessage("assistant", f"a{i}", 10, engine))
+        conversation = await _ten_turns_with_an_echo_reply(store)
         window = await store.recent(conversation, token_budget=60, overhead_per_message=5)
         assert [m.content for m in window] == ["a7", "u8", "u9", "a9"]
         assert [m.content for m in await store.recent(conversation, 30, 5)] == ["u9", "a9"]
         assert [m.content for m in await store.recent(conversation, 29, 5)] == ["a9"]
+        await store.append(conversation, StoredMessage("assistant", "a10", 10, ECHO))  # the cached window too
+        assert [m.content for m in await store.recent(conversation, 30, 5)] == ["u9", "a9"]
+    finally:
+        await store.close()
+
+
+async def test_the_store_leaves_out_only_the_engine_it_is_told_of(migrated_url: str) -> None:
+    # Storage knows no engine by name: which replies stay out of windows is the conversation layer's word.
+    store = open_history_store(create_engine(migrated_url))
+    try:
+        conversation = await _ten_turns_with_an_echo_reply(store)
+        assert [m.content for m in await store.recent(conversation, 60, 5)] == ["u8", "a8", "u9", "a9"]
     finally:
         await store.close()
 
@@ -80,7 +96,3 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
     finally:
         await first.close()
         await second.close()
-
-
-def test_the_store_knows_the_echo_engine_by_its_name() -> None:
-    assert EchoEngine.name == NEVER_SENT_ENGINE

@@ -15,6 +15,7 @@ from app.conversation.service import ConversationService
 from app.conversation.setup import open_service
 from tests.fakes.discord import BotRunner, FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
+from tests.helpers import settings_for
 
 HF_SECRET = "hf_" + "t" * 34
 
@@ -44,7 +45,7 @@ class World:
             max_tokens=100,
         )
         values.update(self.overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return settings_for(**values)
 
     async def start(self, **overrides: object) -> KortanaBot:
         self.overrides.update(overrides)

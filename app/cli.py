@@ -9,8 +9,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from app.config import Settings, SettingsError, load_settings
-from app.conversation.setup import DatabaseUnavailable, migrate_when_reachable, open_service
-from app.storage import create_engine, describe, downgrade, migrate
+from app.conversation.setup import migrate_when_reachable, open_service
+from app.storage import DatabaseUnavailable, create_engine, describe, downgrade, migrate
 
 log = logging.getLogger("kortana")
 

@@ -10,10 +10,11 @@ import sys
 import threading
 from typing import TextIO
 
-from app.conversation.events import NO_MEMORY, ConversationKey, StorageUnavailable
+from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.conversation.turn_display import show_turn
+from app.storage import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
 TERMINAL_KEY = ConversationKey(user_id=0, scope="terminal")

@@ -25,9 +25,9 @@ from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldo
 from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
-from app.conversation.events import ConversationKey
 from app.conversation.service import ConversationService
 from app.conversation.turn_display import error_cause, show_turn
+from app.storage import ConversationKey
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import discord
 from discord import app_commands
 
-from app.conversation.events import StorageUnavailable
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

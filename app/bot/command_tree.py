@@ -8,8 +8,9 @@ import logging
 import discord
 from discord import app_commands
 
-from app.conversation.events import NO_MEMORY, SORRY, StorageUnavailable
+from app.conversation.events import NO_MEMORY, SORRY
 from app.conversation.turn_display import error_cause
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.conversation.events import ConversationKey
+from app.storage import ConversationKey
 
 Scope = Literal["guild", "channel", "global"]
 

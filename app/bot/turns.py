@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from app.conversation.events import ConversationKey
+from app.storage import ConversationKey
 
 TURNS_PER_USER = 2  # one running, one waiting behind it
 

@@ -9,12 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.engines import EngineStarted
-from app.storage import ConversationKey, StorageUnavailable
-
-__all__ = [
-    "NO_MEMORY", "SORRY", "ConversationKey", "EmptyMessage", "FinalReply", "Notice",
-    "StorageUnavailable", "TextChunk", "TurnEvent",
-]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from app.storage import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DatabaseUnavailable", "migrate_when_reachable", "open_service"]
+__all__ = ["migrate_when_reachable", "open_service"]
 
 
 async def open_service(settings: Settings) -> ConversationService:

@@ -25,12 +25,12 @@ from app.conversation.events import (
     EmptyMessage,
     FinalReply,
     Notice,
-    StorageUnavailable,
     TextChunk,
     TurnEvent,
 )
 from app.engines import EngineStarted
 from app.safe_text import redact_url_credentials
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -47,10 +47,10 @@ __all__ = [
 
 
 def open_history_store(
-    engine: AsyncEngine, window_budget: int = 4096, never_sent_engine: str | None = None
+    engine: AsyncEngine, window_budget: int = 4096, *, never_sent_engine: str | None
 ) -> HistoryStore:
     """The store for the engine's database. `window_budget` is the largest history budget a turn asks for; the
     replies of `never_sent_engine` (the last-resort echo) are kept and shown but left out of every window."""
     if engine.dialect.name == "sqlite":
-        return SqliteHistoryStore(engine, window_budget, never_sent_engine)
-    return PostgresHistoryStore(engine, never_sent_engine)
+        return SqliteHistoryStore(engine, window_budget, never_sent_engine=never_sent_engine)
+    return PostgresHistoryStore(engine, never_sent_engine=never_sent_engine)

@@ -52,7 +52,7 @@ T = TypeVar("T")
 class HistoryStore(ABC):
     """The policies both stores share; each implements the abstract steps for its database."""
 
-    def __init__(self, engine: AsyncEngine, never_sent_engine: str | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, never_sent_engine: str | None) -> None:
         self._engine = engine
         self._never_sent = never_sent_engine
         self._writes = writes_for(engine.dialect.name)

@@ -46,8 +46,8 @@ _STALE = -1  # an epoch no job reports: no usable cached window, read from the d
 
 
 class SqliteHistoryStore(HistoryStore):
-    def __init__(self, engine: AsyncEngine, window_budget: int, never_sent_engine: str | None = None) -> None:
-        super().__init__(engine, never_sent_engine)
+    def __init__(self, engine: AsyncEngine, window_budget: int, *, never_sent_engine: str | None) -> None:
+        super().__init__(engine, never_sent_engine=never_sent_engine)
         self._window_budget = window_budget
         self._windows = WindowCache()
         self._writer = SqliteWriter(

@@ -12,8 +12,8 @@ import discord
 from discord import app_commands
 
 from app.bot.runner import build_bot
-from app.conversation.events import StorageUnavailable
 from app.conversation.setup import open_service
+from app.storage import StorageUnavailable
 from tests.bot.conftest import World, interaction_text
 from tests.bot.test_sharding import start_shard
 

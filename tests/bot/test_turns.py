@@ -7,7 +7,7 @@ import asyncio
 
 from app.bot.sentences import RESTARTING, STILL_ANSWERING
 from app.bot.turns import TurnLine
-from app.conversation.events import ConversationKey
+from app.storage import ConversationKey
 from tests.bot.conftest import World, answer_to, mention, user_contents
 from tests.fakes.openai_server import Reply
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from app.conversation.events import FinalReply, StorageUnavailable
+from app.conversation.events import FinalReply
 from app.conversation.service import ConversationService
 from app.conversation.status import format_status
 from app.engines import ChatMessage
-from app.storage import ConversationKey
+from app.storage import ConversationKey, StorageUnavailable
 from tests.helpers import conversation_service, history_store
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")

@@ -14,11 +14,11 @@ from app.conversation.events import (
     EmptyMessage,
     FinalReply,
     Notice,
-    StorageUnavailable,
     TextChunk,
 )
 from app.conversation.turn_display import show_turn
 from app.engines import EngineStarted
+from app.storage import StorageUnavailable
 
 
 class Recorder:

@@ -23,8 +23,8 @@ from app.storage import (
     create_engine,
     is_login_refused,
     is_lost_connection,
-    open_history_store,
 )
+from tests.helpers import history_store
 
 postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -112,7 +112,7 @@ async def test_start_up_waits_only_for_a_lost_connection(error: Exception, lost:
 async def test_a_store_retries_a_step_once_only_after_a_lost_connection(
     migrated_sqlite_file: Path, error: Exception, lost: bool, refused: bool
 ) -> None:
-    store = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
+    store = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
     attempts = 0
 
     async def step() -> str:

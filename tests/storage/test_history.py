@@ -6,6 +6,7 @@ import asyncio
 
 from app.engines import ECHO
 from app.storage import ConversationKey, StoredMessage, create_engine, open_history_store
+from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 
@@ -35,7 +36,7 @@ async def test_window_is_the_newest_that_fit_oldest_first_without_echo(migrated_
 
 async def test_the_store_leaves_out_only_the_engine_it_is_told_of(migrated_url: str) -> None:
     # Storage knows no engine by name: which replies stay out of windows is the conversation layer's word.
-    store = open_history_store(create_engine(migrated_url))
+    store = open_history_store(create_engine(migrated_url), never_sent_engine=None)
     try:
         conversation = await _ten_turns_with_an_echo_reply(store)
         assert [m.content for m in await store.recent(conversation, 60, 5)] == ["u8", "a8", "u9", "a9"]
@@ -44,8 +45,8 @@ async def test_the_store_leaves_out_only_the_engine_it_is_told_of(migrated_url: 
 
 
 async def test_a_second_store_on_the_same_database_sees_the_other_writes(migrated_url: str) -> None:
-    first = open_history_store(create_engine(migrated_url))
-    second = open_history_store(create_engine(migrated_url))
+    first = history_store(migrated_url)
+    second = history_store(migrated_url)
     try:
         conversation = await first.conversation_id(KEY)
         await first.append(conversation, StoredMessage("user", "from first", 3))
@@ -61,7 +62,7 @@ async def test_a_second_store_on_the_same_database_sees_the_other_writes(migrate
 
 
 async def test_concurrent_appends_of_many_conversations_are_all_committed(migrated_url: str) -> None:
-    store = open_history_store(create_engine(migrated_url))
+    store = history_store(migrated_url)
     try:
         ids = [await store.conversation_id(ConversationKey(n, "global")) for n in range(50)]
         await asyncio.gather(
@@ -74,8 +75,8 @@ async def test_concurrent_appends_of_many_conversations_are_all_committed(migrat
 
 
 async def test_interleaved_turns_store_each_answer_right_after_its_question(migrated_url: str) -> None:
-    first = open_history_store(create_engine(migrated_url))
-    second = open_history_store(create_engine(migrated_url))  # another process on the same database
+    first = history_store(migrated_url)
+    second = history_store(migrated_url)  # another process on the same database
     try:
         conversation = await first.conversation_id(KEY)
         assert await second.conversation_id(KEY) == conversation
@@ -88,7 +89,7 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
         assert [m.content for m in await first.all_messages(conversation)] == expected
         if first.dialect == "postgresql":  # SQLite is one process per file: its windows are cached per process
             assert [m.content for m in await first.recent(conversation, 1000, 5)] == expected
-        fresh = open_history_store(create_engine(migrated_url))
+        fresh = history_store(migrated_url)
         try:
             assert [m.content for m in await fresh.recent(conversation, 1000, 5)] == expected
         finally:

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, open_history_store
+from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine
+from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -99,7 +100,7 @@ async def proxied(migrated_url: str) -> AsyncIterator[tuple[HistoryStore, ReplyL
     proxy = ReplyLosingProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.open()
     proxied_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    store = open_history_store(create_engine(proxied_url))
+    store = history_store(create_engine(proxied_url))
     try:
         yield store, proxy
     finally:

@@ -14,8 +14,9 @@ from sqlalchemy.engine import make_url
 
 from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
-from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, open_history_store
+from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine
 from tests.conftest import ServiceFactory
+from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 
@@ -64,7 +65,7 @@ async def contents(store: HistoryStore, conversation_id: int) -> list[str]:
 
 
 async def test_an_engine_name_longer_than_its_column_is_stored_cut_to_it(migrated_url: str) -> None:
-    store = open_history_store(create_engine(migrated_url))
+    store = history_store(create_engine(migrated_url))
     long_name = "my_company.brains.experimental:" + "very_long_plugin_brain_name_" * 4
     try:
         conversation = await store.conversation_id(KEY)
@@ -95,7 +96,7 @@ async def test_a_conversation_deleted_while_the_bot_runs_is_created_again_at_the
 
 
 async def test_a_conversation_deleted_during_a_turn_loses_that_turn_only(migrated_url: str) -> None:
-    store = open_history_store(create_engine(migrated_url))
+    store = history_store(create_engine(migrated_url))
     operator = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
@@ -113,8 +114,8 @@ async def test_a_conversation_deleted_during_a_turn_loses_that_turn_only(migrate
 
 
 async def test_an_answer_whose_question_was_reset_meanwhile_is_not_stored(migrated_url: str) -> None:
-    answering = open_history_store(create_engine(migrated_url))
-    resetting = open_history_store(create_engine(migrated_url))  # another process, the user's /reset there
+    answering = history_store(create_engine(migrated_url))
+    resetting = history_store(create_engine(migrated_url))  # another process, the user's /reset there
     try:
         conversation = await answering.conversation_id(KEY)
         _, turn_id = await answering.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
@@ -130,7 +131,7 @@ async def test_an_answer_whose_question_was_reset_meanwhile_is_not_stored(migrat
 async def test_an_answer_written_while_a_reset_is_in_progress_is_not_stored(migrated_url: str) -> None:
     """The reset has deleted but not committed yet when the answer's write begins: the answer must wait for it,
     then find its question gone (without the lock it would see the question and outlive the reset)."""
-    store = open_history_store(create_engine(migrated_url, timeout_s=10))
+    store = history_store(create_engine(migrated_url, timeout_s=10))
     operator = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
@@ -160,7 +161,7 @@ async def test_a_reset_that_comes_while_an_answer_is_being_written_erases_it_too
     taken before the answer existed."""
     if not migrated_url.startswith("postgresql"):
         pytest.skip("SQLite's file lock orders a reset and an answer whole")
-    store = open_history_store(create_engine(migrated_url, timeout_s=10))
+    store = history_store(create_engine(migrated_url, timeout_s=10))
     answering_process = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
@@ -189,7 +190,7 @@ async def test_a_window_cached_before_another_process_reset_the_file_is_read_aga
     """SQLite hands out row ids again after a reset: the other process's new messages get the very ids the
     cached window ended with, so comparing ids would serve the erased history."""
     url = f"sqlite+aiosqlite:///{migrated_sqlite_file}"
-    first, second = open_history_store(create_engine(url)), open_history_store(create_engine(url))
+    first, second = history_store(create_engine(url)), history_store(create_engine(url))
 
     async def whole_turn(store: HistoryStore, conversation: int, text: str) -> list[str]:
         history, turn_id = await store.start_turn(conversation, StoredMessage("user", text, 2), 1000, 5)
@@ -216,7 +217,7 @@ async def test_a_window_cached_before_another_process_reset_the_file_is_read_aga
 async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothing_erased(migrated_url: str) -> None:
     """The store's own guarantee, not the service's lock: the reset and the turn may share one SQLite commit,
     and the turn's job runs after the delete; its window must not be the one cached before it."""
-    store = open_history_store(create_engine(migrated_url))
+    store = history_store(create_engine(migrated_url))
     try:
         conversation = await store.conversation_id(KEY)
         _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
@@ -235,7 +236,7 @@ async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothi
 async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_window(migrated_sqlite_file: Path) -> None:
     """SQLite's writer thread commits a job even when its caller was cancelled meanwhile: the next turn's window
     must still hold that message, though the cached window never heard of it."""
-    store = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=5))
+    store = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=5))
     try:
         conversation = await store.conversation_id(KEY)
         _, turn_id = await store.start_turn(conversation, StoredMessage("user", "first", 1), 1000)

@@ -13,8 +13,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from app.storage import create_engine, messages, open_history_store
+from app.storage import create_engine, messages
 from tests import workers
+from tests.helpers import history_store
 from tests.workers.conversation_turns import KEY
 
 TURNS = 40
@@ -47,7 +48,7 @@ async def test_two_processes_writing_one_conversation_lose_nothing_and_keep_turn
     windows = dict(zip(("alpha", "beta"), await asyncio.gather(_windows(first), _windows(second)), strict=True))
 
     database = create_engine(migrated_url)
-    store = open_history_store(database)
+    store = history_store(database)
     try:
         stored = await store.all_messages(await store.conversation_id(KEY))
         async with database.connect() as connection:

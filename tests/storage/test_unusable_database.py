@@ -18,8 +18,8 @@ from app.storage import (
     StorageUnavailable,
     StoredMessage,
     create_engine,
-    open_history_store,
 )
+from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 BUSY_TIMEOUT_S = 0.25
@@ -28,7 +28,7 @@ postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 @pytest.fixture
 async def store(migrated_sqlite_file: Path) -> AsyncIterator[HistoryStore]:
-    opened = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=BUSY_TIMEOUT_S))
+    opened = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=BUSY_TIMEOUT_S))
     yield opened
     await opened.close()
 
@@ -138,7 +138,7 @@ async def test_a_read_only_postgresql_is_unavailable_and_shows_until_a_write_suc
         if read_only:
             dbapi_connection.run_async(lambda driver: driver.execute("SET default_transaction_read_only = on"))
 
-    store = open_history_store(engine)
+    store = history_store(engine)
     try:
         with pytest.raises(StorageUnavailable, match="^read-only transaction$"):
             await store.conversation_id(KEY)
@@ -160,7 +160,7 @@ async def test_reading_a_whole_history_from_an_unreadable_file_is_unavailable(
     conversation = await store.conversation_id(KEY)
     await store.close()
     migrated_sqlite_file.write_bytes(b"this is not a database file, someone overwrote it" * 100)
-    reader = open_history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
+    reader = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
     try:
         with pytest.raises(StorageUnavailable, match="^file is not a database$"):
             await reader.all_messages(conversation)

@@ -12,8 +12,8 @@ SECRET = "hf_" + "s" * 34
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)  # a developer's own .env must not leak into these tests
-    settings = ("HF_TOKEN", "HUGGINGFACE_API_KEY", "DISCORD_BOT_TOKEN", "BRAIN", "CHAT_CHANNEL_IDS", "SHARD_COUNT")
-    for name in (*settings, "SHARD_IDS"):
+    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "DISCORD_BOT_TOKEN", "BRAIN", "CHAT_CHANNEL_IDS",
+                 "SHARD_COUNT", "SHARD_IDS"):
         monkeypatch.delenv(name, raising=False)
 
 

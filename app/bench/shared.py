@@ -24,11 +24,12 @@ from sqlalchemy import insert
 from app.bench.instant_engine import InstantEngine
 from app.config import DEFAULT_SYSTEM_PROMPT
 from app.conversation.service import ConversationService
+from app.conversation.setup import open_store
 from app.conversation.tokens import EstimatedTokens
-from app.engines import ECHO, Engine
+from app.engines import Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from app.storage import ConversationKey, conversations, create_engine, messages, migrate, open_history_store
+from app.storage import ConversationKey, conversations, create_engine, messages, migrate
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds `app`: a source checkout, or site-packages
 BENCH_ANSWER = "Sure — happy to help with that!"  # what the instant engine says in every benchmark
@@ -119,7 +120,7 @@ def open_bench_service(url: str, engines: Sequence[Engine] = ()) -> Conversation
     """The service of a turn as the bot runs it, on `url`, with `engines` (an instant one by default) before echo."""
     chain = EngineChain([Tier(engine, 5.0) for engine in engines or [bench_engine()]], EchoEngine(), max_tokens=400)
     return ConversationService(
-        open_history_store(create_engine(url), window_budget=3000, never_sent_engine=ECHO),
+        open_store(create_engine(url), 3000),
         chain,
         EstimatedTokens(),
         system_prompt=DEFAULT_SYSTEM_PROMPT,

@@ -18,6 +18,7 @@ from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage import (
     AppState,
     DatabaseUnavailable,
+    HistoryStore,
     create_engine,
     describe,
     driver_error,
@@ -29,7 +30,7 @@ from app.storage import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["migrate_when_reachable", "open_service"]
+__all__ = ["migrate_when_reachable", "open_service", "open_store"]
 
 
 async def open_service(settings: Settings) -> ConversationService:
@@ -47,7 +48,7 @@ async def open_service(settings: Settings) -> ConversationService:
         await database.dispose()
         raise
     return ConversationService(
-        open_history_store(database, window_budget=settings.history_token_budget, never_sent_engine=ECHO),
+        open_store(database, settings.history_token_budget),
         chain,
         counter,
         system_prompt=settings.system_prompt,
@@ -58,6 +59,11 @@ async def open_service(settings: Settings) -> ConversationService:
         save_answer_within_s=3 * settings.database_timeout_seconds,
         app_state=AppState(database),
     )
+
+
+def open_store(database: AsyncEngine, history_token_budget: int) -> HistoryStore:
+    """The history store of a service: echo's replies are stored and shown, and never sent to a model."""
+    return open_history_store(database, window_budget=history_token_budget, never_sent_engine=ECHO)
 
 
 async def migrate_when_reachable(

@@ -10,10 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage.failures import StorageUnavailable, short_cause
-from app.storage.models import AppStateEntry
-
-app_state = AppStateEntry.__table__
+from app.storage.failures import unavailable_as_storage_error
+from app.storage.models import app_state
 
 
 class AppState:
@@ -22,21 +20,18 @@ class AppState:
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     async def get(self, name: str) -> str | None:
-        """The value kept under `name`, or None. A database that fails is StorageUnavailable."""
-        try:
+        """The value kept under `name`, or None. A database that can't be used now is StorageUnavailable."""
+        with unavailable_as_storage_error():
             async with self._engine.connect() as connection:
                 return await connection.scalar(select(app_state.c.value).where(app_state.c.name == name))
-        except Exception as error:
-            raise StorageUnavailable(short_cause(error)) from error
 
     async def put(self, name: str, value: str) -> None:
-        """Keep `value` under `name`, replacing what was there. A database that fails is StorageUnavailable."""
+        """Keep `value` under `name`, replacing what was there. A database that can't be used now is
+        StorageUnavailable."""
         insert = self._insert(app_state).values(name=name, value=value)
         upsert = insert.on_conflict_do_update(
             index_elements=[app_state.c.name], set_={"value": value, "updated_at": func.current_timestamp()}
         )
-        try:
+        with unavailable_as_storage_error():
             async with self._engine.begin() as connection:
                 await connection.execute(upsert)
-        except Exception as error:
-            raise StorageUnavailable(short_cause(error)) from error

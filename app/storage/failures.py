@@ -8,6 +8,8 @@ driver's message: messages differ between drivers and versions, and can quote SQ
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
@@ -101,6 +103,19 @@ def unavailable_cause(error: BaseException) -> str | None:
     if is_lost_connection(error):
         return f"database unreachable ({type(orig).__name__})"
     return None
+
+
+@contextmanager
+def unavailable_as_storage_error() -> Iterator[None]:
+    """A database step: a database that can't be used now becomes StorageUnavailable with its short cause; any
+    other error (a bug, a missing table) stays what it is."""
+    try:
+        yield
+    except (DBAPIError, OSError) as error:
+        cause = unavailable_cause(error)
+        if cause is None:
+            raise
+        raise StorageUnavailable(cause) from error
 
 
 def is_foreign_key_violation(error: BaseException) -> bool:

@@ -80,6 +80,7 @@ class AppStateEntry(Base):
 
 conversations = Conversation.__table__
 messages = Message.__table__
+app_state = AppStateEntry.__table__
 
 Index("ix_messages_conversation_newest", messages.c.conversation_id, messages.c.id)
 Index(

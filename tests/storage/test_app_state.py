@@ -1,5 +1,5 @@
 """AppState on real, migrated databases: a value kept survives a new connection, a second put replaces it, and
-a database that cannot be used is StorageUnavailable."""
+a database that cannot be used now is StorageUnavailable, and a missing table is not that."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from app.storage import AppState, StorageUnavailable, create_engine
 
@@ -40,10 +41,12 @@ async def test_a_locked_database_is_storage_unavailable_with_its_short_cause(mig
         await engine.dispose()
 
 
-async def test_a_database_without_the_table_is_storage_unavailable(database_url: str) -> None:
+async def test_a_database_without_the_table_is_a_bug_not_an_unavailable_database(database_url: str) -> None:
+    # Start-up migrates first, so a missing table is a broken deployment: it must say so, not pass for "busy".
     engine = create_engine(database_url)  # not migrated
     try:
-        with pytest.raises(StorageUnavailable):
+        with pytest.raises(DBAPIError) as raised:
             await AppState(engine).get("commands:global")
+        assert not isinstance(raised.value, StorageUnavailable)
     finally:
         await engine.dispose()

@@ -1,6 +1,7 @@
 """`BRAIN=package.module:attribute`: the user's own brain behind the Engine interface.
 
-The attribute may be an engine-like object (it has `stream`), a factory (a class or a no-argument callable)
+The attribute may be an engine (used as it is), an engine-like object (it has `stream`; completed with what it
+lacks), a factory (a class or a no-argument callable)
 returning one, or an async callable taking the list of messages and returning the answer's text.
 """
 
@@ -116,6 +117,8 @@ def _import_plugin(module_name: str) -> ModuleType:
 def _as_engine(target: Any, name: str, context_window: int) -> Engine | None:
     if isinstance(target, type):
         return None  # a class is a factory, even though it has a `stream` attribute
+    if isinstance(target, Engine):
+        return target  # a whole engine, as it is: its optional capabilities (warm start, token counting...) too
     if hasattr(target, "stream"):
         return PluginEngine(target, name, context_window)
     if inspect.iscoroutinefunction(target) or (callable(target) and inspect.iscoroutinefunction(target.__call__)):

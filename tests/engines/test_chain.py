@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines import ChatMessage, CountsTokens, Engine, EngineError, EngineStarted, ErrorKind
 from app.engines.breaker import CircuitBreaker
 from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
-from tests.engines.conftest import BreakerWitness, MakeApiEngine
 from tests.fakes.openai_server import (
     FakeChatServer,
     Hang,
@@ -29,6 +28,7 @@ from tests.fakes.openai_server import (
     Reply,
     StreamErrorEvent,
 )
+from tests.helpers import BreakerWitness, MakeApiEngine
 
 SYSTEM: ChatMessage = {"role": "system", "content": "You are Kor'tana."}
 HISTORY: list[ChatMessage] = [
@@ -534,6 +534,27 @@ async def test_a_plugin_brain_answers(
     assert brain.name == name
     assert turn.starts == [EngineStarted(name, replaces_partial=False)]
     assert turn.shown == text
+
+
+class CountingTeaBrain(TeaBrain):
+    """A whole engine with an optional capability: it counts its own tokens."""
+
+    async def aclose(self) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_a_plugin_that_is_a_whole_engine_keeps_its_optional_capabilities(
+    brains_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[brains_module], "counting", CountingTeaBrain(), raising=False)
+
+    brain = load_plugin_brain(f"{brains_module}:counting", context_window=4096)
+
+    assert brain is sys.modules[brains_module].counting  # not wrapped: nothing of it is hidden
+    assert isinstance(brain, CountsTokens) and brain.count_tokens("two words") == 2
 
 
 async def test_a_failing_plugin_brain_hands_over(

@@ -1,8 +1,8 @@
 """`BRAIN=package.module:attribute`: the user's own brain behind the Engine interface.
 
 The attribute may be an engine (used as it is), an engine-like object (it has `stream`; completed with what it
-lacks), a factory (a class or a no-argument callable)
-returning one, or an async callable taking the list of messages and returning the answer's text.
+lacks), a factory (a class or a no-argument callable) returning one, or an async callable taking the list of
+messages and returning the answer's text.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every layer may use these (they import nothing of Kor'tana): engines make model output valid before it leaves
 the chain, front ends make their input valid before it enters a turn, and log lines and errors pass URLs
-through `redact_url_credentials`.
+through `redact_url_credentials` (`error_cause` does it for an error's own words).
 """
 
 from __future__ import annotations
@@ -28,3 +28,8 @@ def valid_unicode(text: str) -> str:
 def redact_url_credentials(text: str) -> str:
     """`scheme://user:password@host` anywhere in the text becomes `scheme://***@host`."""
     return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def error_cause(error: BaseException) -> str:
+    """The error's own words for the log (our errors never carry message text; URLs lose their credentials)."""
+    return redact_url_credentials(str(error)) or type(error).__name__

@@ -141,8 +141,8 @@ async def timed_answer(chain: EngineChain) -> tuple[float, str]:
 
 async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[list[object]]:
     """`users` turns at once with a hanging brain, HF healthy: every turn's time to its answer."""
-    from tests.engines.conftest import BreakerWitness
     from tests.fakes.openai_server import FakeChatServer, Hang, Reply
+    from tests.helpers import BreakerWitness
 
     rows = []
     for limit in concurrency_limits:
@@ -247,7 +247,7 @@ def verdict(added: Sequence[float], limit: float) -> str:
 
 
 async def run_failover_section(directory: Path, quick: bool) -> None:
-    import_test_kit("failover", "tests.fakes.openai_server", "tests.engines.conftest")
+    import_test_kit("failover", "tests.fakes.openai_server", "tests.helpers")
     allow_loopback_hub_calls()
     # The chain logs every failure: keep that cost in the figures, but not the noise on the terminal.
     with logging_while_measuring(discard=True):

@@ -26,7 +26,8 @@ from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
 from app.conversation.service import ConversationService
-from app.conversation.turn_display import error_cause, show_turn
+from app.conversation.turn_display import show_turn
+from app.safe_text import error_cause
 from app.storage import ConversationKey
 
 log = logging.getLogger(__name__)

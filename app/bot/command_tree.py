@@ -8,8 +8,8 @@ import logging
 import discord
 from discord import app_commands
 
-from app.conversation.events import NO_MEMORY, SORRY
-from app.conversation.turn_display import error_cause
+from app.conversation.events import failure_sentence
+from app.safe_text import error_cause
 from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -18,13 +18,12 @@ log = logging.getLogger(__name__)
 class KortanaTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError, /) -> None:
         name = interaction.command.name if interaction.command else "?"
-        original = getattr(error, "original", error)  # CommandInvokeError wraps what the command raised
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(original, StorageUnavailable):  # the database's short cause; its driver error may quote SQL
             log.error("Slash command /%s failed: the database is unavailable (%s)", name, error_cause(original))
-            reply = NO_MEMORY
         else:
             log.error("Slash command /%s failed", name, exc_info=error)
-            reply = SORRY
+        reply = failure_sentence(original)
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(reply, ephemeral=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.engines import EngineStarted
+from app.storage import StorageUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,11 @@ TurnEvent = EngineStarted | TextChunk | Notice | FinalReply
 # What a front end says when a turn fails: the same words in the terminal and on Discord.
 SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
 NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
+
+
+def failure_sentence(error: BaseException) -> str:
+    """What a user is told when their turn or command failed with `error`."""
+    return NO_MEMORY if isinstance(error, StorageUnavailable) else SORRY
 
 
 class EmptyMessage(ValueError):

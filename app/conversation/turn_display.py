@@ -20,16 +20,15 @@ from contextlib import aclosing
 from typing import Protocol
 
 from app.conversation.events import (
-    NO_MEMORY,
-    SORRY,
     EmptyMessage,
     FinalReply,
     Notice,
     TextChunk,
     TurnEvent,
+    failure_sentence,
 )
 from app.engines import EngineStarted
-from app.safe_text import redact_url_credentials
+from app.safe_text import error_cause
 from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -99,14 +98,8 @@ async def show_turn(
     except Exception as error:
         if shown:
             log.error("Turn failed in conversation %s after its answer was shown: %s", log_id, error_cause(error))
-        elif isinstance(error, StorageUnavailable):  # its short cause says it all; its driver error may quote SQL
-            log.error("Turn failed in conversation %s: %s", log_id, error_cause(error))
-            await display.fail(NO_MEMORY)
         else:
-            log.error("Turn failed in conversation %s: %s", log_id, error_cause(error), exc_info=error)
-            await display.fail(SORRY)
-
-
-def error_cause(error: BaseException) -> str:
-    """The error's own words for the log (our errors never carry message text; URLs lose their credentials)."""
-    return redact_url_credentials(str(error)) or type(error).__name__
+            # A database's short cause says it all (its driver error may quote SQL); anything else is a bug.
+            trace = None if isinstance(error, StorageUnavailable) else error
+            log.error("Turn failed in conversation %s: %s", log_id, error_cause(error), exc_info=trace)
+            await display.fail(failure_sentence(error))

@@ -24,9 +24,9 @@ from app.bot.sentences import (
     RESTARTING,
 )
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply
-from app.conversation.turn_display import error_cause
 from app.conversation.turn_text import clean_text
 from app.engines import HUGGINGFACE
+from app.safe_text import error_cause
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,12 @@ class Conversation(commands.Cog):
             await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
             return
         turn = Turn(
-            InteractionReply(interaction), key, interaction.user.display_name, question, HUGGINGFACE, EMPTY_QUESTION
+            InteractionReply(interaction),
+            key,
+            interaction.user.display_name,
+            question,
+            prefer=HUGGINGFACE,
+            empty_reply=EMPTY_QUESTION,
         )
         await bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
 

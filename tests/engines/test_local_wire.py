@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from app.engines import CountsTokens, Engine, ReportsStatus, Reserving, WarmStart
+from app.engines import CountsTokens, Engine, ErrorKind, ReportsStatus, Reserving, WarmStart
 from app.engines.local import LocalModelEngine, wire
 
 MESSAGES: list[wire.Command | wire.Event] = [
@@ -27,7 +27,7 @@ MESSAGES: list[wire.Command | wire.Event] = [
     wire.Fatal(message="ValueError: Failed to load model"),
     wire.Token(id=3, text=" 🍒\n"),
     wire.Done(id=3, finish="length", prompt_tokens=40, completion_tokens=8, first_token_s=0.02, tokens_per_s=None),
-    wire.Failed(id=3, kind="context_too_long", message="Requested tokens exceed context window"),
+    wire.Failed(id=3, kind=ErrorKind.CONTEXT_TOO_LONG, message="Requested tokens exceed context window"),
 ]
 
 
@@ -55,8 +55,9 @@ def test_a_command_is_not_an_event_and_an_event_is_not_a_command() -> None:
         b'{"id": 1, "text": "no tag"}\n',
         b'{"ev": "token", "id": 1}\n',
         b'{"ev": "token", "id": 1, "text": "hi", "extra": true}\n',
+        b'{"ev": "error", "id": 1, "kind": "on_fire", "message": "?"}\n',
     ],
-    ids=["not-json", "not-object", "unknown-tag", "no-tag", "field-missing", "field-unknown"],
+    ids=["not-json", "not-object", "unknown-tag", "no-tag", "field-missing", "field-unknown", "unknown-error-kind"],
 )
 def test_a_line_that_is_no_message_is_a_wire_error(line: bytes) -> None:
     with pytest.raises(wire.WireError):

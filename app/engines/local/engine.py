@@ -311,8 +311,4 @@ def _why_not_ready(event: WorkerEvent) -> str:
 
 
 def _worker_error(failed: wire.Failed) -> EngineError:
-    try:
-        kind = ErrorKind(failed.kind)
-    except ValueError:
-        kind = ErrorKind.UNAVAILABLE
-    return EngineError(kind, f"local model: {failed.message}")
+    return EngineError(failed.kind, f"local model: {failed.message}")

@@ -22,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
-from app.engines.contract import ChatMessage
+from app.engines.contract import ChatMessage, ErrorKind
 
 LINE_LIMIT = 1 << 20  # bytes per line; a token line is tiny, an error message is cut to `MESSAGE_LIMIT` chars
 MESSAGE_LIMIT = 300
@@ -93,8 +93,14 @@ class Failed:
     TAG: ClassVar[str] = "error"
 
     id: int
-    kind: str  # an ErrorKind value
+    kind: ErrorKind
     message: str
+
+    def __post_init__(self) -> None:  # JSON carries the kind as its value
+        try:
+            object.__setattr__(self, "kind", ErrorKind(self.kind))
+        except ValueError:
+            raise WireError(f"unknown error kind {self.kind!r}") from None
 
 
 Command = Generate | Cancel
@@ -106,7 +112,7 @@ _EVENTS: dict[str, type[Event]] = {cls.TAG: cls for cls in (Ready, Fatal, Token,
 
 def encode(message: Command | Event) -> bytes:
     """One line. ASCII-only JSON: a lone surrogate in a user's text travels as an escape, it cannot fail."""
-    tag_key = "op" if isinstance(message, Generate | Cancel) else "ev"
+    tag_key = "op" if type(message) in _COMMANDS.values() else "ev"
     return json.dumps({tag_key: message.TAG, **asdict(message)}).encode() + b"\n"
 
 

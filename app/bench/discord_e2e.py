@@ -41,7 +41,6 @@ FakeDiscord = Any
 RestCall = Any
 FakeChatServer = Any
 
-ONE_CHUNK_ANSWER = BENCH_ANSWER
 STREAM_CHUNKS = 40
 STREAM_CHUNK_DELAY_S = 0.075  # 40 chunks over about 3 s
 STREAM_PIECES = [f"word{i:02d} of a long streamed answer, " for i in range(STREAM_CHUNKS - 1)] + ["the end."]
@@ -72,7 +71,7 @@ class BenchBrain:
         if said.startswith(SLOW_ASK):
             await asyncio.sleep(SLOW_ANSWER_S)
         if not said.startswith(STREAM_ASK):
-            yield ONE_CHUNK_ANSWER
+            yield BENCH_ANSWER
             return
         for piece in STREAM_PIECES:
             await asyncio.sleep(STREAM_CHUNK_DELAY_S)
@@ -94,7 +93,7 @@ def timed_chat_server() -> FakeChatServer:
     def reply(body: dict[str, Any]) -> Reply:
         if body["messages"][-1]["content"].startswith(STREAM_ASK):
             return Reply(STREAM_ANSWER, chunks=STREAM_CHUNKS, chunk_delay_s=STREAM_CHUNK_DELAY_S)
-        return Reply(ONE_CHUNK_ANSWER)
+        return Reply(BENCH_ANSWER)
 
     class TimedChatServer(FakeChatServer):
         def __init__(self) -> None:
@@ -146,7 +145,7 @@ async def run_one_chunk(rig: Rig, answers: int) -> list[float]:
     latencies = []
     for n in range(answers):
         channel, user = channels[n % len(channels)], rig.users[n % USERS]
-        injected, shown = await rig.ask(channel, user, f"hello {n}", ONE_CHUNK_ANSWER)
+        injected, shown = await rig.ask(channel, user, f"hello {n}", BENCH_ANSWER)
         latencies.append(shown.time - injected)
     return latencies
 
@@ -208,7 +207,7 @@ async def bench_brain(kind: str, directory: Path, one_chunk_answers: int, stream
             async with fake.running(build_bot(service, settings, "bench")):  # fast start, as the tests do
                 warm_up = rig.fresh_channels(1)[0]
                 for n in range(3):
-                    await rig.ask(warm_up, rig.users[n], f"warming up {n}", ONE_CHUNK_ANSWER)
+                    await rig.ask(warm_up, rig.users[n], f"warming up {n}", BENCH_ANSWER)
                 await asyncio.sleep(0.2)  # let the warm-up's trailing calls land before counting
 
                 since = len(fake.calls)
@@ -263,7 +262,7 @@ async def bench_pressure(directory: Path) -> list[list[Any]]:
         try:
             async with fake.running(build_bot(service, settings, "bench")):
                 fake.rate_limit("POST", r"/channels/\d+/typing", retry_after=TYPING_RETRY_AFTER_S)
-                injected, shown = await Rig(fake, 0).ask(fake.channel, fake.alice, "hello", ONE_CHUNK_ANSWER)
+                injected, shown = await Rig(fake, 0).ask(fake.channel, fake.alice, "hello", BENCH_ANSWER)
                 rows.append([f"typing answered 429, Retry-After {TYPING_RETRY_AFTER_S:g} s: time to the answer",
                              f"{ms(shown.time - injected, 1)} ms", "", "", "", f"≪ {TYPING_RETRY_AFTER_S:g} s"])
         finally:

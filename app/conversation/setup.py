@@ -82,7 +82,7 @@ async def migrate_when_reachable(
             if is_login_refused(error):
                 raise DatabaseUnavailable(
                     f"The database at {describe(settings.database_url)} refused the login: "
-                    f"{getattr(error, 'orig', error)}"
+                    f"{driver_error(error)}"
                 ) from None
             if not is_lost_connection(error):
                 raise DatabaseUnavailable(

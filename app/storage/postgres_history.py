@@ -70,7 +70,7 @@ class PostgresHistoryStore(HistoryStore):
 
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
         async def insert_answer() -> bool:
-            # One statement, no advisory lock: the question's row lock orders it against a reset (statements).
+            # One statement, no advisory lock: the question's row lock orders it against a reset (_statements).
             async with self._engine.connect() as connection:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 if (await autocommit.execute(self._writes.insert_answer, row)).scalar() is not None:

@@ -8,7 +8,7 @@ missing server fails instead of skipping.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -20,7 +20,7 @@ from app.conversation.service import ConversationService
 from app.conversation.tokens import TokenCounter
 from app.engines import Engine
 from app.storage import create_engine, migrate
-from tests.helpers import TEST_BUDGET, conversation_service, history_store
+from tests.helpers import TEST_BUDGET, ServiceFactory, conversation_service, history_store
 
 POSTGRES_URL = os.environ.get("KORTANA_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("KORTANA_REQUIRE_POSTGRES") == "1"
@@ -74,9 +74,6 @@ def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
     import, so patch both."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-
-
-ServiceFactory = Callable[..., Awaitable[ConversationService]]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.storage import ConversationKey, StorageUnavailable, create_engine
-from tests.helpers import conversation_service, history_store
+from tests.helpers import child_environment, conversation_service, history_store
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ConversationKey(user_id=7, scope="global")
@@ -35,9 +35,8 @@ def free_port() -> int:
 
 def run_chat(database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m app chat` on that database, away from this checkout's .env and the caller's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "DATABASE_", "BRAIN"))}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+    env = child_environment(
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         DATABASE_URL=database_url,
         DATABASE_CONNECT_RETRY_SECONDS="1",
         BRAIN="none",

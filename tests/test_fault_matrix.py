@@ -22,8 +22,8 @@ from app.conversation.events import FinalReply
 from app.conversation.service import ConversationService
 from app.engines.chat_api import ChatApiEngine
 from app.storage import ConversationKey, StoredMessage
-from tests.conftest import ServiceFactory
 from tests.fakes import openai_server as fake
+from tests.helpers import ServiceFactory
 
 DEADLINE_S = 0.4
 USERS = 4

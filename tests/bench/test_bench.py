@@ -3,7 +3,6 @@ and the sections that drive the test fakes say in one line when an installation 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,19 +10,17 @@ import sys
 from pathlib import Path
 
 import app
+from tests.helpers import child_environment
 
-SETTING_NAMES = ("BRAIN", "DATABASE_URL", "HF_TOKEN", "HUGGINGFACE_API_KEY", "HF_BASE_URL", "TOKENIZER")
 PACKAGE = Path(app.__file__).resolve().parent
 
 
 def run_bench(args: list[str], cwd: Path, python_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES and k != "PYTHONPATH"}
-    if python_path is not None:
-        env["PYTHONPATH"] = str(python_path)
+    path = {} if python_path is None else {"PYTHONPATH": str(python_path)}
     return subprocess.run(
         [sys.executable, "-m", "app", "bench", *args],
         cwd=cwd,
-        env=env,
+        env=child_environment("PYTHONPATH", **path),
         capture_output=True,
         text=True,
         timeout=180,

@@ -10,8 +10,8 @@ import pytest
 from app.bot.sentences import ATTACHMENTS_ONLY, CANNOT_SEE_MESSAGE, CANNOT_SEE_REPLY, EMPTY_MENTION
 from app.conversation.events import NO_MEMORY
 from app.storage import StorageUnavailable
-from tests.bot.conftest import HF_SECRET, World, answer_to, interaction_text, mention, user_contents
 from tests.fakes.openai_server import HttpError, Reply, refused_base_url
+from tests.helpers import HF_SECRET, World, answer_to, interaction_text, mention, user_contents
 
 MESSAGE_CONTENT_INTENT = 1 << 15
 

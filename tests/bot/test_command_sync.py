@@ -14,8 +14,7 @@ from discord import app_commands
 from app.bot.runner import build_bot
 from app.conversation.setup import open_service
 from app.storage import StorageUnavailable
-from tests.bot.conftest import World, interaction_text
-from tests.bot.test_sharding import start_shard
+from tests.helpers import World, interaction_text, start_shard
 
 COMMAND_ROUTES = r"/applications/\d+(/guilds/\d+)?/commands(/.*)?"
 GLOBAL_PUT = r"/applications/\d+/commands"

@@ -8,7 +8,6 @@ and SIGTERM lets a running answer finish (or, past the grace, says it was cut) a
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import sys
@@ -17,23 +16,19 @@ from pathlib import Path
 from app.bot.sentences import CANNOT_SEE_REPLY, RESTARTING
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, Reply
-from tests.helpers import SETTING_NAMES
+from tests.helpers import child_environment
 
-DISCORD_SETTINGS = (
-    "DISCORD_BOT_TOKEN", "DISCORD_API_BASE_URL", "DISCORD_GATEWAY_URL", "CHAT_CHANNEL_IDS", "MESSAGE_CONTENT_INTENT",
-    "SHUTDOWN_GRACE_SECONDS", "BRAIN_TIMEOUT_SECONDS", "USER_COOLDOWN_SECONDS",
-)  # fmt: skip
 MESSAGE_CONTENT = 1 << 15
 
 
 async def start_kortana_run(tmp_path: Path, fake: FakeDiscord | None, **env: str) -> asyncio.subprocess.Process:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES + DISCORD_SETTINGS}
+    values = {"BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"}
     if fake is not None:
-        clean.update(DISCORD_API_BASE_URL=fake.api_base_url, DISCORD_GATEWAY_URL=fake.gateway_url)
+        values.update(DISCORD_API_BASE_URL=fake.api_base_url, DISCORD_GATEWAY_URL=fake.gateway_url)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "run",
         cwd=tmp_path,
-        env={**clean, "BRAIN": "none", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", **env},
+        env=child_environment(**{**values, **env}),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -7,34 +7,12 @@ from collections import defaultdict
 
 import pytest
 
-from app.bot.bot import KortanaBot
-from app.bot.runner import build_bot
-from app.conversation.setup import open_service
-from tests.bot.conftest import World
-from tests.fakes.discord import BotRunner
 from tests.fakes.openai_server import Reply
+from tests.helpers import World, start_shard
 
 
 def noted(body: dict) -> Reply:
     return Reply(f"noted: {body['messages'][-1]['content']}", chunks=2)
-
-
-async def start_shard(world: World, shard_id: int, received: dict[int, list]) -> tuple[KortanaBot, BotRunner]:
-    settings = world.settings().model_copy(update={"shard_count": 2, "shard_ids": [shard_id]})
-    service = await open_service(settings)
-    bot = build_bot(service, settings, "test", edit_interval=0.2)
-    handle = bot.on_message
-
-    async def recording(message) -> None:  # what this process's gateway connection delivered
-        received[shard_id].append(message.guild.id if message.guild else None)
-        await handle(message)
-
-    bot.on_message = recording  # type: ignore[method-assign]
-    try:
-        return bot, await world.fake.start_bot(bot)
-    except BaseException:
-        await service.close()
-        raise
 
 
 async def test_two_shard_processes_share_one_global_history_in_order(world: World) -> None:

@@ -8,8 +8,8 @@ import asyncio
 from app.bot.sentences import RESTARTING, STILL_ANSWERING
 from app.bot.turns import TurnLine
 from app.storage import ConversationKey
-from tests.bot.conftest import World, answer_to, mention, user_contents
 from tests.fakes.openai_server import Reply
+from tests.helpers import World, answer_to, mention, user_contents
 
 TYPING = r"/channels/\d+/typing"
 

@@ -15,8 +15,7 @@ from sqlalchemy.engine import make_url
 from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
 from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine
-from tests.conftest import ServiceFactory
-from tests.helpers import history_store
+from tests.helpers import ServiceFactory, history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
 

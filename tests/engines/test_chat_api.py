@@ -7,10 +7,8 @@ import base64
 import email.utils
 import json
 import logging
-import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from app.engines import ChatMessage, EngineError, ErrorKind
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
-from tests.engines.conftest import MakeApiEngine
+from tests import workers
 from tests.fakes.openai_server import (
     FakeChatServer,
     Hang,
@@ -28,6 +26,7 @@ from tests.fakes.openai_server import (
     Reply,
     StreamErrorEvent,
 )
+from tests.helpers import MakeApiEngine, child_environment
 
 HISTORY: list[ChatMessage] = [
     {"role": "system", "content": "You are Kor'tana."},
@@ -302,49 +301,15 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth(
 
 # -- nothing but the configured server is contacted ------------------------------------------------------------
 
-_FIRST_REQUEST = textwrap.dedent(
-    """
-    import asyncio, json, socket
-
-    contacted = []
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
-
-    def recording_getaddrinfo(host, *args, **kwargs):
-        contacted.append(["resolve", str(host)])
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def recording_connect(self, address):
-        contacted.append(["connect", str(address[0])])
-        return real_connect(self, address)
-
-    socket.getaddrinfo, socket.socket.connect = recording_getaddrinfo, recording_connect
-
-    from app.engines.chat_api import ChatApiEngine
-    from tests.fakes.openai_server import FakeChatServer
-
-    async def main():
-        async with FakeChatServer() as server:
-            engine = ChatApiEngine("brain", "fake/model", server.base_url, None, 2.0, 0.8, 4096)
-            text = "".join([chunk async for chunk in engine.stream([{"role": "user", "content": "hi"}], 20)])
-        print(json.dumps({"text": text, "contacted": contacted}))
-
-    asyncio.run(main())
-    """
-)
-
 
 def test_a_first_request_contacts_no_host_but_the_configured_one(tmp_path: Path) -> None:
     """A fresh process (the library's one-time work happens on its first request), with an empty hub cache."""
-    env = {
-        name: value for name, value in os.environ.items()
-        if name not in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY") and not name.startswith("HF_HUB_")
-    }
-    env["HF_HOME"] = str(tmp_path / "hf-home")
-    repo_root = Path(__file__).resolve().parents[2]
+    env = child_environment("HF_HUB_*", HF_HOME=str(tmp_path / "hf-home"))
 
     finished = subprocess.run(
-        [sys.executable, "-c", _FIRST_REQUEST], cwd=repo_root, env=env, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-m", "tests.workers.first_request"],
+        cwd=workers.REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
     assert finished.returncode == 0, finished.stderr
     result = json.loads(finished.stdout.splitlines()[-1])

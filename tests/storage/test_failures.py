@@ -12,19 +12,21 @@ import asyncpg
 import pytest
 import sqlalchemy
 from alembic.util import CommandError
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
 from app.conversation.setup import migrate_when_reachable
 from app.storage import (
+    ConversationKey,
     DatabaseUnavailable,
     StorageUnavailable,
+    StoredMessage,
     create_engine,
     is_login_refused,
     is_lost_connection,
 )
-from tests.helpers import history_store
+from tests.helpers import history_store, settings_for
 
 postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -91,9 +93,7 @@ def test_one_rule_tells_a_lost_connection(error: Exception, lost: bool, refused:
 
 @pytest.mark.parametrize(("error", "lost", "refused"), TABLE)
 async def test_start_up_waits_only_for_a_lost_connection(error: Exception, lost: bool, refused: bool) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url="sqlite+aiosqlite:///unused.db", database_connect_retry_seconds=0
-    )
+    settings = settings_for(database_url="sqlite+aiosqlite:///unused.db", database_connect_retry_seconds=0)
     attempts = 0
 
     async def failing_change(_database: AsyncEngine) -> None:
@@ -112,23 +112,27 @@ async def test_start_up_waits_only_for_a_lost_connection(error: Exception, lost:
 async def test_a_store_retries_a_step_once_only_after_a_lost_connection(
     migrated_sqlite_file: Path, error: Exception, lost: bool, refused: bool
 ) -> None:
-    store = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}"))
+    database = create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}")
+    store = history_store(database)
+    conversation = await store.conversation_id(ConversationKey(user_id=1, scope="global"))
+    await store.append(conversation, StoredMessage("user", "done on a fresh connection", 6))
     attempts = 0
 
-    async def step() -> str:
+    @event.listens_for(database.sync_engine, "before_cursor_execute")
+    def read_fails_first(connection, cursor, statement: str, *args: object) -> None:  # type: ignore[no-untyped-def]
+        # Only the reads of `all_messages` go through the engine (SQLite's writes have their own thread).
         nonlocal attempts
         attempts += 1
         if attempts == 1:
             raise error
-        return "done on a fresh connection"
 
     try:
         if lost:
-            assert await store._retrying(step, "test") == "done on a fresh connection"
+            assert [m.content for m in await store.all_messages(conversation)] == ["done on a fresh connection"]
             assert attempts == 2
         else:
             with pytest.raises((type(error), StorageUnavailable)):
-                await store._retrying(step, "test")
+                await store.all_messages(conversation)
             assert attempts == 1
     finally:
         await store.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import re
 import time
@@ -28,6 +29,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.state import DiscordState
 
 MESSAGES = r"/channels/\d+/messages"
 A_MESSAGE = r"/channels/\d+/messages/\d+"
@@ -69,6 +71,21 @@ def answering_bot(**kwargs) -> commands.Bot:
 
 
 # ------------------------------------------------------------------------------------------- start-up
+
+
+def test_every_hook_the_state_declares_is_implemented_by_a_part() -> None:
+    # The fake's own wiring (the one place a test looks inside the package): a part renamed or dropped would
+    # otherwise leave a sibling calling the stub.
+    def function(member: object) -> object:
+        return member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+
+    hooks = {
+        name: member
+        for name, member in vars(DiscordState).items()
+        if callable(function(member)) and "raise NotImplementedError" in inspect.getsource(function(member))
+    }
+    assert {"dispatch", "gateway_url", "_bot_message", "_check_rate_limit", "_followup"} <= hooks.keys()
+    assert [name for name, stub in hooks.items() if inspect.getattr_static(FakeDiscord, name) is stub] == []
 
 
 async def test_class_attributes_are_patched_and_restored() -> None:

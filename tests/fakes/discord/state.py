@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 DISCORD_EPOCH_MS = 1420070400000
 
@@ -174,7 +177,91 @@ def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
 
 
 class DiscordState:
-    """Users, guilds, channels and messages; the logs; waiting for something to happen."""
+    """Users, guilds, channels and messages; the logs; waiting for something to happen.
+
+    The hooks below are what one part gives the others: each stub names the part that implements it, so a
+    part's dependencies on its siblings are visible here rather than only at the call. `FakeDiscord` (which
+    inherits every part) overrides them all; a stub that runs means a part was used without its sibling.
+    """
+
+    # ------------------------------------------------------------------------- hooks between the parts
+
+    @property
+    def gateway_url(self) -> str:
+        """(server) The gateway's ws:// URL, as REST's /gateway and the gateway's READY give it."""
+        raise NotImplementedError
+
+    async def dispatch(self, event: str, data: dict[str, Any], shard_id: int | None = None) -> bool:
+        """(gateway) Send a DISPATCH event to the live connection of the shard that owns it; False if dropped."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _validate_content(body: dict[str, Any], files: list[dict[str, Any]], *, creating: bool) -> None:
+        """(bot_messages) Refuse a message body Discord would refuse, as Discord's HTTP 400."""
+        raise NotImplementedError
+
+    def _bot_message(
+        self,
+        channel_id: int,
+        body: dict[str, Any],
+        files: list[dict[str, Any]],
+        *,
+        flags: int = 0,
+        extra: dict[str, Any] | None = None,
+        interaction_id: int | None = None,
+    ) -> FakeMessage:
+        """(bot_messages) Store a message the bot sends (by REST or as an interaction's response)."""
+        raise NotImplementedError
+
+    def _edit(self, msg: FakeMessage, body: dict[str, Any], files: list[dict[str, Any]]) -> None:
+        """(bot_messages) Apply the bot's edit of one of its messages, keeping the earlier version."""
+        raise NotImplementedError
+
+    def _echo(self, event: str, msg: FakeMessage) -> None:
+        """(bot_messages) Send the bot's own message back to it as `event`, as Discord does, if enabled."""
+        raise NotImplementedError
+
+    def _message_or_404(self, message_id: Any, channel_id: Any = None) -> FakeMessage:
+        """(rest) The live message, or Discord's 404 Unknown Message."""
+        raise NotImplementedError
+
+    def _check_app(self, request: web.Request) -> None:
+        """(rest) Discord's 404 Unknown Application unless the request names the bot's application."""
+        raise NotImplementedError
+
+    async def _hold_if_delayed(self, method: str, path: str) -> None:
+        """(ratelimits) Wait out a scripted delay of this call, if one matches."""
+        raise NotImplementedError
+
+    def _scripted(self, method: str, path: str) -> web.Response | None:
+        """(ratelimits) The scripted fault's response for this call, if one matches."""
+        raise NotImplementedError
+
+    def _check_rate_limit(self, request: web.Request, call: RestCall) -> web.Response | None:
+        """(ratelimits) A 429 if the call's bucket is exhausted; None lets it through (with bucket headers)."""
+        raise NotImplementedError
+
+    async def _interaction_callback(self, request: web.Request) -> web.Response:
+        """(interactions) POST /interactions/{id}/{token}/callback: the interaction's first response."""
+        raise NotImplementedError
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        """(interactions) POST /webhooks/{application_id}/{token}: a followup message."""
+        raise NotImplementedError
+
+    async def _webhook_get(self, request: web.Request) -> web.Response:
+        """(interactions) GET an interaction's message through its webhook."""
+        raise NotImplementedError
+
+    async def _webhook_edit(self, request: web.Request) -> web.Response:
+        """(interactions) PATCH an interaction's message through its webhook."""
+        raise NotImplementedError
+
+    async def _webhook_delete(self, request: web.Request) -> web.Response:
+        """(interactions) DELETE an interaction's message through its webhook."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------ the world
 
     def _create_world(self, bot_name: str) -> None:
         self.bot_user = self._make_user(bot_name, bot=True)

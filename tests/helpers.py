@@ -30,13 +30,13 @@ from app.bot.bot import KortanaBot
 from app.bot.runner import build_bot
 from app.config import Settings
 from app.conversation.service import ConversationService
-from app.conversation.setup import open_service
+from app.conversation.setup import open_service, open_store
 from app.conversation.tokens import EstimatedTokens, TokenCounter
-from app.engines import ECHO, ChatMessage, Engine
+from app.engines import ChatMessage, Engine
 from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
-from app.storage import HistoryStore, create_engine, open_history_store
+from app.storage import HistoryStore, create_engine
 
 if TYPE_CHECKING:
     from tests.fakes.discord import BotRunner, FakeDiscord
@@ -59,20 +59,16 @@ def engine_chain(engines: Sequence[Engine] = (), *, deadline_s: float = 5.0, max
 
 
 def history_store(
-    database: str | AsyncEngine, *, window_budget: int | None = None, timeout_s: float | None = None
+    database: str | AsyncEngine, *, window_budget: int = 4096, timeout_s: float | None = None
 ) -> HistoryStore:
-    """The store for a database URL (its own engine, disposed when the store closes) or for an engine.
-
-    `timeout_s` is the database timeout (SQLite's busy timeout); None keeps the application's default, and so
-    does `window_budget`.
-    """
+    """A service's store (`open_store`: echo's replies stay out of windows) for a database URL (its own engine,
+    disposed when the store closes) or for an engine. `window_budget` is the largest history budget a turn asks
+    for; `timeout_s` is the database timeout (SQLite's busy timeout), None for the application's default."""
     if isinstance(database, str):
         database = create_engine(database) if timeout_s is None else create_engine(database, timeout_s=timeout_s)
     elif timeout_s is not None:
         raise ValueError("timeout_s applies to a URL; an engine already has its timeout")
-    if window_budget is None:
-        return open_history_store(database, never_sent_engine=ECHO)
-    return open_history_store(database, window_budget, never_sent_engine=ECHO)
+    return open_store(database, window_budget)
 
 
 def conversation_service(

@@ -17,6 +17,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "Keep responses conversational and warm. Use emojis naturally. Be concise but personable."
 )
 DEFAULT_DATABASE_FILE = "kortana.db"
+# HISTORY_SCOPE: one conversation per user per server, per channel, or one for all of them.
+HistoryScope = Literal["guild", "channel", "global"]
 
 IdList = Annotated[list[int], NoDecode]
 
@@ -74,7 +76,7 @@ class Settings(BaseSettings):
     # Conversation
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_token_budget: int = Field(3000, ge=64)
-    history_scope: Literal["guild", "channel", "global"] = "guild"
+    history_scope: HistoryScope = "guild"
     tokenizer: str | None = None
 
     @field_validator("discord_guild_ids", "chat_channel_ids", "shard_ids", mode="before")

@@ -1,6 +1,8 @@
 """`kortana bench`: the benchmarks, each a section that prints tables (the figures are in docs/BENCHMARKS.md).
 
-A section is a module of this package; what they share is `shared`, and no section imports another. With no
+A section is a module of this package (storage: `turns`, local: `local_model`, postgres: `postgres` and its
+`postgres_worker`, failover: `failover`, discord: `discord_e2e`); what they share is `shared`, and no section
+imports another. With no
 section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local
 extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). failover and discord drive the test
 suite's fakes of outside services, so they run when named, from a source checkout.

@@ -30,7 +30,7 @@ from app.bench.shared import (
     turn_latencies,
     us,
 )
-from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines import BRAIN, HUGGINGFACE, ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
 from app.engines.chain import EngineChain, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
@@ -50,8 +50,10 @@ MESSAGES: list[ChatMessage] = [
 
 
 def api_engine(name: str, base_url: str) -> ChatApiEngine:
+    from tests.helpers import api_engine as test_kit_api_engine
+
     # The read timeout is far above the deadline: the chain's total deadline is what must end a hang.
-    return ChatApiEngine(name, "bench/model", base_url, None, timeout_s=20.0, temperature=0.8, context_window=8192)
+    return test_kit_api_engine(base_url, name, timeout_s=20.0, context_window=8192)
 
 
 def chain_of(brain: Engine, hf: Engine, failure_threshold: int = NEVER_OPENS) -> EngineChain:
@@ -94,13 +96,13 @@ async def bench_failover(rounds: int, hang_rounds: int) -> list[list[object]]:
             FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server, \
             FakeChatServer(default=Hang()) as hanging_server:
         with refused_base_url() as refused_url:
-            hf = api_engine("huggingface", hf_server.base_url)
-            hanging = api_engine("brain", hanging_server.base_url)
+            hf = api_engine(HUGGINGFACE, hf_server.base_url)
+            hanging = api_engine(BRAIN, hanging_server.base_url)
             # (case, chain, target as text, limit on the added seconds)
             cases = [
-                ("baseline: brain answers at once", chain_of(api_engine("brain", brain_server.base_url), hf), "—",
+                ("baseline: brain answers at once", chain_of(api_engine(BRAIN, brain_server.base_url), hf), "—",
                  None),
-                ("brain refuses connections", chain_of(api_engine("brain", refused_url), hf), "≤ 50 ms added", 0.050),
+                ("brain refuses connections", chain_of(api_engine(BRAIN, refused_url), hf), "≤ 50 ms added", 0.050),
                 ("brain hangs, breaker open", chain_of(hanging, hf, FAILURE_THRESHOLD), "≤ 1 ms added", 0.001),
                 (f"brain hangs, breaker closed (deadline {BRAIN_DEADLINE_S:g} s)", chain_of(hanging, hf),
                  f"≈ the deadline: ≤ {BRAIN_DEADLINE_S * 1000 + 100:.0f} ms added", BRAIN_DEADLINE_S + 0.100),
@@ -148,11 +150,11 @@ async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[li
     for limit in concurrency_limits:
         async with FakeChatServer(default=Hang()) as hanging_server, \
                 FakeChatServer(default=Reply("Hello from Hugging Face!")) as hf_server:
-            brain = BreakerWitness(api_engine("brain", hanging_server.base_url))
+            brain = BreakerWitness(api_engine(BRAIN, hanging_server.base_url))
             chain = EngineChain(
                 [
                     Tier(brain, BRAIN_DEADLINE_S),
-                    Tier(api_engine("huggingface", hf_server.base_url), OUTAGE_HF_DEADLINE_S),
+                    Tier(api_engine(HUGGINGFACE, hf_server.base_url), OUTAGE_HF_DEADLINE_S),
                 ],
                 EchoEngine(),
                 max_tokens=400,
@@ -161,7 +163,7 @@ async def bench_outage(users: int, concurrency_limits: Sequence[int]) -> list[li
                 max_concurrent_calls=limit,
             )
             brain.chain = chain
-            await timed_answer(EngineChain([Tier(api_engine("huggingface", hf_server.base_url), 5.0)], EchoEngine(),
+            await timed_answer(EngineChain([Tier(api_engine(HUGGINGFACE, hf_server.base_url), 5.0)], EchoEngine(),
                                            max_tokens=400))  # warm up the client outside the figures
             taken = await asyncio.gather(*(timed_answer(chain) for _ in range(users)))
             breaker_after = chain.status()[0].breaker

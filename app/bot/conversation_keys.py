@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
+from app.config import HistoryScope as Scope
 from app.storage import ConversationKey
-
-Scope = Literal["guild", "channel", "global"]
 
 
 def conversation_key(scope: Scope, user_id: int, guild_id: int | None, channel_id: int) -> ConversationKey:

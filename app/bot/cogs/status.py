@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -19,7 +21,7 @@ class Status(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
         status = await bot.service.status()
-        gateway = f"{bot.latency * 1000:.0f} ms" if bot.latency == bot.latency else "not measured yet"  # NaN
+        gateway = "not measured yet" if math.isnan(bot.latency) else f"{bot.latency * 1000:.0f} ms"
         text = (
             f"🏓 Pong! Kor'tana {bot.version}\nGateway latency: {gateway}\nTurns in progress: {bot.active_turns}\n"
             f"{format_status(status, public=True)}"

@@ -7,22 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.engines.local.finder import DEFAULT_MODEL_FILE, default_model_path, local_extra_installed
+from app.engines.local.finder import default_model_path, local_extra_installed
 
 if TYPE_CHECKING:
-    from app.engines.local.engine import REPEAT_PENALTY, LocalModelEngine, LocalState, TurnStats
+    from app.engines.local.engine import REPEAT_PENALTY, LocalModelEngine
 
-__all__ = [
-    "DEFAULT_MODEL_FILE",
-    "REPEAT_PENALTY",
-    "LocalModelEngine",
-    "LocalState",
-    "TurnStats",
-    "default_model_path",
-    "local_extra_installed",
-]
+__all__ = ["REPEAT_PENALTY", "LocalModelEngine", "default_model_path", "local_extra_installed"]
 
-_FROM_ENGINE = frozenset({"REPEAT_PENALTY", "LocalModelEngine", "LocalState", "TurnStats"})
+_FROM_ENGINE = frozenset({"REPEAT_PENALTY", "LocalModelEngine"})
 
 
 def __getattr__(name: str) -> Any:

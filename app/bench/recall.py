@@ -93,7 +93,8 @@ def settings_for(mode: MemoryMode, base: Settings) -> Settings:
     known = type(base).model_fields
     missing = [name.upper() for name, value in mode.settings.items() if name not in known and value is not False]
     if missing:
-        raise ModeUnavailable(f"memory {mode.name!r} needs {', '.join(missing)}, a setting this version does not have")
+        what = "a setting" if len(missing) == 1 else "settings"
+        raise ModeUnavailable(f"memory {mode.name!r} needs {', '.join(missing)}, {what} this version does not have")
     return base.model_copy(update={name: value for name, value in mode.settings.items() if name in known})
 
 
@@ -424,7 +425,7 @@ def describe_dataset(dataset: Dataset, counter: TokenCounter) -> str:
     return (
         f"Dataset: seed {dataset.seed}, {len(dataset.turns)} turns over {days} days ({tokens:,} tokens of history), "
         f"{len(dataset.facts)} facts ({', '.join(f'{n} {kind}' for kind, n in kinds.items())}), "
-        f"{len(dataset.questions)} questions (one literal and one paraphrased a fact)"
+        f"{len(dataset.questions)} questions (a literal and a paraphrased one per fact)"
     )
 
 

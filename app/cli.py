@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "what",
         nargs="*",
         default=[],
-        help="sections to run: storage, local, postgres, failover, discord (default: storage local postgres; "
+        help="sections to run: storage, local, postgres, recall, failover, discord (default: storage local postgres; "
         "failover and discord need a source checkout)",
     )
     bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")

@@ -4,8 +4,9 @@ A section is a module of this package (storage: `turns`, local: `local_model`, p
 `postgres_worker`, failover: `failover`, discord: `discord_e2e`); what they share is `shared`, and no section
 imports another. With no
 section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local
-extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). failover and discord drive the test
-suite's fakes of outside services, so they run when named, from a source checkout.
+extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). recall (issue 11's memory benchmark,
+minutes long) runs when named. failover and discord drive the test suite's fakes of outside services, so they run
+when named, from a source checkout.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from app.bench.discord_e2e import run_discord_section
 from app.bench.failover import run_failover_section
 from app.bench.local_model import run_local_section
 from app.bench.postgres import run_postgres_section
+from app.bench.recall import run_recall_section
 from app.bench.shared import SourceCheckoutNeeded, machine_description
 from app.bench.turns import run_storage_section
 from app.config import Settings
 
-SECTIONS = ("storage", "local", "postgres", "failover", "discord")
+SECTIONS = ("storage", "local", "postgres", "recall", "failover", "discord")
 DEFAULT_SECTIONS = ("storage", "local", "postgres")
 
 
@@ -48,6 +50,8 @@ async def run_benchmarks(settings: Settings, sections: Sequence[str] = (), quick
                 await run_postgres_section(settings.database_url, directory, quick)
             else:
                 print("\n(PostgreSQL section skipped: set DATABASE_URL=postgresql+asyncpg://... to run it)")
+        if "recall" in wanted:
+            await run_recall_section(settings, directory, quick)
         for name, run_section in (("failover", run_failover_section), ("discord", run_discord_section)):
             if name in wanted:
                 try:

@@ -13,13 +13,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bench.shared import (
     CONCURRENT_CONVERSATIONS,
@@ -32,9 +28,10 @@ from app.bench.shared import (
     print_table,
     seed_history,
     throughput,
+    throwaway_database,
     turn_latencies,
 )
-from app.storage import ConversationKey, create_engine, migrate
+from app.storage import ConversationKey, create_engine
 
 HISTORY_SIZES = (100, 10_000)
 P50_TARGET_S = 0.002
@@ -100,25 +97,6 @@ async def run_postgres_section(url: str, directory: Path, quick: bool) -> None:
             f"\nTwo processes >= {TWO_PROCESS_TARGET:g}× one when the model, not the CPU, sets the pace: "
             f"{met(ratio >= TWO_PROCESS_TARGET)} ({ratio:.2f}×)"
         )
-
-
-@asynccontextmanager
-async def throwaway_database(url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database beside the URL's, dropped afterwards."""
-    name = f"kortana_bench_{os.getpid()}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        bench_url = make_url(url).set(database=name).render_as_string(hide_password=False)
-        engine = create_engine(bench_url)
-        await migrate(engine)
-        await engine.dispose()
-        yield bench_url
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def server_description(url: str) -> str:

@@ -14,12 +14,14 @@ import platform
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, aclosing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, aclosing, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import huggingface_hub.constants
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bench.instant_engine import InstantEngine
 from app.config import DEFAULT_SYSTEM_PROMPT
@@ -84,6 +86,26 @@ async def migrated_sqlite_database(directory: Path, name: str) -> str:
     finally:
         await engine.dispose()
     return url
+
+
+@asynccontextmanager
+async def throwaway_database(url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database beside the URL's (on the same PostgreSQL server), dropped afterwards; the
+    URL's user needs CREATEDB."""
+    name = f"kortana_bench_{os.getpid()}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        bench_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+        engine = create_engine(bench_url)
+        await migrate(engine)
+        await engine.dispose()
+        yield bench_url
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 async def seed_history(url: str, user_id: int, size: int) -> None:

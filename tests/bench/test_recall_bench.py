@@ -1,0 +1,109 @@
+"""The recall benchmark measures what it says: its dataset is the same for a seed and covers every kind of fact
+and question, and its harness finds a fact in the request while it is in the window and not once it fell out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.bench.recall import (
+    MEMORY_MODES,
+    MemoryMode,
+    ModeUnavailable,
+    judge,
+    leaks,
+    measure_evidence,
+    settings_for,
+)
+from app.bench.recall_dataset import (
+    FACT_KINDS,
+    MIN_CORRECTION_GAP,
+    QUESTION_KINDS,
+    Dataset,
+    Fact,
+    Question,
+    Turn,
+    generate,
+)
+from app.conversation.tokens import EstimatedTokens
+from tests import helpers
+
+
+def test_the_same_seed_writes_the_same_conversation_byte_for_byte() -> None:
+    assert repr(generate(5)).encode() == repr(generate(5)).encode()
+    assert generate(5).texts() != generate(6).texts()
+
+
+def test_a_conversation_is_long_spans_many_days_and_every_fact_has_both_kinds_of_question() -> None:
+    dataset = generate()
+    assert len(dataset.turns) >= 300
+    assert (dataset.turns[-1].at - dataset.turns[0].at).days >= 30
+    assert [turn.at for turn in dataset.turns] == sorted(turn.at for turn in dataset.turns)
+    users = [turn.user for turn in dataset.turns]
+    assert len(set(users)) == len(users), "the scripted engine answers by the user's text"
+    assert {fact.kind for fact in dataset.facts} == set(FACT_KINDS)
+    texts = dataset.texts()
+    for fact in dataset.facts:
+        asked = [question for question in dataset.questions if question.fact is fact]
+        assert sorted(question.kind for question in asked) == sorted(QUESTION_KINDS), fact.topic
+        assert all(evidence in texts for evidence in fact.evidence), fact.topic
+        assert all(fact.value in evidence for evidence in fact.evidence), fact.topic
+        assert all(fact.value not in question.text for question in asked), "a question must not carry its answer"
+        assert fact.distractor_value not in (fact.value, fact.stale_value)
+        assert any(fact.distractor_value in text for text in texts), "a look-alike is planted"
+        if fact.kind == "corrected":
+            assert fact.stale_value not in (None, fact.value)
+            stale_at, current_at = texts.index(fact.stale_evidence[0]), texts.index(fact.evidence[0])
+            assert current_at - stale_at >= 2 * MIN_CORRECTION_GAP, "the correction comes weeks later"
+    literal = {q.fact.topic: q.text for q in dataset.questions if q.kind == "literal"}
+    paraphrased = {q.fact.topic: q.text for q in dataset.questions if q.kind == "paraphrased"}
+    assert literal["dog"] == "What is my dog named?" and paraphrased["dog"] == "What's my pup called again?"
+
+
+def tiny_dataset() -> Dataset:
+    """30 turns: a fact stated at the start, a city corrected at the end, small talk between."""
+    start = datetime(2025, 1, 6, tzinfo=UTC)
+    users = [f"Small talk number {n}: the weather was fine and the bus came on time." for n in range(30)]
+    answers = [f"Reply number {n}: glad to hear the day went smoothly for you." for n in range(30)]
+    users[0], answers[0] = "By the way, my dog is named Rex.", "Rex is a great name for a dog!"
+    users[1], answers[1] = "I live in Lisbon, in case that matters.", "Lisbon sounds lovely."
+    users[29], answers[29] = "Big news: I moved, I live in Ghent now.", "Ghent sounds lovely."
+    turns = tuple(Turn(u, a, start + timedelta(hours=n)) for n, (u, a) in enumerate(zip(users, answers, strict=True)))
+    dog = Fact("dog", "stated", "Rex", (users[0], answers[0]))
+    city = Fact("city", "corrected", "Ghent", (users[29], answers[29]), "Lisbon", (users[1], answers[1]))
+    asked = (Question("What is my dog named?", "literal", dog), Question("Which city do I live in?", "literal", city))
+    return Dataset(0, turns, (dog, city), asked)
+
+
+@pytest.mark.parametrize("budget", [400, 4000])
+async def test_the_harness_sees_a_fact_in_the_window_and_misses_it_once_it_fell_out(
+    migrated_url: str, budget: int
+) -> None:
+    dog, city = await measure_evidence(migrated_url, tiny_dataset(), helpers.settings_for(history_token_budget=budget))
+
+    assert (city.evidence, city.value, city.stale_alone) == (True, True, False), "the correction is the newest turn"
+    assert (dog.evidence, dog.value) == ((False, False) if budget == 400 else (True, True))
+    assert dog.tokens <= budget and 0 < dog.memory_tokens < dog.tokens
+    assert not dog.leaked and not city.leaked, "after the reset nothing of the conversation is sent"
+
+
+def test_a_stale_value_alone_and_an_erased_text_are_caught() -> None:
+    dataset = tiny_dataset()
+    city = dataset.questions[1]
+    system = {"role": "system", "content": "You are Kor'tana."}
+    stale_only = [system, {"role": "user", "content": dataset.turns[1].user}, {"role": "user", "content": city.text}]
+    outcome = judge(stale_only, city, EstimatedTokens(), bare_system=EstimatedTokens().count(system["content"]))
+    assert (outcome.evidence, outcome.value, outcome.stale_alone) == (False, False, True)
+    assert leaks(stale_only, dataset)
+    assert leaks([system, {"role": "user", "content": "Was it Rex?"}], dataset), "a planted value is erased text too"
+    assert not leaks([system, {"role": "user", "content": city.text}], dataset)
+
+
+def test_a_memory_this_version_lacks_is_unavailable_and_switching_it_off_is_not_an_error() -> None:
+    base = helpers.settings_for()
+    assert settings_for(MEMORY_MODES[0], base).history_token_budget == base.history_token_budget
+    with pytest.raises(ModeUnavailable, match="NO_SUCH_MEMORY"):
+        settings_for(MemoryMode("future", {"no_such_memory": True}), base)
+    settings_for(MemoryMode("off", {"no_such_memory": False}), base)
+    assert settings_for(MemoryMode("budget", {"history_token_budget": 500}), base).history_token_budget == 500

@@ -1,12 +1,11 @@
 """`kortana bench`: the benchmarks, each a section that prints tables (the figures are in docs/BENCHMARKS.md).
 
 A section is a module of this package (storage: `turns`, local: `local_model`, postgres: `postgres` and its
-`postgres_worker`, failover: `failover`, discord: `discord_e2e`); what they share is `shared`, and no section
-imports another. With no
-section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local
-extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). recall (issue 11's memory benchmark,
-minutes long) runs when named. failover and discord drive the test suite's fakes of outside services, so they run
-when named, from a source checkout.
+`postgres_worker`, recall: `recall` and its `recall_dataset`, failover: `failover`, discord: `discord_e2e`); what
+they share is `shared`, and no section imports another. With no section named, `kortana bench` runs the ones that
+measure this installation: storage, local (when the local extra is installed) and postgres (when DATABASE_URL is
+a PostgreSQL one). recall (the long-conversation memory benchmark, minutes long) runs when named. failover and
+discord drive the test suite's fakes of outside services, so they run when named, from a source checkout.
 """
 
 from __future__ import annotations

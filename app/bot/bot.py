@@ -153,14 +153,14 @@ class KortanaBot(commands.AutoShardedBot):
                 await acknowledge()
             async with place:
                 if not self.accepting_turns:  # its place came up after shutdown began
-                    await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
+                    await _say_restarting(turn)
                     return
                 bound_s = self.service.answer_bound_s
                 async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
                     await self._run(turn)
         except asyncio.CancelledError:
             if not place.reached:  # cut by shutdown while waiting: say so too
-                await _say_restarting(ReplyStream(turn.surface, conversation=turn.key.log_id))
+                await _say_restarting(turn)
             raise
         finally:
             place.leave()
@@ -212,8 +212,9 @@ class KortanaBot(commands.AutoShardedBot):
                 log.warning("Shutting down: %d turn(s) did not end after the connection closed", len(stuck))
 
 
-async def _say_restarting(stream: ReplyStream) -> None:
+async def _say_restarting(turn: Turn) -> None:
+    """A turn that never ran says why, in a reply of its own."""
     try:
-        await stream.fail(RESTARTING)
+        await ReplyStream(turn.surface, conversation=turn.key.log_id).fail(RESTARTING)
     except Exception as error:  # noqa: BLE001 - shutting down: one log line, never a traceback
         log.warning("Could not tell a user that Kor'tana is restarting: %s", error_cause(error))

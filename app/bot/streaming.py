@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import discord
 
 from app.bot.splitting import split_message
+from app.safe_text import error_cause
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class ReplyStream:
             except Exception as error:  # noqa: BLE001 - runs detached from the turn: nobody else would see it
                 log.warning(
                     "Could not update an answer on Discord in conversation %s: %s",
-                    self._conversation, error or type(error).__name__,
+                    self._conversation, error_cause(error),
                 )  # fmt: skip
             finally:
                 self._last_flush = time.monotonic()

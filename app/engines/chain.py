@@ -42,7 +42,7 @@ from app.engines.contract import (
     Reserving,
     WarmStart,
 )
-from app.safe_text import redact_url_credentials, valid_unicode
+from app.safe_text import error_cause, redact_url_credentials, valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,7 @@ class EngineChain:
                 try:
                     await link.warm_start.start()
                 except Exception as error:  # a brain that cannot start is skipped like any failing engine
-                    log.warning(
-                        "engine %s could not start: %s", link.engine.name, redact_url_credentials(str(error))
-                    )
+                    log.warning("engine %s could not start: %s", link.engine.name, error_cause(error))
 
     async def aclose(self) -> None:
         for link in (*self._links, self._echo):

@@ -2,8 +2,9 @@
 
 A section is a module of this package; what they share is `shared`, and no section imports another. With no
 section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local
-extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). failover and discord drive the test
-suite's fakes of outside services, so they run when named, from a source checkout.
+extra is installed) and postgres (when DATABASE_URL is a PostgreSQL one). search seeds a big database, so it
+runs when named; failover and discord drive the test suite's fakes of outside services, so they run when named,
+from a source checkout.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from app.bench.discord_e2e import run_discord_section
 from app.bench.failover import run_failover_section
 from app.bench.local_model import run_local_section
 from app.bench.postgres import run_postgres_section
+from app.bench.search import run_search_section
 from app.bench.shared import SourceCheckoutNeeded, machine_description
 from app.bench.turns import run_storage_section
 from app.config import Settings
 
-SECTIONS = ("storage", "local", "postgres", "failover", "discord")
+SECTIONS = ("storage", "local", "postgres", "search", "failover", "discord")
 DEFAULT_SECTIONS = ("storage", "local", "postgres")
 
 
@@ -46,6 +48,8 @@ async def run_benchmarks(settings: Settings, sections: Sequence[str] = (), quick
                 await run_postgres_section(settings.database_url, directory, quick)
             else:
                 print("\n(PostgreSQL section skipped: set DATABASE_URL=postgresql+asyncpg://... to run it)")
+        if "search" in wanted:
+            await run_search_section(directory, quick)
         for name, run_section in (("failover", run_failover_section), ("discord", run_discord_section)):
             if name in wanted:
                 try:

@@ -28,10 +28,15 @@ _WORD = re.compile(r"\w")
 ROWS_PER_TURN = 2
 
 
-def fts5_query(terms: Iterable[str]) -> str | None:
-    """An FTS5 MATCH expression that finds any of the terms (a `"` inside a phrase is written twice)."""
+def fts5_query(conversation_id: int, terms: Iterable[str]) -> str | None:
+    """An FTS5 MATCH expression that finds the conversation's messages holding any of the terms (a `"` inside a
+    phrase is written twice). The conversation is matched inside the index (its id is a token of the index's
+    `conversation_id` column), so FTS5 never visits another conversation's rows; the terms are matched in
+    `content` alone, so a term that is a number never matches a conversation's id."""
     phrases = ['"' + term.replace('"', '""') + '"' for term in terms if _WORD.search(term)]
-    return " OR ".join(phrases) or None
+    if not phrases:
+        return None
+    return f'conversation_id : "{int(conversation_id)}" AND content : ({" OR ".join(phrases)})'
 
 
 def websearch_query(terms: Iterable[str]) -> str | None:
@@ -117,7 +122,8 @@ def _search_statement(matches: Select) -> Select:
 def _sqlite_search() -> Select:
     search_table = table(SQLITE_SEARCH_TABLE, column("rowid"))
     whole_table = literal_column(SQLITE_SEARCH_TABLE)  # FTS5 takes the table's name for MATCH and bm25()
-    score = func.bm25(whole_table)  # negative: lower is better
+    # Negative: lower is better. The conversation's token weighs nothing: every found message has it.
+    score = func.bm25(whole_table, literal_column("1.0"), literal_column("0.0"))
     matches = select(search_table.c.rowid.label("id"), score.label("score")).where(
         whole_table.op("MATCH")(bindparam("query"))
     )

@@ -79,7 +79,7 @@ class SqliteHistoryStore(HistoryStore):
         transaction, so a search there would hold every conversation's commit back for its length. Under WAL a
         reader neither waits for the writer nor makes it wait, and sees every committed message."""
         conversation_id = self._current(conversation_id)
-        query = fts5_query(terms)
+        query = fts5_query(conversation_id, terms)
         if query is None or limit <= 0:
             return []
         parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent)

@@ -6,6 +6,10 @@ update of a message, in whatever connection writes (the history store's writer t
 command takes the old text, so the index forgets exactly the tokens the row had. 'rebuild' indexes the messages
 already stored. The porter tokenizer over unicode61 matches "dogs" to "dog"; remove_diacritics 2 matches "cafe"
 to "café".
+Its second column, `conversation_id`, makes each message's conversation a token of the index: a search MATCHes
+`conversation_id : "<id>" AND content : (...)`, so FTS5 walks only that conversation's rows however many other
+conversations hold the words (bm25 gives that column no weight). A conversation filter applied after the MATCH
+would first find and rank every matching message of every conversation.
 
 PostgreSQL: a GIN index on the expression to_tsvector('english', content), not a generated tsvector column:
 - adding a STORED generated column rewrites the whole messages table under an exclusive lock, and keeps a
@@ -35,23 +39,26 @@ depends_on = None
 SQLITE_UPGRADE = (
     """
     CREATE VIRTUAL TABLE messages_search USING fts5(
-        content, content='messages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+        content, conversation_id,
+        content='messages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
     )
     """,
     """
     CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN
-        INSERT INTO messages_search (rowid, content) VALUES (new.id, new.content);
+        INSERT INTO messages_search (rowid, content, conversation_id) VALUES (new.id, new.content, new.conversation_id);
     END
     """,
     """
     CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN
-        INSERT INTO messages_search (messages_search, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_search (messages_search, rowid, content, conversation_id)
+            VALUES ('delete', old.id, old.content, old.conversation_id);
     END
     """,
     """
-    CREATE TRIGGER messages_search_update AFTER UPDATE OF id, content ON messages BEGIN
-        INSERT INTO messages_search (messages_search, rowid, content) VALUES ('delete', old.id, old.content);
-        INSERT INTO messages_search (rowid, content) VALUES (new.id, new.content);
+    CREATE TRIGGER messages_search_update AFTER UPDATE OF id, content, conversation_id ON messages BEGIN
+        INSERT INTO messages_search (messages_search, rowid, content, conversation_id)
+            VALUES ('delete', old.id, old.content, old.conversation_id);
+        INSERT INTO messages_search (rowid, content, conversation_id) VALUES (new.id, new.content, new.conversation_id);
     END
     """,
     "INSERT INTO messages_search (messages_search) VALUES ('rebuild')",

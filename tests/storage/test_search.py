@@ -83,6 +83,15 @@ async def test_a_search_never_returns_another_conversations_messages(store) -> N
     ]
 
 
+async def test_a_number_is_searched_in_the_text_and_never_matches_the_conversation_itself(store) -> None:  # type: ignore[no-untyped-def]
+    conversation = await store.conversation_id(KEY)
+    await _turn(store, conversation, "Nothing but words here", "Indeed, only words.")
+    assert await store.search(conversation, [str(conversation)], before_turn=FAR_FUTURE_TURN, limit=5) == []
+    numbered = await _turn(store, conversation, f"My locker is number {conversation}", None)
+    found = await store.search(conversation, [str(conversation)], before_turn=FAR_FUTURE_TURN, limit=5)
+    assert [f.message_id for f in found] == [numbered]
+
+
 async def test_echo_replies_are_never_found_nor_brought_as_an_answer(store) -> None:  # type: ignore[no-untyped-def]
     conversation = await store.conversation_id(KEY)
     question = await _turn(store, conversation, "Tell me about zebras", "zebras zebras zebras", engine=ECHO)

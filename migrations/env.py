@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from app.storage.database import serialise_migrations
-from app.storage.models import Base
+from app.storage.models import Base, described_by_models
 
 target_metadata = Base.metadata
 
@@ -23,6 +23,7 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=described_by_models,  # autogenerate must not drop SQLite's full-text index
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

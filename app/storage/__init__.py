@@ -1,8 +1,9 @@
 """Kor'tana's storage: conversations and their messages in SQLite or PostgreSQL; this module is its face.
 
 Other layers import storage's names from here only. Inside, imports point one way, each module only to those
-before it: records, failures, models → app_state, database, _statements, window_cache, sqlite_writer → history (the
-abstract HistoryStore) → sqlite_history, postgres_history → this face, which picks one of the two.
+before it: records, failures, models → app_state, database, _statements, window_cache, sqlite_writer → search (the
+full-text query) → history (the abstract HistoryStore) → sqlite_history, postgres_history → this face, which picks
+one of the two.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from app.storage.failures import (
 from app.storage.history import HistoryStore
 from app.storage.models import conversations, messages
 from app.storage.postgres_history import PostgresHistoryStore
-from app.storage.records import ConversationKey, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage
 from app.storage.sqlite_history import SqliteHistoryStore
 
 __all__ = [
     "AppState",
     "ConversationKey",
     "DatabaseUnavailable",
+    "FoundMessage",
     "HistoryStore",
     "StorageUnavailable",
     "StoredMessage",

@@ -24,7 +24,7 @@ import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -41,7 +41,7 @@ from app.storage.failures import (
     unavailable_cause,
 )
 from app.storage.models import messages
-from app.storage.records import ConversationKey, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_CONVERSATIONS = 100_000  # ids of recently active conversations kept in memory
@@ -131,6 +131,18 @@ class HistoryStore(ABC):
         """The newest messages whose stored token counts (plus an overhead each) fit the budget, oldest first.
 
         Echo replies are left out: they were never a model's words.
+        """
+
+    @abstractmethod
+    async def search(
+        self, conversation_id: int, terms: Sequence[str], *, before_turn: int, limit: int
+    ) -> list[FoundMessage]:
+        """The conversation's stored messages older than `before_turn` (turn ids below it: pass the window's
+        oldest turn, and nothing found is also in the window) that contain any of `terms`, best match first, one
+        per turn, at most `limit`; a found user message brings the answer that followed it.
+
+        `terms` are plain words, never query syntax (whatever they hold is searched as text); which words are
+        worth searching for is the caller's choice. Echo replies are never found: they were never a model's words.
         """
 
     async def reset(self, conversation_id: int) -> int:

@@ -1,7 +1,9 @@
 """The tables of Kor'tana's memory: one conversation per (user, scope), its messages, and named app state.
 
 The schema is created by the Alembic migrations in `migrations/`; these models describe it for queries and
-for the migration test that checks both agree.
+for the migration test that checks both agree. The full-text index of the messages differs by database: on
+PostgreSQL it is the GIN index below; on SQLite the FTS5 table `SQLITE_SEARCH_TABLE` with its triggers, which
+SQLAlchemy cannot describe: `described_by_models` leaves it and its shadow tables out of comparisons.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SQLITE_SEARCH_TABLE = "messages_search"
+# FTS5 keeps the index itself in these tables of its own (no _content: the text is in `messages`).
+SQLITE_SEARCH_SHADOW_TABLES = tuple(f"{SQLITE_SEARCH_TABLE}_{part}" for part in ("data", "idx", "docsize", "config"))
+# The text search configuration of PostgreSQL's index, a literal: a query must repeat the index's expression.
+SEARCH_CONFIG = text("'english'::regconfig")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -90,3 +99,14 @@ Index(
     messages.c.id,
 )
 Index("uq_messages_turn_key_role", messages.c.turn_key, messages.c.role, unique=True)
+
+
+def described_by_models(name: str | None, type_: str, _parents: object = None) -> bool:
+    """Whether a table of the database is one these models describe (Alembic's `include_name` hook)."""
+    return type_ != "table" or name not in (SQLITE_SEARCH_TABLE, *SQLITE_SEARCH_SHADOW_TABLES)
+
+
+# PostgreSQL only: SQLite's autogenerate comparison skips expression indexes, and the migration creates this one
+# on PostgreSQL alone (SQLite's full-text index is SQLITE_SEARCH_TABLE).
+SEARCH_VECTOR = func.to_tsvector(SEARCH_CONFIG, messages.c.content)
+Index("ix_messages_search", SEARCH_VECTOR, postgresql_using="gin")

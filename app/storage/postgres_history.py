@@ -8,6 +8,7 @@ that stores it only while its question exists; the question's row lock orders it
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,7 +23,8 @@ from app.storage._statements import (
     recent_parameters,
 )
 from app.storage.history import HistoryStore
-from app.storage.records import ConversationKey, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.search import POSTGRES_SEARCH, found_messages, search_parameters, websearch_query
 
 ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
 
@@ -36,6 +38,24 @@ class PostgresHistoryStore(HistoryStore):
         async def read() -> list[StoredMessage]:
             async with self._engine.connect() as connection:
                 return await _window(connection, conversation_id, token_budget, overhead_per_message, self._never_sent)
+
+        return await self._retrying(read, self._log_id(conversation_id))
+
+    async def search(
+        self, conversation_id: int, terms: Sequence[str], *, before_turn: int, limit: int
+    ) -> list[FoundMessage]:
+        """One autocommit statement: no lock, no transaction held open."""
+        conversation_id = self._current(conversation_id)
+        query = websearch_query(terms)
+        if query is None or limit <= 0:
+            return []
+        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent)
+
+        async def read() -> list[FoundMessage]:
+            async with self._engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                rows = (await autocommit.execute(POSTGRES_SEARCH, parameters)).all()
+            return found_messages(rows, limit)
 
         return await self._retrying(read, self._log_id(conversation_id))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
@@ -29,7 +29,8 @@ from app.storage._statements import (
 from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
 from app.storage.failures import StorageUnavailable, unavailable_cause
 from app.storage.history import HistoryStore
-from app.storage.records import ConversationKey, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.search import SQLITE_SEARCH, found_messages, fts5_query, search_parameters
 from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
 
@@ -70,6 +71,25 @@ class SqliteHistoryStore(HistoryStore):
         )
         window = self._refreshed(conversation_id, window, epoch, rows, budget, overhead_per_message)
         return window.newest_within(token_budget)
+
+    async def search(
+        self, conversation_id: int, terms: Sequence[str], *, before_turn: int, limit: int
+    ) -> list[FoundMessage]:
+        """On a connection of the engine's pool, not the writer's: the writer runs its jobs inside its write
+        transaction, so a search there would hold every conversation's commit back for its length. Under WAL a
+        reader neither waits for the writer nor makes it wait, and sees every committed message."""
+        conversation_id = self._current(conversation_id)
+        query = fts5_query(conversation_id, terms)
+        if query is None or limit <= 0:
+            return []
+        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent)
+
+        async def read() -> list[FoundMessage]:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(SQLITE_SEARCH, parameters)).all()
+            return found_messages(rows, limit)
+
+        return await self._retrying(read, self._log_id(conversation_id))
 
     async def ping(self) -> float:
         """A read on the engine's own connection: under WAL it never waits for a writer, so /ping answers at

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     history_scope: HistoryScope = "guild"
     tokenizer: str | None = None
 
+    # Long-term memory
+    recall_enabled: bool = True
+    recall_share: float = Field(0.33, gt=0, lt=1)  # of the history budget, at most, for the summary and recalled turns
+    recall_max_turns: int = Field(6, ge=1)
+    summary_enabled: bool = True
+    summary_every_turns: int = Field(20, ge=1)  # turns fallen out of the window since the last summary
+    summary_max_tokens: int = Field(300, ge=32)
+    summary_engine: str = "auto"  # auto: the strongest configured, healthy engine; or brain | huggingface
+
     @field_validator("discord_guild_ids", "chat_channel_ids", "shard_ids", mode="before")
     @classmethod
     def _comma_separated_ids(cls, value: object) -> object:

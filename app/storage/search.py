@@ -110,6 +110,8 @@ def _search_statement(matches: Select) -> Select:
             hits.c.token_count,
             hits.c.engine,
             hits.c.created_at,
+            answer.c.id.label("answer_id"),
+            answer.c.created_at.label("answer_created_at"),
             answer.c.content.label("answer_content"),
             answer.c.token_count.label("answer_token_count"),
             answer.c.engine.label("answer_engine"),
@@ -155,18 +157,23 @@ def found_messages(rows: Sequence[Any], limit: int) -> list[FoundMessage]:
         if earlier is not None and (earlier.message.role == "user" or row.role != "user"):
             continue
         answer = None
-        if row.answer_content is not None:
-            answer = StoredMessage("assistant", row.answer_content, row.answer_token_count, row.answer_engine)
-        by_turn[row.turn] = FoundMessage(
-            message_id=row.id,
-            turn_id=row.turn,
-            message=StoredMessage(row.role, row.content, row.token_count, row.engine),
-            created_at=_utc(row.created_at),
-            answer=answer,
+        if row.answer_id is not None:
+            answer = StoredMessage(
+                "assistant",
+                row.answer_content,
+                row.answer_token_count,
+                row.answer_engine,
+                id=row.answer_id,
+                turn=row.turn,
+                created_at=utc(row.answer_created_at),
+            )
+        message = StoredMessage(
+            row.role, row.content, row.token_count, row.engine, id=row.id, turn=row.turn, created_at=utc(row.created_at)
         )
+        by_turn[row.turn] = FoundMessage(message, answer)
     return list(by_turn.values())
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     """SQLite keeps CURRENT_TIMESTAMP as UTC text without a zone, which SQLAlchemy reads as a naive datetime."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

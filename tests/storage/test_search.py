@@ -39,21 +39,21 @@ async def test_a_fact_planted_300_turns_back_is_found_by_its_words_with_its_answ
     for i in range(300):
         last = await _turn(store, conversation, f"What about the weather on day {i}?", f"Day {i} looks sunny.")
     found = await store.search(conversation, ["Biscuit"], before_turn=last, limit=3)
-    assert [f.message_id for f in found] == [planted]
+    assert [f.message.id for f in found] == [planted]
     [fact] = found
-    assert (fact.turn_id, fact.message.role, fact.message.content) == (planted, "user", "My dog is called Biscuit")
+    assert (fact.message.turn, fact.message.role, fact.message.content) == (planted, "user", "My dog is called Biscuit")
     assert fact.answer == StoredMessage("assistant", "Biscuit is a lovely name for a dog!", 5, "brain")
-    assert fact.created_at.tzinfo is not None
-    assert abs(datetime.now(UTC) - fact.created_at) < timedelta(minutes=5)
+    assert fact.message.created_at.tzinfo is not None
+    assert abs(datetime.now(UTC) - fact.message.created_at) < timedelta(minutes=5)
 
 
 async def test_stemming_finds_a_plural_for_its_singular(store) -> None:  # type: ignore[no-untyped-def]
     conversation = await store.conversation_id(KEY)
     turn = await _turn(store, conversation, "I walked both dogs in the running rain", None)
-    assert [f.message_id for f in await store.search(conversation, ["dog"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
+    assert [f.message.id for f in await store.search(conversation, ["dog"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
         turn
     ]
-    assert [f.message_id for f in await store.search(conversation, ["runs"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
+    assert [f.message.id for f in await store.search(conversation, ["runs"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
         turn
     ]
 
@@ -65,9 +65,9 @@ async def test_results_are_ranked_the_message_with_more_of_the_terms_first(store
     two_terms = await _turn(store, conversation, "The red paint on the old bicycle is fading", None)
     await _turn(store, conversation, "Nothing to see here", None)
     found = await store.search(conversation, ["red", "bicycle", "garage"], before_turn=FAR_FUTURE_TURN, limit=10)
-    assert [f.message_id for f in found] == [three_terms, two_terms, one_term]
+    assert [f.message.id for f in found] == [three_terms, two_terms, one_term]
     assert [
-        f.message_id
+        f.message.id
         for f in await store.search(conversation, ["red", "bicycle", "garage"], before_turn=FAR_FUTURE_TURN, limit=2)
     ] == [three_terms, two_terms]
 
@@ -78,7 +78,7 @@ async def test_a_search_never_returns_another_conversations_messages(store) -> N
     await _turn(store, theirs, "My secret password hint is pineapple", "Noted: pineapple.")
     assert await store.search(mine, ["pineapple"], before_turn=FAR_FUTURE_TURN, limit=5) == []
     own = await _turn(store, mine, "My secret password hint is pineapple", None)
-    assert [f.message_id for f in await store.search(mine, ["pineapple"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
+    assert [f.message.id for f in await store.search(mine, ["pineapple"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
         own
     ]
 
@@ -89,14 +89,14 @@ async def test_a_number_is_searched_in_the_text_and_never_matches_the_conversati
     assert await store.search(conversation, [str(conversation)], before_turn=FAR_FUTURE_TURN, limit=5) == []
     numbered = await _turn(store, conversation, f"My locker is number {conversation}", None)
     found = await store.search(conversation, [str(conversation)], before_turn=FAR_FUTURE_TURN, limit=5)
-    assert [f.message_id for f in found] == [numbered]
+    assert [f.message.id for f in found] == [numbered]
 
 
 async def test_echo_replies_are_never_found_nor_brought_as_an_answer(store) -> None:  # type: ignore[no-untyped-def]
     conversation = await store.conversation_id(KEY)
     question = await _turn(store, conversation, "Tell me about zebras", "zebras zebras zebras", engine=ECHO)
     found = await store.search(conversation, ["zebras"], before_turn=FAR_FUTURE_TURN, limit=5)
-    assert [(f.message_id, f.message.role, f.answer) for f in found] == [(question, "user", None)]
+    assert [(f.message.id, f.message.role, f.answer) for f in found] == [(question, "user", None)]
     await store.append(conversation, StoredMessage("assistant", "Only echo speaks of okapis", 5, ECHO))
     assert await store.search(conversation, ["okapis"], before_turn=FAR_FUTURE_TURN, limit=5) == []
 
@@ -109,7 +109,7 @@ async def test_nothing_at_or_after_before_turn_is_found(store) -> None:  # type:
     # An answer stored late but belonging to the older turn is of that turn: older than the window.
     await store.append(conversation, StoredMessage("assistant", "Tulips need a cold winter", 5, "brain"), turn_id=older)
     found = await store.search(conversation, ["tulips"], before_turn=window_start, limit=10)
-    assert [(f.message_id, f.turn_id) for f in found] == [(older, older)]
+    assert [(f.message.id, f.message.turn) for f in found] == [(older, older)]
     assert found[0].answer == StoredMessage("assistant", "Tulips need a cold winter", 5, "brain")
     assert await store.search(conversation, ["tulips"], before_turn=older, limit=10) == []
 
@@ -119,8 +119,8 @@ async def test_one_result_per_turn_a_found_answer_alone_or_with_its_question(sto
     both = await _turn(store, conversation, "Which lighthouse did we visit?", "The lighthouse at Hook Head.")
     answer_only = await _turn(store, conversation, "Where should we go next?", "Another lighthouse, maybe Fanad.")
     found = await store.search(conversation, ["lighthouse"], before_turn=FAR_FUTURE_TURN, limit=10)
-    assert sorted(f.turn_id for f in found) == [both, answer_only]
-    by_turn = {f.turn_id: f for f in found}
+    assert sorted(f.message.turn for f in found) == [both, answer_only]
+    by_turn = {f.message.turn: f for f in found}
     assert by_turn[both].message.content == "Which lighthouse did we visit?"
     assert by_turn[both].answer == StoredMessage("assistant", "The lighthouse at Hook Head.", 5, "brain")
     alone = by_turn[answer_only]
@@ -129,7 +129,7 @@ async def test_one_result_per_turn_a_found_answer_alone_or_with_its_question(sto
         "Another lighthouse, maybe Fanad.",
         None,
     )
-    assert alone.message_id != answer_only and alone.turn_id == answer_only
+    assert alone.message.id != answer_only and alone.message.turn == answer_only
     assert len(await store.search(conversation, ["lighthouse"], before_turn=FAR_FUTURE_TURN, limit=1)) == 1
 
 
@@ -148,7 +148,7 @@ async def test_a_reset_leaves_nothing_findable_even_when_row_ids_are_reused(stor
     # SQLite hands out the erased ids again: an index row left behind would now point at the new message.
     reused = await _turn(store, conversation, "Something else entirely", "Indeed.")
     assert await store.search(conversation, ["Sparrow"], before_turn=FAR_FUTURE_TURN, limit=5) == []
-    assert [f.message_id for f in await store.search(conversation, ["else"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
+    assert [f.message.id for f in await store.search(conversation, ["else"], before_turn=FAR_FUTURE_TURN, limit=5)] == [
         reused
     ]
     if store.dialect == "sqlite":  # the index itself, not only what the store's query returns
@@ -165,7 +165,7 @@ async def test_an_edited_message_is_found_by_its_new_words_only(store) -> None: 
         )
     assert await store.search(conversation, ["teal"], before_turn=FAR_FUTURE_TURN, limit=5) == []
     assert [
-        f.message_id for f in await store.search(conversation, ["amber"], before_turn=FAR_FUTURE_TURN, limit=5)
+        f.message.id for f in await store.search(conversation, ["amber"], before_turn=FAR_FUTURE_TURN, limit=5)
     ] == [turn]
 
 
@@ -204,18 +204,18 @@ async def test_terms_with_query_syntax_are_searched_as_plain_text_and_never_rais
     turn = await _turn(store, conversation, "NEAR the gate: a wire (copper) - not OR", None)
     for term in SYNTAX:
         found = await store.search(conversation, [term], before_turn=FAR_FUTURE_TURN, limit=5)
-        assert [f.message_id for f in found] in ([], [turn]), term
+        assert [f.message.id for f in found] in ([], [turn]), term
     # A term of several words is a phrase: these words are in the message, but not in this order. And
     # "content:gate" is no column filter (FTS5) or weight (PostgreSQL): the message has no word "content".
     for phrase in ["NEAR(gate wire)", "content:gate"]:
         assert await store.search(conversation, [phrase], before_turn=FAR_FUTURE_TURN, limit=5) == [], phrase
     for term in ["NEAR", "NEAR(the gate)", "-gate", "gate:", "(gate", 'gate"', "gate*", "^gate", "{gate}"]:
         found = await store.search(conversation, [term], before_turn=FAR_FUTURE_TURN, limit=5)
-        assert [f.message_id for f in found] == [turn], term
+        assert [f.message.id for f in found] == [turn], term
     # "-gate" is the word, not "without gate": a message without it is not found by it
     await _turn(store, conversation, "Nothing relevant", None)
     assert [
-        f.message_id for f in await store.search(conversation, ["-gate"], before_turn=FAR_FUTURE_TURN, limit=5)
+        f.message.id for f in await store.search(conversation, ["-gate"], before_turn=FAR_FUTURE_TURN, limit=5)
     ] == [turn]
     assert await store.search(conversation, SYNTAX, before_turn=FAR_FUTURE_TURN, limit=5) != []
     assert await store.search(conversation, [], before_turn=FAR_FUTURE_TURN, limit=5) == []

@@ -23,7 +23,7 @@ from app.storage.failures import (
 from app.storage.history import HistoryStore
 from app.storage.models import conversations, messages
 from app.storage.postgres_history import PostgresHistoryStore
-from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage, Summary
 from app.storage.sqlite_history import SqliteHistoryStore
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "HistoryStore",
     "StorageUnavailable",
     "StoredMessage",
+    "Summary",
     "conversations",
     "create_engine",
     "describe",

@@ -106,9 +106,7 @@ async def test_a_failure_moves_on_and_counts_against_the_engine_like_a_turns(
     assert (await ask(chain))[0] == "huggingface"  # turns skip the brain the summary found broken
 
 
-async def test_echo_never_answers_and_no_answer_is_an_engine_error(
-    brain_server: FakeChatServer, make_chain
-) -> None:
+async def test_echo_never_answers_and_no_answer_is_an_engine_error(brain_server: FakeChatServer, make_chain) -> None:
     brain_server.default = HttpError.server_error()
     chain = make_chain()
 
@@ -178,9 +176,7 @@ async def test_a_turn_on_a_free_tier_leaves_background_answers_alone(brain_serve
     assert (await background).text == "the summary"
 
 
-async def test_the_callers_cancellation_propagates_and_charges_no_one(
-    brain_server: FakeChatServer, make_chain
-) -> None:
+async def test_the_callers_cancellation_propagates_and_charges_no_one(brain_server: FakeChatServer, make_chain) -> None:
     brain_server.script = [Hang()]
     chain = make_chain(failure_threshold=1)
     background = asyncio.create_task(chain.complete(prompt, engines=["brain", "huggingface"], max_tokens=10))

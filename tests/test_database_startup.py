@@ -107,7 +107,7 @@ async def turn(service: ConversationService, text: str) -> None:
 
 
 async def contents(service: ConversationService) -> list[str]:
-    return [m.content for m in await service.history(KEY)]
+    return [m.content for m in await service.export(KEY)]
 
 
 def plain_dsn(url: str) -> str:

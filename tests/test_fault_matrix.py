@@ -80,11 +80,11 @@ async def one_user(service: ConversationService, key: ConversationKey, prefer: s
 async def stored_history(service: ConversationService, key: ConversationKey) -> list[StoredMessage]:
     """The history once every answer of the user is stored (a shown answer's write may trail its turn)."""
     for _ in range(100):
-        history = await service.history(key)
+        history = await service.export(key)
         if len(history) >= 2 * TURNS_PER_USER:
             return history
         await asyncio.sleep(0.05)
-    return await service.history(key)
+    return await service.export(key)
 
 
 @contextmanager

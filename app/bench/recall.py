@@ -45,7 +45,7 @@ from app.bench.shared import met, migrated_sqlite_database, ms, percentile, prin
 from app.config import Settings
 from app.conversation.events import FinalReply
 from app.conversation.service import ConversationService
-from app.conversation.setup import open_store
+from app.conversation.setup import open_store, service_for
 from app.conversation.tokens import TokenCounter, token_counter
 from app.conversation.window import ANSWER_HEADER_TOKENS, PER_MESSAGE_TOKENS, PREAMBLE_TOKENS
 from app.engines import ChatMessage
@@ -102,13 +102,8 @@ def open_recall_service(url: str, settings: Settings, engine: ScriptedEngine) ->
     """The service of a turn as the bot runs it, on `url`, opened from `settings` (budget, prompt, tokenizer and
     whatever memory they switch on), with the scripted engine before echo."""
     chain = EngineChain([Tier(engine, settings.brain_timeout_seconds)], EchoEngine(), max_tokens=settings.max_tokens)
-    return ConversationService(
-        open_store(create_engine(url), settings.history_token_budget),
-        chain,
-        token_counter(settings.tokenizer),
-        system_prompt=settings.system_prompt,
-        history_token_budget=settings.history_token_budget,
-    )
+    store = open_store(create_engine(url), settings.history_token_budget)
+    return service_for(settings, store, chain, token_counter(settings.tokenizer))
 
 
 # --- the model's stand-in -------------------------------------------------------------------------------

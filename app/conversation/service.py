@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.conversation.events import (
     EmptyMessage,
@@ -37,7 +38,7 @@ from app.conversation.window import (
 )
 from app.engines import ChatMessage, EngineStarted
 from app.engines.chain import EngineChain, EngineStatus
-from app.storage import AppState, ConversationKey, HistoryStore, StoredMessage
+from app.storage import AppState, ConversationKey, HistoryStore, StoredMessage, Summary
 
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
@@ -56,6 +57,15 @@ class ServiceStatus:
     unsaved_answers: int = 0  # answers users saw that wait in memory to be stored
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryReport:
+    messages: int  # stored in the conversation
+    first_at: datetime | None  # when the oldest of them was stored
+    summary: Summary | None
+    recall_enabled: bool
+    summary_enabled: bool
+
+
 class ConversationService:
     def __init__(
         self,
@@ -69,7 +79,11 @@ class ConversationService:
         brain_name: str | None = None,
         save_answer_within_s: float = 30.0,
         app_state: AppState | None = None,
+        recall: bool = False,
+        summaries: bool = False,
     ) -> None:
+        self._recall = recall
+        self._summaries_on = summaries
         self.brain_name = brain_name
         self._app_state = app_state
         self._store = store
@@ -98,12 +112,13 @@ class ConversationService:
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
             system = self._system_for(author)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
-            history, turn_id = await self._store.start_turn(
+            started = await self._store.start_turn(
                 conversation_id,
                 StoredMessage("user", text, newest.tokens),
                 history_allowance(system, newest, self._budget),
                 PER_MESSAGE_TOKENS,
             )
+            history, turn_id = started.history, started.turn_id
 
             cut_windows: list[bool] = []
 
@@ -160,8 +175,25 @@ class ConversationService:
             self._shown_answers.drop(key)
             return forgotten
 
-    async def history(self, key: ConversationKey) -> list[StoredMessage]:
+    async def forget(self, user_id: int) -> int:
+        """Erase every conversation of the user, in every scope (/forget); returns how many messages went.
+
+        Answers kept in memory go too; a write of one still running is waited for first, so it cannot land after."""
+        for key in self._shown_answers.keys_of(user_id):
+            await self._shown_answers.settle(key)
+        forgotten = await self._store.forget_user(user_id)
+        for key in self._shown_answers.keys_of(user_id):
+            self._shown_answers.drop(key)
+        return forgotten
+
+    async def export(self, key: ConversationKey) -> list[StoredMessage]:
+        """Every stored message of the conversation, in turn order, with its time and the engine that answered."""
         return await self._store.all_messages(await self._store.conversation_id(key))
+
+    async def memory(self, key: ConversationKey) -> MemoryReport:
+        """What Kor'tana remembers of the conversation (/memory)."""
+        stats = await self._store.memory_stats(await self._store.conversation_id(key))
+        return MemoryReport(stats.messages, stats.first_at, stats.summary, self._recall, self._summaries_on)
 
     async def status(self) -> ServiceStatus:
         try:

@@ -14,6 +14,7 @@ from app.conversation.service import ConversationService
 from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines import ECHO, CountsTokens, Engine
+from app.engines.chain import EngineChain
 from app.engines.factory import build_brain, build_chain, build_hf
 from app.storage import (
     AppState,
@@ -30,7 +31,7 @@ from app.storage import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["migrate_when_reachable", "open_service", "open_store"]
+__all__ = ["migrate_when_reachable", "open_service", "open_store", "service_for"]
 
 
 async def open_service(settings: Settings) -> ConversationService:
@@ -47,17 +48,42 @@ async def open_service(settings: Settings) -> ConversationService:
     except BaseException:
         await database.dispose()
         raise
-    return ConversationService(
+    return service_for(
+        settings,
         open_store(database, settings.history_token_budget),
+        chain,
+        counter,
+        database_description=describe(settings.database_url),
+        brain_name=brain.name if brain else None,
+        app_state=AppState(database),
+    )
+
+
+def service_for(
+    settings: Settings,
+    store: HistoryStore,
+    chain: EngineChain,
+    counter: TokenCounter,
+    *,
+    database_description: str = "",
+    brain_name: str | None = None,
+    app_state: AppState | None = None,
+) -> ConversationService:
+    """The service of `settings` (its prompt, budget and memory) over a store and a chain already opened; the
+    benchmarks open theirs with it too, so they measure what the bot runs."""
+    return ConversationService(
+        store,
         chain,
         counter,
         system_prompt=settings.system_prompt,
         history_token_budget=settings.history_token_budget,
-        database_description=describe(settings.database_url),
-        brain_name=brain.name if brain else None,
+        database_description=database_description,
+        brain_name=brain_name,
         # Every write waits up to the timeout for the database (SQLite's busy timeout): three of them.
         save_answer_within_s=3 * settings.database_timeout_seconds,
-        app_state=AppState(database),
+        app_state=app_state,
+        recall=settings.recall_enabled,
+        summaries=settings.summary_enabled,
     )
 
 

@@ -104,6 +104,10 @@ class ShownAnswers:
         """Forget the conversation's kept answer (its conversation was reset)."""
         self._kept.pop(key, None)
 
+    def keys_of(self, user_id: int) -> list[ConversationKey]:
+        """The conversations of a user that have a kept answer."""
+        return [key for key in self._kept if key.user_id == user_id]
+
     async def store_all(self) -> None:
         """At close: one last attempt for every kept answer."""
         for key, answer in list(self._kept.items()):

@@ -23,7 +23,15 @@ from app.storage.failures import (
 from app.storage.history import HistoryStore
 from app.storage.models import conversations, messages
 from app.storage.postgres_history import PostgresHistoryStore
-from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.records import (
+    ConversationKey,
+    FoundMessage,
+    MemoryStats,
+    StoredMessage,
+    Summary,
+    SummaryDraft,
+    TurnStart,
+)
 from app.storage.sqlite_history import SqliteHistoryStore
 
 __all__ = [
@@ -32,8 +40,12 @@ __all__ = [
     "DatabaseUnavailable",
     "FoundMessage",
     "HistoryStore",
+    "MemoryStats",
     "StorageUnavailable",
     "StoredMessage",
+    "Summary",
+    "SummaryDraft",
+    "TurnStart",
     "conversations",
     "create_engine",
     "describe",

@@ -7,14 +7,17 @@ reply inserts nothing and finds the first copy. An answer is inserted only while
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, func, or_, select
+from sqlalchemy import Insert, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.storage.models import conversations, messages
-from app.storage.records import StoredMessage
+from app.storage.models import conversations, messages, summaries
+from app.storage.records import StoredMessage, Summary
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
@@ -23,7 +26,8 @@ NO_MESSAGE = 0  # an id no message has (ids start at 1): `exclude_id` when nothi
 
 
 def _recent_statement():  # type: ignore[no-untyped-def]
-    """Newest-first running total of token costs over at most `most_rows` rows, cut where it passes the budget.
+    """Newest-first running total of token costs over at most `most_rows` rows, cut where it passes the budget,
+    with the first row that passes it (`spent` > budget: the caller drops it; it tells that older messages exist).
 
     Every message costs at least one token plus the overhead, so `most_rows` bounds the scan of the index
     whatever the length of the stored history. `exclude_id` leaves out the turn's own new message.
@@ -50,8 +54,16 @@ def _recent_statement():  # type: ignore[no-untyped-def]
         .subquery()
     )
     return (
-        select(newest.c.role, newest.c.content, newest.c.token_count, newest.c.engine)
-        .where(newest.c.spent <= bindparam("budget"))
+        select(
+            newest.c.role,
+            newest.c.content,
+            newest.c.token_count,
+            newest.c.engine,
+            newest.c.id,
+            newest.c.turn,
+            newest.c.spent,
+        )
+        .where(newest.c.spent - newest.c.token_count - bindparam("overhead") <= bindparam("budget"))
         .order_by(newest.c.turn, newest.c.id)
     )
 
@@ -78,6 +90,72 @@ FIND_ANSWER = select(messages.c.id).where(
 FIND_CONVERSATION = select(conversations.c.id).where(
     conversations.c.user_id == bindparam("user_id"), conversations.c.scope == bindparam("scope")
 )
+MESSAGE_FIELDS = (
+    messages.c.role,
+    messages.c.content,
+    messages.c.token_count,
+    messages.c.engine,
+    messages.c.id,
+    TURN_ORDER.label("turn"),
+    messages.c.created_at,
+)
+ALL_MESSAGES = (
+    select(*MESSAGE_FIELDS)
+    .where(messages.c.conversation_id == bindparam("conversation_id"))
+    .order_by(TURN_ORDER, messages.c.id)
+)
+MEMORY_STATS = select(func.count(), func.min(messages.c.created_at)).where(
+    messages.c.conversation_id == bindparam("conversation_id")
+)
+
+# --- /forget: every conversation of a user --------------------------------------------------------------
+USER_CONVERSATIONS = (
+    select(conversations.c.id).where(conversations.c.user_id == bindparam("user_id")).order_by(conversations.c.id)
+)
+_OF_USER = messages.c.conversation_id.in_(USER_CONVERSATIONS.scalar_subquery())
+QUESTIONS_OF_USER = select(messages.c.id).where(_OF_USER, messages.c.role == "user").with_for_update()
+# The messages first, by a statement of their own (not the conversations' cascade): SQLite's search-index triggers
+# fire for each, and on PostgreSQL it sees the answers that committed while the questions were being locked.
+DELETE_MESSAGES_OF_USER = delete(messages).where(_OF_USER)
+DELETE_CONVERSATIONS_OF_USER = delete(conversations).where(conversations.c.user_id == bindparam("user_id"))
+
+# --- the rolling summary ----------------------------------------------------------------------------------
+_SUMMARY_OF = summaries.c.conversation_id == bindparam("conversation_id")
+SUMMARY = select(
+    summaries.c.content,
+    summaries.c.token_count,
+    summaries.c.through_id,
+    summaries.c.engine,
+    summaries.c.updated_at,
+    summaries.c.version,
+).where(_SUMMARY_OF)
+# (An UPDATE's bound names must differ from its columns' names: the conversation is `of_conversation` here.)
+SAVE_SUMMARY = (
+    update(summaries)
+    .where(summaries.c.conversation_id == bindparam("of_conversation"), summaries.c.version == bindparam("version"))
+    .values(
+        version=summaries.c.version + 1,
+        content=bindparam("content"),
+        token_count=bindparam("token_count"),
+        through_id=bindparam("through_id"),
+        engine=bindparam("engine"),
+        updated_at=func.current_timestamp(),
+    )
+)
+DELETE_SUMMARY = delete(summaries).where(_SUMMARY_OF)
+# Walks ix_messages_conversation_newest from the summary's last message: the messages after it that are older
+# than the window come first, and the scan ends at the window or the limit.
+UNSUMMARISED = (
+    select(*MESSAGE_FIELDS)
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        messages.c.id > bindparam("after_id"),
+        bindparam("before_turn") > TURN_ORDER,
+        or_(messages.c.engine.is_(None), messages.c.engine != bindparam("never_sent")),
+    )
+    .order_by(messages.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +163,7 @@ class Writes:
     insert_message: Insert  # returns the new id, or no row when the turn key already has this role's message
     insert_answer: Insert  # the same, and no row when the question (turn_id) is gone
     create_conversation: Insert  # does nothing when the conversation exists
+    create_summary: Insert  # an empty summary of version 0, unless the conversation has one
 
 
 @cache
@@ -115,6 +194,9 @@ def writes_for(dialect: str) -> Writes:
         create_conversation=insert(conversations)
         .values(user_id=bindparam("user_id"), scope=bindparam("scope"))
         .on_conflict_do_nothing(index_elements=["user_id", "scope"]),
+        create_summary=insert(summaries)
+        .values(conversation_id=bindparam("conversation_id"), version=0, content="", token_count=0, through_id=0)
+        .on_conflict_do_nothing(index_elements=["conversation_id"]),
     )
 
 
@@ -127,8 +209,18 @@ def recent_parameters(
         "exclude_id": exclude_id,
         "overhead": overhead,
         "budget": token_budget,
-        "most_rows": token_budget // (overhead + 1) + 1,
+        "most_rows": token_budget // (overhead + 1) + 2,  # one more: the first that does not fit
     }
+
+
+def window_of(rows: Sequence[Any], token_budget: int) -> tuple[list[StoredMessage], bool]:
+    """The messages of RECENT's rows that fit the budget (oldest first), and whether older ones are stored."""
+    fitting = [
+        StoredMessage(role, content, token_count, engine, id=id_, turn=turn)
+        for role, content, token_count, engine, id_, turn, spent in rows
+        if spent <= token_budget
+    ]
+    return fitting, len(fitting) < len(rows)
 
 
 def message_row(
@@ -150,3 +242,27 @@ def message_row(
         "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
     }
+
+
+def stored_message(row: Sequence[Any]) -> StoredMessage:
+    """A message of a MESSAGE_FIELDS row."""
+    role, content, token_count, engine, id_, turn, created_at = row
+    return StoredMessage(role, content, token_count, engine, id=id_, turn=turn, created_at=utc(created_at))
+
+
+def summary_of(row: Sequence[Any] | None) -> Summary | None:
+    """The summary of a SUMMARY row; None for none, or for the empty one a first job starts from."""
+    if row is None or not row[0]:
+        return None
+    content, token_count, through_id, engine, updated_at, _version = row
+    return Summary(content, token_count, through_id, engine, utc(updated_at))
+
+
+def utc(moment: datetime | str | None) -> datetime | None:
+    """SQLite keeps CURRENT_TIMESTAMP as UTC text without a zone: read through SQLAlchemy it is a naive datetime,
+    through plain sqlite3 a string."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

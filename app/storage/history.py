@@ -27,11 +27,22 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Executable, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.storage._statements import TURN_ORDER, message_row, writes_for
+from app.storage._statements import (
+    ALL_MESSAGES,
+    ENGINE_NAME_LENGTH,
+    MEMORY_STATS,
+    SUMMARY,
+    UNSUMMARISED,
+    message_row,
+    stored_message,
+    summary_of,
+    utc,
+    writes_for,
+)
 from app.storage.failures import (
     StorageUnavailable,
     driver_error,
@@ -40,8 +51,16 @@ from app.storage.failures import (
     short_cause,
     unavailable_cause,
 )
-from app.storage.models import messages
-from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.records import (
+    ConversationKey,
+    FoundMessage,
+    MemoryStats,
+    StoredMessage,
+    Summary,
+    SummaryDraft,
+    TurnStart,
+    user_log_id,
+)
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_CONVERSATIONS = 100_000  # ids of recently active conversations kept in memory
@@ -82,17 +101,17 @@ class HistoryStore(ABC):
 
     async def start_turn(
         self, conversation_id: int, user_message: StoredMessage, token_budget: int, overhead_per_message: int = 0
-    ) -> tuple[list[StoredMessage], int]:
+    ) -> TurnStart:
         """Read the newest history that fits the budget, then commit the user's message.
 
-        Returns that history (oldest first, without the new message) and the new message's id, which
-        `finish_turn` takes so the answer sorts right after it.
+        Returns that history, the new message's id (`finish_turn` takes it so the answer sorts right after it)
+        and whether older messages are stored.
         """
         conversation_id = self._current(conversation_id)
         turn_key = uuid.uuid4().hex  # one per turn: every retry of this write reuses it
         overhead = overhead_per_message
 
-        async def write() -> tuple[list[StoredMessage], int]:
+        async def write() -> TurnStart:
             row = message_row(conversation_id, user_message, turn_key=turn_key)
             try:
                 return await self._start_turn(conversation_id, user_message, row, token_budget, overhead)
@@ -155,19 +174,64 @@ class HistoryStore(ABC):
         """Round trip to the database in seconds."""
 
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
-        """Every stored message of a conversation, in turn order (for tests and tools, not the hot path)."""
+        """Every stored message of a conversation in turn order, with ids and times (an export, tests, tools)."""
+        rows = await self._read(conversation_id, ALL_MESSAGES, {})
+        return [stored_message(row) for row in rows]
+
+    async def memory_stats(self, conversation_id: int) -> MemoryStats:
+        """How many messages the conversation holds, since when, and its summary."""
+        ((count, first_at),) = await self._read(conversation_id, MEMORY_STATS, {})
+        return MemoryStats(count, utc(first_at), await self.summary(conversation_id))
+
+    async def summary(self, conversation_id: int) -> Summary | None:
+        rows = await self._read(conversation_id, SUMMARY, {})
+        return summary_of(rows[0] if rows else None)
+
+    async def unsummarised(
+        self, conversation_id: int, *, after_id: int, before_turn: int, limit: int
+    ) -> list[StoredMessage]:
+        """Messages after `after_id` (the summary's last) and older than `before_turn` (the window's oldest turn),
+        at most `limit`, in turn order; never-sent replies left out."""
+        parameters = {
+            "after_id": after_id,
+            "before_turn": before_turn,
+            "limit": limit,
+            "never_sent": self._never_sent or "",
+        }
+        rows = await self._read(conversation_id, UNSUMMARISED, parameters)
+        return sorted((stored_message(row) for row in rows), key=lambda message: (message.turn, message.id))
+
+    async def start_summary(self, conversation_id: int) -> SummaryDraft:
+        """The summary a job starts from, with the version its save must still find (the row is created empty
+        when there is none, so a reset that deletes it meanwhile is seen)."""
         conversation_id = self._current(conversation_id)
+        return await self._written(self._log_id(conversation_id), lambda: self._start_summary(conversation_id))
 
-        async def read() -> list[StoredMessage]:
-            async with self._engine.connect() as connection:
-                result = await connection.execute(
-                    select(messages.c.role, messages.c.content, messages.c.token_count, messages.c.engine)
-                    .where(messages.c.conversation_id == conversation_id)
-                    .order_by(TURN_ORDER, messages.c.id)
-                )
-                return [StoredMessage(*row) for row in result.all()]
+    async def save_summary(self, conversation_id: int, version: int, summary: Summary) -> bool:
+        """Store the summary if the conversation's summary is still at `version`; False: it was reset, forgotten or
+        saved by another job meanwhile, and this one is thrown away."""
+        conversation_id = self._current(conversation_id)
+        values = {
+            "of_conversation": conversation_id,
+            "version": version,
+            "content": summary.content,
+            "token_count": summary.token_count,
+            "through_id": summary.through_id,
+            "engine": None if summary.engine is None else summary.engine[:ENGINE_NAME_LENGTH],
+        }
+        return await self._written(self._log_id(conversation_id), lambda: self._save_summary(conversation_id, values))
 
-        return await self._retrying(read, self._log_id(conversation_id))
+    async def forget_user(self, user_id: int) -> int:
+        """Erase every conversation of the user, in every scope — messages, search index, summaries — in one
+        transaction; returns how many messages were erased."""
+        forgotten, conversation_ids = await self._written(
+            user_log_id(user_id), lambda: self._forget_user(user_id)
+        )
+        for conversation_id in conversation_ids:
+            if (key := self._keys.get(conversation_id)) is not None:
+                self._conversation_ids.pop(key, None)  # its next turn starts a new conversation
+            self._forget_conversation(conversation_id)
+        return forgotten
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -181,7 +245,7 @@ class HistoryStore(ABC):
     @abstractmethod
     async def _start_turn(
         self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
-    ) -> tuple[list[StoredMessage], int]:
+    ) -> TurnStart:
         """Read the window and insert the user's message (row, with its turn key) in one transaction; a retry
         of a write whose reply was lost finds the first copy's id by the key."""
 
@@ -196,6 +260,19 @@ class HistoryStore(ABC):
     @abstractmethod
     async def _reset(self, conversation_id: int) -> int:
         """Delete every message of the conversation; returns how many were deleted."""
+
+    @abstractmethod
+    async def _start_summary(self, conversation_id: int) -> SummaryDraft:
+        """Create the empty summary row unless there is one; read it."""
+
+    @abstractmethod
+    async def _save_summary(self, conversation_id: int, values: dict) -> bool:
+        """Run SAVE_SUMMARY with the values (the conversation among them); True if a row was updated."""
+
+    @abstractmethod
+    async def _forget_user(self, user_id: int) -> tuple[int, list[int]]:
+        """Delete the user's messages and conversations (their summaries go with them); returns how many messages
+        went and the conversations' ids."""
 
     @abstractmethod
     def _forget_conversation(self, conversation_id: int) -> None:
@@ -250,6 +327,17 @@ class HistoryStore(ABC):
             log.info("Writes to the database work again (they failed: %s)", self._write_failure)
             self._write_failure = None
         return result
+
+    async def _read(self, conversation_id: int, statement: Executable, parameters: dict) -> Sequence[Row]:
+        """Rows of a read of one conversation on a pool connection (off every write path), retried like any step."""
+        conversation_id = self._current(conversation_id)
+
+        async def read() -> Sequence[Row]:
+            async with self._engine.connect() as connection:
+                result = await connection.execute(statement, {"conversation_id": conversation_id, **parameters})
+                return result.all()
+
+        return await self._retrying(read, self._log_id(conversation_id))
 
     async def _retrying(self, step: Callable[[], Awaitable[T]], log_id: str) -> T:
         """Run a database step; a lost connection is retried once. A database that can't be used now is

@@ -1,4 +1,5 @@
-"""The tables of Kor'tana's memory: one conversation per (user, scope), its messages, and named app state.
+"""The tables of Kor'tana's memory: one conversation per (user, scope), its messages and summary, and named app
+state.
 
 The schema is created by the Alembic migrations in `migrations/`; these models describe it for queries and
 for the migration test that checks both agree. The full-text index of the messages differs by database: on
@@ -75,6 +76,25 @@ class Message(Base):
     )
 
 
+class ConversationSummary(Base):
+    """A conversation's rolling summary (see migration 0006): `version` changes with every save, so a job that
+    started from another version (or from a row a reset deleted) saves nothing."""
+
+    __tablename__ = "summaries"
+
+    conversation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    through_id: Mapped[int] = mapped_column(BigId, nullable=False)
+    engine: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
+    )
+
+
 class AppStateEntry(Base):
     """A small value the application keeps across restarts (e.g. the hash of the slash commands last synced)."""
 
@@ -90,6 +110,7 @@ class AppStateEntry(Base):
 conversations = Conversation.__table__
 messages = Message.__table__
 app_state = AppStateEntry.__table__
+summaries = ConversationSummary.__table__
 
 Index("ix_messages_conversation_newest", messages.c.conversation_id, messages.c.id)
 Index(

@@ -15,15 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.storage._statements import (
     DELETE_CONVERSATION,
+    DELETE_CONVERSATIONS_OF_USER,
+    DELETE_MESSAGES_OF_USER,
+    DELETE_SUMMARY,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
+    NO_MESSAGE,
     QUESTIONS_OF_CONVERSATION,
+    QUESTIONS_OF_USER,
     RECENT,
+    SAVE_SUMMARY,
+    SUMMARY,
+    USER_CONVERSATIONS,
     recent_parameters,
+    summary_of,
+    window_of,
 )
 from app.storage.history import HistoryStore
-from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage, SummaryDraft, TurnStart
 from app.storage.search import POSTGRES_SEARCH, found_messages, search_parameters, websearch_query
 
 ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
@@ -37,7 +47,10 @@ class PostgresHistoryStore(HistoryStore):
 
         async def read() -> list[StoredMessage]:
             async with self._engine.connect() as connection:
-                return await _window(connection, conversation_id, token_budget, overhead_per_message, self._never_sent)
+                history, _ = await _window(
+                    connection, conversation_id, token_budget, overhead_per_message, self._never_sent
+                )
+                return history
 
         return await self._retrying(read, self._log_id(conversation_id))
 
@@ -76,15 +89,15 @@ class PostgresHistoryStore(HistoryStore):
 
     async def _start_turn(
         self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
-    ) -> tuple[list[StoredMessage], int]:
-        async def locked() -> tuple[list[StoredMessage], int]:
+    ) -> TurnStart:
+        async def locked() -> TurnStart:
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 message_id = await self._insert_once(connection, row)
-                history = await _window(
+                history, has_older = await _window(
                     connection, conversation_id, budget, overhead, self._never_sent, exclude_id=message_id
                 )
-            return history, message_id
+            return TurnStart(history, message_id, has_older)
 
         return await self._retrying(locked, self._log_id(conversation_id))
 
@@ -118,12 +131,45 @@ class PostgresHistoryStore(HistoryStore):
     def _forget_conversation(self, conversation_id: int) -> None:
         """Nothing to drop: every read goes to the database."""
 
+    async def _start_summary(self, conversation_id: int) -> SummaryDraft:
+        async def start() -> SummaryDraft:
+            async with self._engine.begin() as connection:
+                parameters = {"conversation_id": conversation_id}
+                await connection.execute(self._writes.create_summary, parameters)
+                row = (await connection.execute(SUMMARY, parameters)).one()
+            return SummaryDraft(row.version, summary_of(row))
+
+        return await self._retrying(start, self._log_id(conversation_id))
+
+    async def _save_summary(self, conversation_id: int, values: dict) -> bool:
+        async def save() -> bool:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(SAVE_SUMMARY, values)
+            return result.rowcount == 1
+
+        return await self._retrying(save, self._log_id(conversation_id))
+
+    async def _forget_user(self, user_id: int) -> tuple[int, list[int]]:
+        async def delete_all() -> tuple[int, list[int]]:
+            parameters = {"user_id": user_id}
+            async with self._engine.begin() as connection:
+                conversation_ids = list((await connection.execute(USER_CONVERSATIONS, parameters)).scalars())
+                for conversation_id in conversation_ids:  # in id order, as every other holder takes one: no deadlock
+                    await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                await connection.execute(QUESTIONS_OF_USER, parameters)  # see QUESTIONS_OF_CONVERSATION
+                result = await connection.execute(DELETE_MESSAGES_OF_USER, parameters)
+                await connection.execute(DELETE_CONVERSATIONS_OF_USER, parameters)
+            return result.rowcount or 0, conversation_ids
+
+        return await self._retrying(delete_all, "#user")
+
     async def _reset(self, conversation_id: int) -> int:
         async def delete_all() -> int:
             async with self._engine.begin() as connection:
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 await connection.execute(QUESTIONS_OF_CONVERSATION, {"conversation_id": conversation_id})
                 result = await connection.execute(DELETE_CONVERSATION, {"conversation_id": conversation_id})
+                await connection.execute(DELETE_SUMMARY, {"conversation_id": conversation_id})
             return result.rowcount or 0
 
         return await self._retrying(delete_all, self._log_id(conversation_id))
@@ -135,10 +181,8 @@ async def _window(
     budget: int,
     overhead: int,
     never_sent: str | None,
-    exclude_id: int | None = None,
-) -> list[StoredMessage]:
-    parameters = recent_parameters(conversation_id, budget, overhead, never_sent)
-    if exclude_id is not None:
-        parameters["exclude_id"] = exclude_id
-    result = await connection.execute(RECENT, parameters)
-    return [StoredMessage(*row) for row in result.all()]
+    exclude_id: int = NO_MESSAGE,
+) -> tuple[list[StoredMessage], bool]:
+    """The newest messages that fit the budget, and whether older ones are stored."""
+    parameters = recent_parameters(conversation_id, budget, overhead, never_sent, exclude_id)
+    return window_of((await connection.execute(RECENT, parameters)).all(), budget)

@@ -19,6 +19,11 @@ class ConversationKey:
         return hashlib.blake2b(f"{self.user_id}:{self.scope}".encode(), digest_size=6).hexdigest()
 
 
+def user_log_id(user_id: int) -> str:
+    """An opaque, stable name of a user for log lines (of what concerns all their conversations)."""
+    return "user " + hashlib.blake2b(str(user_id).encode(), digest_size=6).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     role: str

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, column, func, literal_column, or_, select, table
 
-from app.storage._statements import TURN_ORDER
+from app.storage._statements import TURN_ORDER, utc
 from app.storage.models import SEARCH_CONFIG, SEARCH_VECTOR, SQLITE_SEARCH_TABLE, messages
 from app.storage.records import FoundMessage, StoredMessage
 
@@ -172,8 +171,3 @@ def found_messages(rows: Sequence[Any], limit: int) -> list[FoundMessage]:
         )
         by_turn[row.turn] = FoundMessage(message, answer)
     return list(by_turn.values())
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite keeps CURRENT_TIMESTAMP as UTC text without a zone, which SQLAlchemy reads as a naive datetime."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
@@ -19,17 +20,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.storage._statements import (
     DELETE_CONVERSATION,
+    DELETE_CONVERSATIONS_OF_USER,
+    DELETE_MESSAGES_OF_USER,
+    DELETE_SUMMARY,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
     RECENT,
+    SAVE_SUMMARY,
+    SUMMARY,
+    USER_CONVERSATIONS,
     recent_parameters,
+    summary_of,
+    window_of,
     writes_for,
 )
 from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
 from app.storage.failures import StorageUnavailable, unavailable_cause
 from app.storage.history import HistoryStore
-from app.storage.records import ConversationKey, FoundMessage, StoredMessage
+from app.storage.records import ConversationKey, FoundMessage, StoredMessage, SummaryDraft, TurnStart
 from app.storage.search import SQLITE_SEARCH, found_messages, fts5_query, search_parameters
 from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
@@ -42,6 +51,13 @@ _FIND_CONVERSATION = SqlStatement(FIND_CONVERSATION)
 _INSERT_MESSAGE = SqlStatement(writes_for("sqlite").insert_message)
 _INSERT_ANSWER = SqlStatement(writes_for("sqlite").insert_answer)
 _CREATE_CONVERSATION = SqlStatement(writes_for("sqlite").create_conversation)
+_CREATE_SUMMARY = SqlStatement(writes_for("sqlite").create_summary)
+_SUMMARY = SqlStatement(SUMMARY)
+_SAVE_SUMMARY = SqlStatement(SAVE_SUMMARY)
+_DELETE_SUMMARY = SqlStatement(DELETE_SUMMARY)
+_USER_CONVERSATIONS = SqlStatement(USER_CONVERSATIONS)
+_DELETE_MESSAGES_OF_USER = SqlStatement(DELETE_MESSAGES_OF_USER)
+_DELETE_CONVERSATIONS_OF_USER = SqlStatement(DELETE_CONVERSATIONS_OF_USER)
 T = TypeVar("T")
 _STALE = -1  # an epoch no job reports: no usable cached window, read from the database
 
@@ -70,7 +86,7 @@ class SqliteHistoryStore(HistoryStore):
             )
         )
         window = self._refreshed(conversation_id, window, epoch, rows, budget, overhead_per_message)
-        return window.newest_within(token_budget)
+        return window.newest_within(token_budget)[0]
 
     async def search(
         self, conversation_id: int, terms: Sequence[str], *, before_turn: int, limit: int
@@ -112,7 +128,7 @@ class SqliteHistoryStore(HistoryStore):
 
     async def _start_turn(
         self, conversation_id: int, user_message: StoredMessage, row: dict, budget: int, overhead: int
-    ) -> tuple[list[StoredMessage], int]:
+    ) -> TurnStart:
         window, cached_epoch = self._cached(conversation_id, budget, overhead)
         read_budget = max(budget, self._window_budget)
 
@@ -122,31 +138,55 @@ class SqliteHistoryStore(HistoryStore):
 
         epoch, rows, message_id = await self._run_in(conversation_id, job)
         window = self._refreshed(conversation_id, window, epoch, rows, read_budget, overhead)
-        history = window.newest_within(budget)
-        window.add(user_message)
-        return history, message_id
+        history, has_older = window.newest_within(budget)
+        window.add(replace(user_message, id=message_id, turn=message_id))
+        return TurnStart(history, message_id, has_older)
 
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
-        def job(connection: sqlite3.Connection) -> tuple[bool, bool]:
-            if _INSERT_ANSWER.run(connection, **row).fetchone() is not None:
-                return True, True
+        def job(connection: sqlite3.Connection) -> tuple[bool, int | None]:
+            if (inserted := _INSERT_ANSWER.run(connection, **row).fetchone()) is not None:
+                return True, int(inserted[0])
             already = _FIND_ANSWER.run(connection, **row).fetchone() is not None
-            return already, False
+            return already, None
 
-        stored, inserted = await self._run_in(conversation_id, job)
-        if inserted and (window := self._windows.get(conversation_id)) is not None:
-            window.add(answer)
+        stored, answer_id = await self._run_in(conversation_id, job)
+        if answer_id is not None and (window := self._windows.get(conversation_id)) is not None:
+            window.add(replace(answer, id=answer_id, turn=row["turn_id"]))
         return stored
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
         message_id = await self._run_in(conversation_id, lambda connection: _insert_once(connection, row))
         if (window := self._windows.get(conversation_id)) is not None:
-            window.add(message)
+            window.add(replace(message, id=message_id, turn=row["turn_id"] or message_id))
         return message_id
+
+    async def _start_summary(self, conversation_id: int) -> SummaryDraft:
+        def job(connection: sqlite3.Connection) -> SummaryDraft:
+            _CREATE_SUMMARY.run(connection, conversation_id=conversation_id)
+            row = _SUMMARY.run(connection, conversation_id=conversation_id).fetchone()
+            return SummaryDraft(row[-1], summary_of(row))
+
+        return await self._run(job)
+
+    async def _save_summary(self, conversation_id: int, values: dict) -> bool:
+        return await self._run(
+            lambda connection: _SAVE_SUMMARY.run(connection, **values).rowcount == 1
+        )
+
+    async def _forget_user(self, user_id: int) -> tuple[int, list[int]]:
+        def job(connection: sqlite3.Connection) -> tuple[int, list[int]]:
+            conversation_ids = [row[0] for row in _USER_CONVERSATIONS.run(connection, user_id=user_id)]
+            forgotten = _DELETE_MESSAGES_OF_USER.run(connection, user_id=user_id).rowcount
+            _DELETE_CONVERSATIONS_OF_USER.run(connection, user_id=user_id)
+            self._epoch += 1  # as in _reset
+            return forgotten, conversation_ids
+
+        return await self._run(job)
 
     async def _reset(self, conversation_id: int) -> int:
         def job(connection: sqlite3.Connection) -> int:
             forgotten = _DELETE.run(connection, conversation_id=conversation_id).rowcount
+            _DELETE_SUMMARY.run(connection, conversation_id=conversation_id)
             # Our own commits leave data_version as it is: a new epoch makes every window read before this
             # delete stale, including one a turn queued behind this job is about to use.
             self._epoch += 1
@@ -215,7 +255,7 @@ class SqliteHistoryStore(HistoryStore):
     ) -> CachedWindow:
         if rows is None and window is not None:
             return window
-        window = CachedWindow.of(epoch, budget, overhead, [StoredMessage(*row) for row in rows or []], self._never_sent)
+        window = CachedWindow.of(epoch, budget, overhead, *window_of(rows or [], budget), self._never_sent)
         self._windows.put(conversation_id, window)
         return window
 

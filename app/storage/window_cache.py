@@ -26,13 +26,21 @@ class CachedWindow:
     overhead: int
     messages: list[StoredMessage]  # oldest first, within `budget`
     spent: int
+    older: bool  # older messages than these are stored
     never_sent: str | None  # the engine whose replies a window leaves out (see HistoryStore)
 
     @classmethod
     def of(
-        cls, epoch: int, budget: int, overhead: int, messages: list[StoredMessage], never_sent: str | None
+        cls,
+        epoch: int,
+        budget: int,
+        overhead: int,
+        messages: list[StoredMessage],
+        older: bool,
+        never_sent: str | None,
     ) -> CachedWindow:
-        return cls(epoch, budget, overhead, messages, sum(m.token_count + overhead for m in messages), never_sent)
+        spent = sum(m.token_count + overhead for m in messages)
+        return cls(epoch, budget, overhead, messages, spent, older, never_sent)
 
     def add(self, message: StoredMessage) -> None:
         if message.engine is not None and message.engine == self.never_sent:
@@ -42,13 +50,15 @@ class CachedWindow:
         while self.spent > self.budget:
             dropped = self.messages.pop(0)
             self.spent -= dropped.token_count + self.overhead
+            self.older = True
 
-    def newest_within(self, budget: int) -> list[StoredMessage]:
+    def newest_within(self, budget: int) -> tuple[list[StoredMessage], bool]:
+        """The newest messages that fit `budget`, and whether older ones are stored."""
         spent, start = 0, len(self.messages)
         while start > 0 and spent + self.messages[start - 1].token_count + self.overhead <= budget:
             start -= 1
             spent += self.messages[start].token_count + self.overhead
-        return self.messages[start:]
+        return self.messages[start:], self.older or start > 0
 
 
 class WindowCache:

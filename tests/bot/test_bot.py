@@ -97,7 +97,7 @@ async def test_ask_defers_prefers_hf_streams_and_extends_the_history(world: Worl
     assert not interaction.ephemeral
     expected = ["context first", "Hello from the brain!", "what is the meaning of life?"]
     assert user_contents(world.hf.requests[-1]) == expected
-    history = await world.service.history(world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
+    history = await world.service.export(world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0))
     assert [m.content for m in history][-2:] == ["what is the meaning of life?", "A considered answer from HF."]
 
 
@@ -183,7 +183,7 @@ async def test_a_10000_character_message_is_answered_and_stored_whole(world: Wor
     texts = await answer_to(world, message)
     assert texts[0].startswith("Hello from the brain!") and "only read the first part" in texts[0]
     key = world.bot.key_for(int(world.fake.alice["id"]), world.bot.guilds[0], 0)
-    assert (await world.service.history(key))[0].content == huge.strip()
+    assert (await world.service.export(key))[0].content == huge.strip()
 
 
 async def test_the_users_message_deleted_while_streaming_does_not_break_the_answer(world: World) -> None:

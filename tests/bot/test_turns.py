@@ -41,7 +41,7 @@ async def test_a_slow_typing_call_never_lets_a_later_message_overtake_an_earlier
     assert await answer_to(world, first) == ["answer to first"]
     assert await answer_to(world, second) == ["answer to second"]
     assert [user_contents(request)[-1] for request in world.brain.requests] == ["first", "second"]
-    history = await world.service.history(world.bot.key_for(int(fake.alice["id"]), world.bot.guilds[0], 0))
+    history = await world.service.export(world.bot.key_for(int(fake.alice["id"]), world.bot.guilds[0], 0))
     assert [m.content for m in history] == ["first", "answer to first", "second", "answer to second"]
 
 
@@ -113,7 +113,7 @@ async def test_shutdown_ends_running_and_waiting_turns_visibly(world: World) -> 
     await world.bot.shutdown()
     assert world.fake.texts(world.fake.channel) == [RESTARTING, RESTARTING]
     assert world.bot.active_turns == 0 and len(world.brain.requests) == 1
-    history = await world.service.history(world.bot.key_for(int(first["author"]["id"]), world.bot.guilds[0], 0))
+    history = await world.service.export(world.bot.key_for(int(first["author"]["id"]), world.bot.guilds[0], 0))
     assert [m.content for m in history] == ["one"], "no partial answer stored, the waiting turn never started"
 
 

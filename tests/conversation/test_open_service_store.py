@@ -28,7 +28,7 @@ async def test_an_echo_reply_is_kept_and_shown_but_never_sent_to_a_model(migrate
         try:
             fallback = await _say(service, "my dog is called Rex")
             answered = await _say(service, "what is my dog called?")
-            stored = await service.history(KEY)
+            stored = await service.export(KEY)
         finally:
             await service.close()
 

@@ -49,7 +49,7 @@ async def test_history_reaches_the_engine_in_order_and_survives_a_restart(open_t
     ]
     final = events[-1]
     assert isinstance(final, FinalReply) and final.engine == "instant" and final.text == "reply to: what do I like?"
-    stored = await second.history(ALICE)
+    stored = await second.export(ALICE)
     assert [(m.role, m.engine) for m in stored] == [("user", None), ("assistant", "instant")] * 3
 
 
@@ -76,7 +76,7 @@ async def test_echo_answers_when_no_engine_is_configured_and_is_never_sent_to_a_
 async def test_fifty_concurrent_turns_of_one_user_are_stored_in_order(open_test_service) -> None:
     service = await open_test_service([InstantEngine()])
     await asyncio.gather(*(turn(service, ALICE, f"message {i}") for i in range(50)))
-    stored = await service.history(ALICE)
+    stored = await service.export(ALICE)
     expected = []
     for i in range(50):
         expected += [("user", f"message {i}"), ("assistant", f"reply to: message {i}")]
@@ -90,7 +90,7 @@ async def test_a_hundred_users_at_once_keep_their_histories_apart(open_test_serv
     for round_ in range(3):
         await asyncio.gather(*(turn(service, key, f"user {key.user_id} round {round_}") for key in keys))
     for key in keys:
-        stored = await service.history(key)
+        stored = await service.export(key)
         assert [m.content for m in stored if m.role == "user"] == [f"user {key.user_id} round {r}" for r in range(3)]
     for request in engine.requests:
         owner = request[-1]["content"].split()[1]
@@ -104,8 +104,8 @@ async def test_reset_forgets_and_counts(open_test_service) -> None:
     await turn(service, ALICE, "two")
     await turn(service, other, "keep me")
     assert await service.reset(ALICE) == 4
-    assert await service.history(ALICE) == []
-    assert len(await service.history(other)) == 2
+    assert await service.export(ALICE) == []
+    assert len(await service.export(other)) == 2
     assert await service.reset(ALICE) == 0
 
 
@@ -118,7 +118,7 @@ async def test_the_window_keeps_to_the_budget_dropping_oldest_turns(open_test_se
     assert sent[-1]["content"].endswith("number 39 about many different things")
     assert 1 < len(sent) < 20
     assert sent[1]["role"] == "user"
-    assert len(await service.history(ALICE)) == 80, "trimming the window never deletes history"
+    assert len(await service.export(ALICE)) == 80, "trimming the window never deletes history"
 
 
 async def test_an_oversized_message_is_cut_the_user_is_told_and_nothing_is_lost(open_test_service) -> None:
@@ -128,7 +128,7 @@ async def test_an_oversized_message_is_cut_the_user_is_told_and_nothing_is_lost(
     events = await turn(service, ALICE, huge)
     assert any(isinstance(e, Notice) for e in events)
     assert len(engine.requests[-1][-1]["content"]) < len(huge)
-    assert (await service.history(ALICE))[0].content == huge.strip()
+    assert (await service.export(ALICE))[0].content == huge.strip()
 
 
 @pytest.mark.parametrize("empty", ["", "   ", "\u200b\u200b", "\n\t \u2060"])
@@ -136,7 +136,7 @@ async def test_empty_messages_are_refused_and_not_stored(open_test_service, empt
     service = await open_test_service([InstantEngine()])
     with pytest.raises(EmptyMessage):
         await turn(service, ALICE, empty)
-    assert await service.history(ALICE) == []
+    assert await service.export(ALICE) == []
 
 
 class _HangingEngine(InstantEngine):
@@ -155,7 +155,7 @@ async def test_a_cancelled_turn_stores_no_partial_answer_and_the_next_turn_works
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [(m.role, m.content) for m in await service.history(ALICE)] == [("user", "first")]
+    assert [(m.role, m.content) for m in await service.export(ALICE)] == [("user", "first")]
 
     fresh = await open_test_service([InstantEngine()])
     events = await turn(fresh, ALICE, "second")
@@ -179,4 +179,4 @@ async def test_an_answer_with_a_nul_character_is_stored_not_lost(open_test_servi
     events = await turn(service, ALICE, "hi")
     assert events[-1].text == "secret  diary"
     assert "".join(e.text for e in events if isinstance(e, TextChunk)) == "secret  diary", "shown as stored"
-    assert [m.content for m in await service.history(ALICE)] == ["hi", "secret  diary"]
+    assert [m.content for m in await service.export(ALICE)] == ["hi", "secret  diary"]

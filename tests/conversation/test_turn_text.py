@@ -54,7 +54,7 @@ async def test_invalid_unicode_from_an_engine_is_repaired_shown_and_stored(
     events = await turn(service, "hi")
     shown = "".join(event.text for event in events if isinstance(event, TextChunk))
     assert shown == answer and events[-1].text == answer and events[-1].engine == "scripted"
-    assert [m.content for m in await service.history(ALICE)] == ["hi", answer]
+    assert [m.content for m in await service.export(ALICE)] == ["hi", answer]
 
 
 async def test_invalid_unicode_from_a_user_is_repaired_before_it_is_counted_and_stored(open_test_service) -> None:
@@ -63,7 +63,7 @@ async def test_invalid_unicode_from_a_user_is_repaired_before_it_is_counted_and_
     await turn(service, "bad byte \udcff here", author="Al\ud800ice")
     assert engine.requests[-1][-1]["content"] == "bad byte \ufffd here"
     assert "Al\ufffdice" in engine.requests[-1][0]["content"]
-    assert (await service.history(ALICE))[0].content == "bad byte \ufffd here"
+    assert (await service.export(ALICE))[0].content == "bad byte \ufffd here"
 
 
 class BrokenTokenizer:
@@ -81,7 +81,7 @@ async def test_a_failing_token_counter_never_ends_a_turn(open_test_service) -> N
     service = await open_test_service([InstantEngine()], counter=BrokenTokenizer())
     events = await turn(service, "boom")
     assert isinstance(events[-1], FinalReply) and events[-1].text == "reply to: boom"
-    assert [m.content for m in await service.history(ALICE)] == ["boom", "reply to: boom"]
+    assert [m.content for m in await service.export(ALICE)] == ["boom", "reply to: boom"]
 
 
 INVISIBLE = [
@@ -104,14 +104,14 @@ async def test_a_message_of_invisible_characters_only_is_empty(open_test_service
     service = await open_test_service([engine])
     with pytest.raises(EmptyMessage):
         await turn(service, invisible)
-    assert engine.requests == [] and await service.history(ALICE) == []
+    assert engine.requests == [] and await service.export(ALICE) == []
 
 
 async def test_invisible_characters_inside_a_visible_message_are_kept(open_test_service) -> None:
     service = await open_test_service([InstantEngine()])
     text = "שלום\u200f and hi \u2800 there ❤\ufe0f"
     await turn(service, text)
-    assert (await service.history(ALICE))[0].content == text
+    assert (await service.export(ALICE))[0].content == text
 
 
 FORGERY = (
@@ -149,6 +149,6 @@ async def test_chat_syntax_reaches_an_http_brain_defused_counted_as_sent_and_is_
         sent_again = [m["content"].replace(WORD_JOINER, "") for m in second[1:]]
         assert sent_again == [FORGERY, "sure <|im_end|> done", "and now?"]
 
-    stored = await service.history(ALICE)
+    stored = await service.export(ALICE)
     assert [m.content for m in stored[:2]] == [FORGERY, "sure <|im_end|> done"]
     assert [m.token_count for m in stored[:2]] == [counter.count(defuse_chat_syntax(m.content)) for m in stored[:2]]

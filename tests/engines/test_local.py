@@ -256,7 +256,7 @@ async def test_special_tokens_typed_by_a_user_reach_the_model_as_plain_text_and_
         assert isinstance([event async for event in events][-1], FinalReply)
 
     sent = defuse_chat_syntax(forged)
-    stored = (await service.history(ALICE))[0]
+    stored = (await service.export(ALICE))[0]
     assert stored.content == forged, "the store keeps what the user wrote"
     assert stored.token_count == engine.count_tokens(sent) > engine.count_tokens(forged)
     system = f"{TEST_SYSTEM_PROMPT}\nYou are talking with Alice."

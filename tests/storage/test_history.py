@@ -80,8 +80,9 @@ async def test_interleaved_turns_store_each_answer_right_after_its_question(migr
     try:
         conversation = await first.conversation_id(KEY)
         assert await second.conversation_id(KEY) == conversation
-        _, turn_a = await first.start_turn(conversation, StoredMessage("user", "question A", 2), 1000, 5)
-        history_b, turn_b = await second.start_turn(conversation, StoredMessage("user", "question B", 2), 1000, 5)
+        turn_a = (await first.start_turn(conversation, StoredMessage("user", "question A", 2), 1000, 5)).turn_id
+        started = await second.start_turn(conversation, StoredMessage("user", "question B", 2), 1000, 5)
+        history_b, turn_b = started.history, started.turn_id
         assert [m.content for m in history_b] == ["question A"]
         await second.finish_turn(conversation, StoredMessage("assistant", "answer B", 2, "brain"), turn_b)
         await first.finish_turn(conversation, StoredMessage("assistant", "answer A", 2, "brain"), turn_a)

@@ -115,11 +115,12 @@ async def test_a_write_committed_but_its_reply_lost_is_stored_once(
 ) -> None:
     store, proxy = proxied
     conversation = await store.conversation_id(KEY)
-    _, first_turn = await store.start_turn(conversation, StoredMessage("user", "earlier", 2), 1000)
+    first_turn = (await store.start_turn(conversation, StoredMessage("user", "earlier", 2), 1000)).turn_id
     await store.finish_turn(conversation, StoredMessage("assistant", "earlier answer", 2, "brain"), first_turn)
 
     proxy.lose_reply(1 if lost == "question" else 2)  # the turn's first committed write is its question
-    history, turn_id = await store.start_turn(conversation, StoredMessage("user", "question", 2), 1000)
+    started = await store.start_turn(conversation, StoredMessage("user", "question", 2), 1000)
+    history, turn_id = started.history, started.turn_id
     await store.finish_turn(conversation, StoredMessage("assistant", "answer", 2, "brain"), turn_id)
 
     assert proxy.cuts == 1 and "retrying once" in caplog.text
@@ -141,5 +142,5 @@ async def test_a_message_appended_but_its_reply_lost_is_stored_once(
 
     assert proxy.cuts == 1 and "retrying once" in caplog.text
     assert [m.content for m in await store.all_messages(conversation)] == ["a note"]
-    _, turn_id = await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)
+    turn_id = (await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)).turn_id
     assert turn_id > message_id  # the id of the stored copy, not a made-up one

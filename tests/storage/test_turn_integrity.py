@@ -68,7 +68,7 @@ async def test_an_engine_name_longer_than_its_column_is_stored_cut_to_it(migrate
     long_name = "my_company.brains.experimental:" + "very_long_plugin_brain_name_" * 4
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "hi", 2), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "hi", 2), 1000)).turn_id
         await store.finish_turn(conversation, StoredMessage("assistant", "hello", 2, long_name), turn_id)
         [_, answer] = await store.all_messages(conversation)
         assert (answer.content, answer.engine) == ("hello", long_name[:64])
@@ -87,7 +87,7 @@ async def test_a_conversation_deleted_while_the_bot_runs_is_created_again_at_the
 
         await turn(service, "hello again")
         await turn(service, "and again")
-        assert [m.content for m in await service.history(KEY)] == [
+        assert [m.content for m in await service.export(KEY)] == [
             "hello again", "reply to: hello again", "and again", "reply to: and again"
         ]  # fmt: skip
     finally:
@@ -99,11 +99,12 @@ async def test_a_conversation_deleted_during_a_turn_loses_that_turn_only(migrate
     operator = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "erased", 2), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "erased", 2), 1000)).turn_id
         await operator.execute("DELETE FROM conversations WHERE id = $1", conversation)
         await store.finish_turn(conversation, StoredMessage("assistant", "answer to erased", 2, "brain"), turn_id)
 
-        history, next_turn = await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)
+        started = await store.start_turn(conversation, StoredMessage("user", "next", 2), 1000)
+        history, next_turn = started.history, started.turn_id
         await store.finish_turn(conversation, StoredMessage("assistant", "answer to next", 2, "brain"), next_turn)
         assert history == []
         assert await contents(store, await store.conversation_id(KEY)) == ["next", "answer to next"]
@@ -117,7 +118,7 @@ async def test_an_answer_whose_question_was_reset_meanwhile_is_not_stored(migrat
     resetting = history_store(create_engine(migrated_url))  # another process, the user's /reset there
     try:
         conversation = await answering.conversation_id(KEY)
-        _, turn_id = await answering.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        turn_id = (await answering.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)).turn_id
         assert await resetting.reset(await resetting.conversation_id(KEY)) == 1
         await answering.finish_turn(conversation, StoredMessage("assistant", "about your secret", 2, "brain"), turn_id)
         assert await contents(answering, conversation) == []
@@ -134,7 +135,7 @@ async def test_an_answer_written_while_a_reset_is_in_progress_is_not_stored(migr
     operator = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)).turn_id
         if store.dialect == "postgresql":
             await operator.execute("BEGIN")
             await operator.execute("SELECT pg_advisory_xact_lock($1)", conversation)  # what a reset takes
@@ -164,7 +165,7 @@ async def test_a_reset_that_comes_while_an_answer_is_being_written_erases_it_too
     answering_process = await Operator(migrated_url).open()
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)).turn_id
         await answering_process.execute("BEGIN")
         await answering_process.execute(
             "INSERT INTO messages (conversation_id, turn_id, role, content, token_count, engine, turn_key) "
@@ -192,7 +193,8 @@ async def test_a_window_cached_before_another_process_reset_the_file_is_read_aga
     first, second = history_store(create_engine(url)), history_store(create_engine(url))
 
     async def whole_turn(store: HistoryStore, conversation: int, text: str) -> list[str]:
-        history, turn_id = await store.start_turn(conversation, StoredMessage("user", text, 2), 1000, 5)
+        started = await store.start_turn(conversation, StoredMessage("user", text, 2), 1000, 5)
+        history, turn_id = started.history, started.turn_id
         await store.finish_turn(conversation, StoredMessage("assistant", f"re: {text}", 2, "brain"), turn_id)
         return [m.content for m in history]
 
@@ -219,14 +221,15 @@ async def test_a_turn_started_right_after_a_reset_in_the_same_process_sees_nothi
     store = history_store(create_engine(migrated_url))
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "my secret", 2), 1000)).turn_id
         await store.finish_turn(conversation, StoredMessage("assistant", "about your secret", 2, "brain"), turn_id)
 
-        forgotten, (history, _) = await asyncio.gather(
+        forgotten, started = await asyncio.gather(
             store.reset(conversation), store.start_turn(conversation, StoredMessage("user", "fresh start", 2), 1000)
         )
         assert forgotten == 2
-        assert history == []
+        assert started.history == []
+        assert not started.has_older
         assert await store.recent(conversation, 1000) == [StoredMessage("user", "fresh start", 2)]
     finally:
         await store.close()
@@ -238,7 +241,7 @@ async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_win
     store = history_store(create_engine(f"sqlite+aiosqlite:///{migrated_sqlite_file}", timeout_s=5))
     try:
         conversation = await store.conversation_id(KEY)
-        _, turn_id = await store.start_turn(conversation, StoredMessage("user", "first", 1), 1000)
+        turn_id = (await store.start_turn(conversation, StoredMessage("user", "first", 1), 1000)).turn_id
         await store.finish_turn(conversation, StoredMessage("assistant", "answer", 1, "brain"), turn_id)
 
         holder = sqlite3.connect(migrated_sqlite_file, isolation_level=None)
@@ -250,7 +253,7 @@ async def test_a_turn_cancelled_while_its_message_is_written_leaves_no_stale_win
         holder.execute("ROLLBACK")
         holder.close()
 
-        history, _ = await store.start_turn(conversation, StoredMessage("user", "next", 1), 1000)
+        history = (await store.start_turn(conversation, StoredMessage("user", "next", 1), 1000)).history
         stored = [m.content for m in await store.all_messages(conversation)]
         assert stored == ["first", "answer", "cut short", "next"], "the cancelled caller's job did not commit"
         assert [m.content for m in history] == stored[:-1]

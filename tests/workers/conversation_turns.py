@@ -32,7 +32,7 @@ async def main(url: str, name: str, turns: int) -> None:
         system_prompt="You are a test companion.",
     )
     try:
-        await service.history(KEY)  # connect and create the conversation before the race starts
+        await service.export(KEY)  # connect and create the conversation before the race starts
         await ready_then_wait_for_go()
         for i in range(turns):
             async with aclosing(service.respond(KEY, name, f"{name} question {i}")) as events:

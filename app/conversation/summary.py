@@ -121,12 +121,10 @@ def open_summary_writer(
     store: HistoryStore,
     chain: EngineChain,
     counter: TokenCounter,
-    brain: Engine | None,
-    hf: Engine | None,
+    engines: Sequence[str],
 ) -> SummaryWriter | None:
     """The service's summary writer from the settings; None when summaries are off or no engine may write them.
-    Validates SUMMARY_ENGINE (SettingsError) either way."""
-    engines = summary_engine_order(settings, brain, hf)
+    `engines`: the chain's engines that may, strongest first (`summary_engine_order`)."""
     if not settings.summary_enabled:
         return None
     if not engines:

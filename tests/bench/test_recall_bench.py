@@ -76,14 +76,17 @@ def tiny_dataset() -> Dataset:
     return Dataset(0, turns, (dog, city), asked)
 
 
+@pytest.mark.parametrize("recall", [False, True], ids=["window", "recall"])
 @pytest.mark.parametrize("budget", [400, 4000])
-async def test_the_harness_sees_a_fact_in_the_window_and_misses_it_once_it_fell_out(
-    migrated_url: str, budget: int
+async def test_the_harness_sees_a_fact_in_the_window_or_recalled_and_misses_it_once_it_fell_out(
+    migrated_url: str, budget: int, recall: bool
 ) -> None:
-    dog, city = await measure_evidence(migrated_url, tiny_dataset(), helpers.settings_for(history_token_budget=budget))
+    settings = helpers.settings_for(history_token_budget=budget, recall_enabled=recall, summary_enabled=False)
+    dog, city = await measure_evidence(migrated_url, tiny_dataset(), settings)
 
     assert (city.evidence, city.value, city.stale_alone) == (True, True, False), "the correction is the newest turn"
-    assert (dog.evidence, dog.value) == ((False, False) if budget == 400 else (True, True))
+    fell_out = budget == 400 and not recall
+    assert (dog.evidence, dog.value) == ((False, False) if fell_out else (True, True))
     assert dog.tokens <= budget and 0 < dog.memory_tokens < dog.tokens
     assert not dog.leaked and not city.leaked, "after the reset nothing of the conversation is sent"
 

@@ -465,10 +465,11 @@ def test_a_wrong_summary_engine_is_one_clear_line(server: FakeChatServer, value,
 
 
 async def test_no_writer_when_summaries_are_off_or_only_echo_could_write(store: HistoryStore, chain) -> None:
-    brain = api_engine("http://127.0.0.1:9/v1", "brain")
-    assert open_summary_writer(settings_for(summary_enabled=False), store, chain, COUNTER, brain, None) is None
-    assert open_summary_writer(settings_for(), store, chain, COUNTER, None, None) is None
-    writer = open_summary_writer(settings_for(summary_every_turns=7), store, chain, COUNTER, brain, None)
+    brain = summary_engine_order(settings_for(), api_engine("http://127.0.0.1:9/v1", "brain"), None)
+    assert open_summary_writer(settings_for(summary_enabled=False), store, chain, COUNTER, brain) is None
+    only_echo = summary_engine_order(settings_for(), None, None)
+    assert open_summary_writer(settings_for(), store, chain, COUNTER, only_echo) is None
+    writer = open_summary_writer(settings_for(summary_every_turns=7), store, chain, COUNTER, brain)
     assert writer is not None
     await writer.aclose()
 

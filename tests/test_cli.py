@@ -56,6 +56,9 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path: Path) ->
         ("BRAIN_URL", "not a url"),
         ("HISTORY_SCOPE", "planet"),
         ("DATABASE_URL", "sqlite+aiosqlite://"),  # was a traceback from the migration
+        ("RECALL_SHARE", "1.5"),
+        ("SUMMARY_ENGINE", "gpt-4"),
+        ("SUMMARY_MAX_TOKENS", "2000"),  # more than the memory share of the default budget
     ]:
         result = run_kortana(["chat"], tmp_path, "", **{name: value, "HF_TOKEN": secret})
         assert result.returncode == 2

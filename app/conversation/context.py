@@ -137,7 +137,7 @@ def _memory_block(
     estimate = header_cost
     summary = None
     if memory.summary is not None:
-        line = SUMMARY_LABEL + defuse_chat_syntax(memory.summary.content)
+        line = SUMMARY_LABEL + " ".join(defuse_chat_syntax(memory.summary.content).split())
         cost = counter.count("\n" + line)
         if estimate + cost <= cap:
             summary, estimate = line, estimate + cost
@@ -188,7 +188,8 @@ def _fitting_lines(
 def _line(message: StoredMessage, user_name: str) -> str:
     speaker = ASSISTANT_LABEL if message.role == "assistant" else defuse_chat_syntax(user_name)
     dated = f"[{message.created_at.date().isoformat()}] " if message.created_at is not None else ""
-    return f"{dated}{speaker}: {defuse_chat_syntax(message.content)}"
+    # One line each, whatever the message held: its own line breaks must not pass for lines of the block.
+    return f"{dated}{speaker}: {' '.join(defuse_chat_syntax(message.content).split())}"
 
 
 def _render(system_content: str, summary: str | None, turns: list[list[str]]) -> str:

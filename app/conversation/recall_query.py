@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 MAX_TERMS = 3
+MAX_WORD_LENGTH = 40  # longer is not a word anyone asks about (a hash, a URL's tail, a keyboard mash)
 
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE = re.compile(r"[^.!?。！？\n]*(?:[.!?。！？]+|$)")
@@ -69,7 +70,7 @@ def _content_words(text: str) -> list[str]:
     words: list[str] = []
     for match in _WORD.finditer(text.lower()):
         word = match[0]
-        if len(word) > 1 and word not in STOP_WORDS and word not in words:
+        if 1 < len(word) <= MAX_WORD_LENGTH and word not in STOP_WORDS and word not in words:
             words.append(word)
     return words
 

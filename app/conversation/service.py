@@ -29,7 +29,7 @@ from app.conversation.events import (
     TextChunk,
     TurnEvent,
 )
-from app.conversation.locks import KeyedLocks
+from app.conversation.locks import KeyedLocks, UserGates
 from app.conversation.recall_query import recall_terms
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.summary import SummaryWriter
@@ -109,6 +109,7 @@ class ConversationService:
         self._budget = history_token_budget
         self._database_description = database_description
         self._locks = KeyedLocks()
+        self._user_gates = UserGates()
         self._shown_answers = ShownAnswers(store, retry_within_s=save_answer_within_s)
         # Counting the system prompt was a large part of a turn's own cost; it changes only with the author.
         self._system_for = functools.lru_cache(maxsize=1024)(self._counted_system_for)
@@ -122,7 +123,8 @@ class ConversationService:
         text = clean_text(text)
         if not text:
             raise EmptyMessage("nothing to answer")
-        async with self._locks.hold(key):  # taken before any await: turns keep their order of arrival
+        # The lock is taken before any await: turns keep their order of arrival.
+        async with self._locks.hold(key), self._user_gates.turn(key.user_id):
             conversation_id = await self._store.conversation_id(key)
             await self._shown_answers.store_kept(key)
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
@@ -196,8 +198,11 @@ class ConversationService:
     async def forget(self, user_id: int) -> int:
         """Erase every conversation of the user, in every scope (/forget); returns how many messages went.
 
-        Answers kept in memory go too; a write of one still running is waited for first, so it cannot land after."""
-        async with self._summaries.paused(user_id) if self._summaries is not None else contextlib.nullcontext():
+        It waits for the user's running turns (they may still send what they read) and holds new ones back until
+        it is done; the user's summary jobs are stopped and none starts meanwhile. Answers kept in memory go too; a
+        write of one still running is waited for first, so it cannot land after."""
+        paused = self._summaries.paused(user_id) if self._summaries is not None else contextlib.nullcontext()
+        async with self._user_gates.erase(user_id), paused:
             for key in self._shown_answers.keys_of(user_id):
                 await self._shown_answers.settle(key)
             forgotten = await self._store.forget_user(user_id)

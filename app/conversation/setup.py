@@ -46,6 +46,7 @@ async def open_service(settings: Settings) -> ConversationService:
         summary_engines = summary_engine_order(settings, brain, hf)
         counter = _counter_for(settings, brain)
         _check_budget_fits_system_prompt(settings, counter)
+        _check_summary_fits_memory(settings)
         await chain.start()
     except BaseException:
         await database.dispose()
@@ -148,6 +149,16 @@ def _counter_for(settings: Settings, brain: Engine | None) -> TokenCounter:
     if isinstance(brain, CountsTokens):
         return EngineTokens(f"{brain.name} model's tokenizer", brain.count_tokens)
     return token_counter(None)
+
+
+def _check_summary_fits_memory(settings: Settings) -> None:
+    """A summary longer than the memory share could be written but never sent."""
+    share = int(settings.recall_share * settings.history_token_budget)
+    if settings.summary_enabled and settings.summary_max_tokens >= share:
+        raise SettingsError(
+            f"Invalid setting SUMMARY_MAX_TOKENS: {settings.summary_max_tokens} does not fit in the memory share "
+            f"(RECALL_SHARE × HISTORY_TOKEN_BUDGET = {share}); use less, or a larger share or budget"
+        )
 
 
 def _check_budget_fits_system_prompt(settings: Settings, counter: TokenCounter) -> None:

@@ -114,10 +114,9 @@ USER_CONVERSATIONS = (
 )
 _OF_USER = messages.c.conversation_id.in_(USER_CONVERSATIONS.scalar_subquery())
 QUESTIONS_OF_USER = select(messages.c.id).where(_OF_USER, messages.c.role == "user").with_for_update()
-# The messages first, by a statement of their own (not the conversations' cascade): SQLite's search-index triggers
-# fire for each, and on PostgreSQL it sees the answers that committed while the questions were being locked.
+# The conversations' rows stay (empty): SQLite hands out a deleted row's id again, and a conversation id that came
+# back as someone else's would meet what still held the old one (a summary job that outlived its cancel).
 DELETE_MESSAGES_OF_USER = delete(messages).where(_OF_USER)
-DELETE_CONVERSATIONS_OF_USER = delete(conversations).where(conversations.c.user_id == bindparam("user_id"))
 
 # --- the rolling summary ----------------------------------------------------------------------------------
 _SUMMARY_OF = summaries.c.conversation_id == bindparam("conversation_id")
@@ -142,7 +141,24 @@ SAVE_SUMMARY = (
         updated_at=func.current_timestamp(),
     )
 )
-DELETE_SUMMARY = delete(summaries).where(_SUMMARY_OF)
+# A reset or /forget empties the summary and moves its version on: a job that read it before can no longer save.
+# (Deleting the row would not do: a new job creates it again at version 0, the version an old job may hold.)
+_EMPTY_SUMMARY = {
+    "version": summaries.c.version + 1,
+    "content": "",
+    "token_count": 0,
+    "through_id": 0,
+    "engine": None,
+    "updated_at": func.current_timestamp(),
+}
+ERASE_SUMMARY = (
+    update(summaries).where(summaries.c.conversation_id == bindparam("of_conversation")).values(_EMPTY_SUMMARY)
+)
+ERASE_SUMMARIES_OF_USER = (
+    update(summaries)
+    .where(summaries.c.conversation_id.in_(USER_CONVERSATIONS.scalar_subquery()))
+    .values(_EMPTY_SUMMARY)
+)
 # Walks ix_messages_conversation_newest from the summary's last message: the messages after it that are older
 # than the window come first, and the scan ends at the window or the limit.
 UNSUMMARISED = (

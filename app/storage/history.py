@@ -223,13 +223,12 @@ class HistoryStore(ABC):
 
     async def forget_user(self, user_id: int) -> int:
         """Erase every conversation of the user, in every scope — messages, search index, summaries — in one
-        transaction; returns how many messages were erased."""
+        transaction; returns how many messages were erased. The conversations' rows stay, empty: their ids are
+        never handed to another conversation."""
         forgotten, conversation_ids = await self._written(
             user_log_id(user_id), lambda: self._forget_user(user_id)
         )
         for conversation_id in conversation_ids:
-            if (key := self._keys.get(conversation_id)) is not None:
-                self._conversation_ids.pop(key, None)  # its next turn starts a new conversation
             self._forget_conversation(conversation_id)
         return forgotten
 
@@ -271,8 +270,8 @@ class HistoryStore(ABC):
 
     @abstractmethod
     async def _forget_user(self, user_id: int) -> tuple[int, list[int]]:
-        """Delete the user's messages and conversations (their summaries go with them); returns how many messages
-        went and the conversations' ids."""
+        """Delete the user's messages and empty their summaries; returns how many messages went and the ids of
+        the user's conversations."""
 
     @abstractmethod
     def _forget_conversation(self, conversation_id: int) -> None:

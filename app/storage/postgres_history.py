@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.storage._statements import (
     DELETE_CONVERSATION,
-    DELETE_CONVERSATIONS_OF_USER,
     DELETE_MESSAGES_OF_USER,
-    DELETE_SUMMARY,
+    ERASE_SUMMARIES_OF_USER,
+    ERASE_SUMMARY,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
@@ -158,7 +158,7 @@ class PostgresHistoryStore(HistoryStore):
                     await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 await connection.execute(QUESTIONS_OF_USER, parameters)  # see QUESTIONS_OF_CONVERSATION
                 result = await connection.execute(DELETE_MESSAGES_OF_USER, parameters)
-                await connection.execute(DELETE_CONVERSATIONS_OF_USER, parameters)
+                await connection.execute(ERASE_SUMMARIES_OF_USER, parameters)
             return result.rowcount or 0, conversation_ids
 
         return await self._retrying(delete_all, "#user")
@@ -169,7 +169,7 @@ class PostgresHistoryStore(HistoryStore):
                 await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
                 await connection.execute(QUESTIONS_OF_CONVERSATION, {"conversation_id": conversation_id})
                 result = await connection.execute(DELETE_CONVERSATION, {"conversation_id": conversation_id})
-                await connection.execute(DELETE_SUMMARY, {"conversation_id": conversation_id})
+                await connection.execute(ERASE_SUMMARY, {"of_conversation": conversation_id})
             return result.rowcount or 0
 
         return await self._retrying(delete_all, self._log_id(conversation_id))

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.storage._statements import (
     DELETE_CONVERSATION,
-    DELETE_CONVERSATIONS_OF_USER,
     DELETE_MESSAGES_OF_USER,
-    DELETE_SUMMARY,
+    ERASE_SUMMARIES_OF_USER,
+    ERASE_SUMMARY,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
@@ -54,10 +54,10 @@ _CREATE_CONVERSATION = SqlStatement(writes_for("sqlite").create_conversation)
 _CREATE_SUMMARY = SqlStatement(writes_for("sqlite").create_summary)
 _SUMMARY = SqlStatement(SUMMARY)
 _SAVE_SUMMARY = SqlStatement(SAVE_SUMMARY)
-_DELETE_SUMMARY = SqlStatement(DELETE_SUMMARY)
+_ERASE_SUMMARY = SqlStatement(ERASE_SUMMARY)
 _USER_CONVERSATIONS = SqlStatement(USER_CONVERSATIONS)
 _DELETE_MESSAGES_OF_USER = SqlStatement(DELETE_MESSAGES_OF_USER)
-_DELETE_CONVERSATIONS_OF_USER = SqlStatement(DELETE_CONVERSATIONS_OF_USER)
+_ERASE_SUMMARIES_OF_USER = SqlStatement(ERASE_SUMMARIES_OF_USER)
 T = TypeVar("T")
 _STALE = -1  # an epoch no job reports: no usable cached window, read from the database
 
@@ -177,7 +177,7 @@ class SqliteHistoryStore(HistoryStore):
         def job(connection: sqlite3.Connection) -> tuple[int, list[int]]:
             conversation_ids = [row[0] for row in _USER_CONVERSATIONS.run(connection, user_id=user_id)]
             forgotten = _DELETE_MESSAGES_OF_USER.run(connection, user_id=user_id).rowcount
-            _DELETE_CONVERSATIONS_OF_USER.run(connection, user_id=user_id)
+            _ERASE_SUMMARIES_OF_USER.run(connection, user_id=user_id)
             self._epoch += 1  # as in _reset
             return forgotten, conversation_ids
 
@@ -186,7 +186,7 @@ class SqliteHistoryStore(HistoryStore):
     async def _reset(self, conversation_id: int) -> int:
         def job(connection: sqlite3.Connection) -> int:
             forgotten = _DELETE.run(connection, conversation_id=conversation_id).rowcount
-            _DELETE_SUMMARY.run(connection, conversation_id=conversation_id)
+            _ERASE_SUMMARY.run(connection, of_conversation=conversation_id)
             # Our own commits leave data_version as it is: a new epoch makes every window read before this
             # delete stale, including one a turn queued behind this job is about to use.
             self._epoch += 1

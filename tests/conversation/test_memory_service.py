@@ -19,7 +19,7 @@ from app.conversation.setup import service_for
 from app.conversation.summary import INSTRUCTIONS
 from app.conversation.tokens import EstimatedTokens
 from app.storage import ConversationKey, create_engine
-from tests.fakes.openai_server import FakeChatServer, Hang, Reply
+from tests.fakes.openai_server import FakeChatServer, Hang, HttpError, Reply
 from tests.helpers import api_engine, engine_chain, history_store, settings_for
 
 DM = ConversationKey(1, "dm")
@@ -167,3 +167,44 @@ async def _wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore
     async with asyncio.timeout(timeout_s):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+async def test_forget_waits_for_a_running_turn_so_its_failover_cannot_send_erased_text_after_it(  # type: ignore[no-untyped-def]
+    migrated_url: str,
+) -> None:
+    async with FakeChatServer() as brain, FakeChatServer() as huggingface:
+        settings = settings_for(history_token_budget=500, summary_enabled=False)
+        engines = [api_engine(brain.base_url, "brain", timeout_s=5), api_engine(huggingface.base_url, "huggingface")]
+        chain = engine_chain(engines, max_tokens=32, deadline_s=30)
+        service = service_for(settings, history_store(migrated_url, window_budget=500), chain, EstimatedTokens())
+        try:
+            await _say(service, DM, SECRET)
+            brain.script = [HttpError(500, delay_s=1.0)]  # a second's work, then a failure: the chain falls over
+            turn = asyncio.create_task(_say(service, DM, "and what else?"))
+            await _wait_for(lambda: len(brain.requests) == 2)
+            assert await service.forget(DM.user_id) >= 2
+            assert turn.done(), "the erase waited for the user's running turn"
+            after_forget = len(huggingface.requests)
+            await _say(service, DM, "What is my locker code?")
+            assert [text for text in _requests_text(huggingface, after_forget) if "4417" in text] == []
+            assert [text for text in _requests_text(brain, 2) if "4417" in text] == []
+        finally:
+            await service.close()
+
+
+async def test_a_turn_that_arrives_during_a_forget_waits_and_lands_in_no_one_elses_conversation(  # type: ignore[no-untyped-def]
+    migrated_url: str, server
+) -> None:
+    service = await _service(migrated_url, server, summary_enabled=False)
+    mine, theirs = ConversationKey(1, "dm"), ConversationKey(2, "dm")
+    try:
+        await _say(service, mine, "hello there")
+        await asyncio.gather(
+            service.forget(1),
+            _say(service, theirs, "I am user two"),
+            _say(service, mine, "user one, writing while forgetting"),
+        )
+        assert not any("user one" in message.content for message in await service.export(theirs))
+        assert "hello there" not in [message.content for message in await service.export(mine)]
+    finally:
+        await service.close()

@@ -97,3 +97,7 @@ async def _turn(store: HistoryStore, conversation: int, question: str, answer: s
     turn = await store.append(conversation, StoredMessage("user", question, 5))
     await store.append(conversation, StoredMessage("assistant", answer, 5, "brain"), turn_id=turn)
     return turn
+
+
+def test_a_run_of_letters_too_long_to_be_a_word_is_not_searched_for() -> None:
+    assert recall_terms("what about " + "x" * 5000 + " and my dog?") == ["dog"]

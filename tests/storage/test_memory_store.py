@@ -85,6 +85,11 @@ async def test_a_reset_erases_the_summary_and_a_running_job_cannot_bring_it_back
     await store.reset(conversation)
     assert not await store.save_summary(conversation, draft.version, Summary("their secret is 1234", 5, 2))
     assert await store.summary(conversation) is None
+    # Nor once a new job started after the reset: the version moved on, it did not start again.
+    fresh = await store.start_summary(conversation)
+    assert fresh.summary is None and fresh.version != draft.version
+    assert not await store.save_summary(conversation, draft.version, Summary("their secret is 1234", 5, 2))
+    assert await store.save_summary(conversation, fresh.version, Summary("a fresh start", 3, 0))
     assert (await store.memory_stats(conversation)).messages == 0
 
 
@@ -116,11 +121,14 @@ async def test_forget_erases_every_scope_of_the_user_and_nothing_of_anyone_else(
     assert await store.forget_user(42) == 0
 
     assert await store.summary(mine_dm) is None
-    for key in (KEY, GUILD_KEY):
-        renewed = await store.conversation_id(key)
-        assert renewed not in (mine_dm, mine_guild), "a forgotten conversation starts again from nothing"
-        assert await store.all_messages(renewed) == []
-        assert await store.search(renewed, ["Biscuit"], before_turn=10**12, limit=5) == []
+    assert not await store.save_summary(mine_dm, draft.version + 1, Summary("Sam's dog is Biscuit", 5, 2))
+    for key, forgotten_id in ((KEY, mine_dm), (GUILD_KEY, mine_guild)):
+        # The conversation's row stays, empty: its id is never handed to someone else's conversation.
+        assert await store.conversation_id(key) == forgotten_id
+        assert await store.all_messages(forgotten_id) == []
+        assert await store.search(forgotten_id, ["Biscuit"], before_turn=10**12, limit=5) == []
+        started = await store.start_turn(forgotten_id, StoredMessage("user", "hello again", 5), 1000, OVERHEAD)
+        assert started.history == [] and not started.has_older
     assert [m.content for m in await store.all_messages(theirs)] == ["Biscuit is my cat's name", "cute"]
     assert await _indexed_rows_matching(migrated_url, store, "biscuit") == 1, "the search index forgot them too"
 

@@ -63,6 +63,7 @@ MAX_BACKOFF_S = 15 * 60.0
 BUSY_BACKOFF_S = 10.0  # every engine was busy with turns: not broken, so no doubling
 CANCEL_WITHIN_S = 5.0
 SUMMARY_ENGINES = ("auto", "brain", "huggingface")
+REQUEST_SPECIFIC = (ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_TOO_LONG)  # pause that conversation only
 
 INSTRUCTIONS = (
     "You keep the long-term memory of a conversation between a user and an AI companion. You are given the "
@@ -146,6 +147,7 @@ class _Progress:
     conversation_id: int
     horizon: int  # the newest window horizon seen (turn id): turns before it fell out
     fallen: int  # turns counted as fallen out since the last summary
+    not_before: float = 0.0  # this conversation's own pause, after an engine refused its request
 
 
 class SummaryWriter:
@@ -249,7 +251,8 @@ class SummaryWriter:
         await self._stop(list(self._jobs))
 
     def _start(self, key: ConversationKey, progress: _Progress) -> None:
-        if key in self._jobs or key.user_id in self._paused_users or self._clock() < self._not_before:
+        now = self._clock()
+        if key in self._jobs or key.user_id in self._paused_users or now < max(self._not_before, progress.not_before):
             return
         if len(self._jobs) >= self._max_jobs or any(running.user_id == key.user_id for running in self._jobs):
             return  # not queued: this conversation's next turn asks again
@@ -335,6 +338,12 @@ class SummaryWriter:
     def _back_off(self, key: ConversationKey, error: Exception | None) -> None:
         """Nothing is lost (the count stays, the next trigger tries again); a broken engine or database gets a
         doubling pause."""
+        if isinstance(error, EngineError) and error.kind in REQUEST_SPECIFIC:
+            # This conversation's request (a content policy, a message too long): the others go on.
+            if (progress := self._progress.get(key)) is not None:
+                progress.not_before = self._clock() + MAX_BACKOFF_S
+            log.warning("Summary of conversation %s refused (%s); next try in %g s", key.log_id, error, MAX_BACKOFF_S)
+            return
         if isinstance(error, EngineError) and error.kind is ErrorKind.BUSY:
             pause = BUSY_BACKOFF_S
         else:

@@ -298,7 +298,8 @@ class EngineChain:
         called for each engine tried, with `min(history_budget, context window - max_tokens)`; the last call
         built the request that was answered.
 
-        Raises EngineError: BUSY when every engine was only busy, UNAVAILABLE when none could answer otherwise.
+        Raises EngineError: of the engines' own kind when they all failed alike (BUSY when every engine was only
+        busy, BAD_REQUEST when each refused the request), UNAVAILABLE otherwise.
         """
         links = [link for name in engines for link in self._links if link.engine.name == name != ECHO]
         failures: list[tuple[str, EngineError]] = []
@@ -318,7 +319,8 @@ class EngineChain:
                 link.background.discard(call)
         if not links:
             raise EngineError(ErrorKind.UNAVAILABLE, f"none of the engines {list(engines)} is in the chain")
-        kind = ErrorKind.BUSY if all(f.kind is ErrorKind.BUSY for _, f in failures) else ErrorKind.UNAVAILABLE
+        kinds = {failure.kind for _, failure in failures}
+        kind = kinds.pop() if len(kinds) == 1 else ErrorKind.UNAVAILABLE
         raise EngineError(kind, "; ".join(f"{name}: {failure.message}" for name, failure in failures))
 
     async def _complete_on(

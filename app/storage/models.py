@@ -77,8 +77,8 @@ class Message(Base):
 
 
 class ConversationSummary(Base):
-    """A conversation's rolling summary (see migration 0006): `version` changes with every save, so a job that
-    started from another version (or from a row a reset deleted) saves nothing."""
+    """A conversation's rolling summary (see migration 0006): `version` changes with every save and erase, so a
+    job that started from another version saves nothing; an erased summary is the empty one."""
 
     __tablename__ = "summaries"
 

@@ -1,9 +1,9 @@
 """summaries: each conversation's rolling summary of what fell out of its recent window
 
-One row per conversation at most, erased with it (ON DELETE CASCADE), and by a reset. `version` changes with every
-save: a summary job saves only if the version it started from is still there, so a job that finds its conversation
-reset (the row deleted), forgotten, or summarised by another process meanwhile throws its result away.
-`through_id` is the newest message the summary covers.
+One row per conversation at most, deleted with it (ON DELETE CASCADE). A reset or /forget empties it and moves its
+`version` on, as every save does: a summary job saves only if the version it started from is still there, so a
+job that finds its conversation reset, forgotten, or summarised by another process meanwhile throws its result
+away. `through_id` is the newest message the summary covers.
 
 Revision ID: 0006
 Revises: 0005

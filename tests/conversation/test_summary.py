@@ -243,6 +243,28 @@ async def test_an_engine_failure_loses_nothing_and_the_summary_is_tried_again_af
     assert summary.through_id == conversation.fallen()[-1].id
 
 
+async def test_a_request_the_engine_refuses_pauses_that_conversation_only(
+    store: HistoryStore, make_writer, server: FakeChatServer
+) -> None:
+    server.script = lambda body: (
+        HttpError(400, {"error": "content policy"}) if "refused 1:" in str(body["messages"]) else Reply(text=SUMMARY)
+    )
+    writer = make_writer()
+    refused = await conversation_of(store, writer, ConversationKey(1, "dm"), "refused")
+    other = await conversation_of(store, writer, ConversationKey(2, "dm"), "other")
+    await refused.say(WINDOW_TURNS + EVERY)
+    await writer.idle()
+    assert await store.summary(refused.conversation_id) is None
+
+    await other.say(WINDOW_TURNS + EVERY)  # no shared back-off: another user's summary is written at once
+    await writer.idle()
+    assert (await store.summary(other.conversation_id)).content == SUMMARY
+    asked = len(server.requests)
+    await refused.say(1)  # the refused conversation waits out its own pause
+    await writer.idle()
+    assert len(server.requests) == asked
+
+
 async def test_echo_never_writes_a_summary(conversation: Conversation, server: FakeChatServer, chain) -> None:
     server.default = HttpError.server_error()  # the chain would answer a turn with echo now
 

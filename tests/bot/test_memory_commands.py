@@ -54,11 +54,15 @@ async def test_memory_shows_the_count_since_when_and_what_is_on(world: World) ->
     text = await interaction_text(world, interaction)
     assert interaction.ephemeral and interaction.deferred
     assert "**4 messages**" in text and re.search(r"since <t:\d+:R>", text)
-    assert re.search(r"Recall of older messages: \*\*(on|off)\*\*", text)
-    assert re.search(r"Summary of older messages: \*\*(on|off)\*\* — none yet", text)
+    assert "Recall of older messages: **on**" in text, "the settings' default"
+    assert "Summary of older messages: **on** — none yet" in text
 
     dm = await world.fake.slash_command("memory", dm=True)
     assert "haven't talked here yet" in await interaction_text(world, dm), "DMs are their own conversation"
+
+    await world.restart(recall_enabled=False, summary_enabled=False)
+    off = await interaction_text(world, await world.fake.slash_command("memory"))
+    assert "Recall of older messages: **off**" in off and "Summary of older messages: **off**" in off
 
 
 def test_the_summary_is_shown_quoted_and_cut_to_fit_one_message() -> None:

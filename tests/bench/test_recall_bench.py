@@ -8,12 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.bench.recall import (
+    FORGET,
     MEMORY_MODES,
+    RESET,
     MemoryMode,
     ModeUnavailable,
     judge,
+    leak_check_after,
     leaks,
-    measure_evidence,
+    measure_memory,
+    open_recall_service,
+    replay,
+    scripted_engine,
     settings_for,
 )
 from app.bench.recall_dataset import (
@@ -27,6 +33,7 @@ from app.bench.recall_dataset import (
     generate,
 )
 from app.conversation.tokens import EstimatedTokens
+from app.storage import ConversationKey, create_engine
 from tests import helpers
 
 
@@ -80,12 +87,16 @@ def tiny_dataset() -> Dataset:
 async def test_the_harness_sees_a_fact_in_the_window_and_misses_it_once_it_fell_out(
     migrated_url: str, budget: int
 ) -> None:
-    dog, city = await measure_evidence(migrated_url, tiny_dataset(), helpers.settings_for(history_token_budget=budget))
+    settings = helpers.settings_for(history_token_budget=budget, recall_enabled=False, summary_enabled=False)
+    run = await measure_memory(migrated_url, tiny_dataset(), settings)
+    dog, city = run.outcomes
 
     assert (city.evidence, city.value, city.stale_alone) == (True, True, False), "the correction is the newest turn"
     assert (dog.evidence, dog.value) == ((False, False) if budget == 400 else (True, True))
-    assert dog.tokens <= budget and 0 < dog.memory_tokens < dog.tokens
-    assert not dog.leaked and not city.leaked, "after the reset nothing of the conversation is sent"
+    assert dog.tokens <= budget and 0 < dog.window_tokens < dog.tokens and dog.memory_tokens == 0
+    by_scenario = {check.scenario: check for check in run.leak_checks}
+    assert by_scenario[RESET].requests == 2 and by_scenario[FORGET].requests == 4, "each question, in each scope"
+    assert [check.leaked for check in run.leak_checks] == [0, 0], "after the erase nothing of it is sent"
 
 
 def test_a_stale_value_alone_and_an_erased_text_are_caught() -> None:
@@ -107,3 +118,27 @@ def test_a_memory_this_version_lacks_is_unavailable_and_switching_it_off_is_not_
         settings_for(MemoryMode("future", {"no_such_memory": True}), base)
     settings_for(MemoryMode("off", {"no_such_memory": False}), base)
     assert settings_for(MemoryMode("budget", {"history_token_budget": 500}), base).history_token_budget == 500
+
+
+async def test_the_forget_check_catches_a_scope_left_unerased_and_passes_a_real_forget(migrated_url: str) -> None:
+    dataset = tiny_dataset()
+    settings = helpers.settings_for(recall_enabled=False, summary_enabled=False)
+    engine = scripted_engine(dataset, settings)
+    service = open_recall_service(migrated_url, settings, engine)
+    database = create_engine(migrated_url)
+    try:
+        here, elsewhere = ConversationKey(7, "here"), ConversationKey(7, "elsewhere")
+        for scope in (here, elsewhere):
+            await replay(service, scope, dataset, database)
+        one_scope = await leak_check_after(
+            "reset of one scope", engine, service, settings, dataset, [here, elsewhere], lambda: service.reset(here)
+        )
+        assert (one_scope.requests, one_scope.leaked) == (4, 2), "the scope left holds the whole conversation"
+
+        forgotten = await leak_check_after(
+            FORGET, engine, service, settings, dataset, [here, elsewhere], lambda: service.forget(7)
+        )
+        assert (forgotten.requests, forgotten.leaked) == (4, 0)
+    finally:
+        await service.close()
+        await database.dispose()

@@ -585,7 +585,10 @@ async def local_model_summaries(dataset: Dataset, settings: Settings) -> list[Wr
     from app.engines.local import LocalModelEngine
     from app.storage import StoredMessage, Summary
 
-    model = LocalModelEngine(n_ctx=settings.local_context_window, temperature=0.0, seed=1234)
+    # A prompt of a whole budget takes the small model a while before its first token on 2 busy cores.
+    model = LocalModelEngine(
+        n_ctx=settings.local_context_window, temperature=0.0, seed=1234, first_token_timeout_s=600, stall_timeout_s=60
+    )
     counter = EngineTokens("local model's tokenizer", model.count_tokens)
     stand_in = ScriptedEngine({}, counter)
     turns = dataset.turns[: LOCAL_SUMMARY_ROUNDS * settings.summary_every_turns]

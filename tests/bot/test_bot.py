@@ -305,7 +305,8 @@ async def test_a_failed_turn_logs_its_conversation_and_cause_never_the_text(worl
 async def test_slash_commands_sync_at_once_to_development_guilds(world: World) -> None:
     guild_id = world.fake.guild.id
     await world.start(discord_guild_ids=[guild_id])
-    assert {command["name"] for command in world.fake.commands[guild_id]} == {"ask", "reset", "ping"}
+    commands = {command["name"] for command in world.fake.commands[guild_id]}
+    assert commands == {"ask", "reset", "ping", "memory", "export", "forget"}
     interaction = await world.fake.slash_command("reset")
     assert "forgot 0 messages" in await interaction_text(world, interaction)
 

@@ -18,6 +18,7 @@ from tests.helpers import World, interaction_text, start_shard
 
 COMMAND_ROUTES = r"/applications/\d+(/guilds/\d+)?/commands(/.*)?"
 GLOBAL_PUT = r"/applications/\d+/commands"
+COMMANDS = {"ask", "reset", "ping", "memory", "export", "forget"}
 
 
 def command_calls(world: World, since: int = 0) -> list[str]:
@@ -50,7 +51,7 @@ async def test_a_changed_command_set_is_synced_again(world: World) -> None:
     world.bot.tree.add_command(app_commands.Command(name="extra", description="A new command", callback=extra))
     world.runner = await world.fake.start_bot(world.bot)
     assert command_calls(world, since=before) == [f"PUT /applications/{world.fake.application_id}/commands"]
-    assert {c["name"] for c in world.fake.commands[None]} == {"ask", "reset", "ping", "extra"}
+    assert {c["name"] for c in world.fake.commands[None]} == COMMANDS | {"extra"}
 
 
 async def test_development_guilds_are_synced_each_once_and_apart_from_the_global_set(world: World) -> None:
@@ -60,7 +61,7 @@ async def test_development_guilds_are_synced_each_once_and_apart_from_the_global
     await world.restart(discord_guild_ids=[guild_id])  # the global hash says nothing about the guild's set
     app = world.fake.application_id
     assert command_calls(world, since=before) == [f"PUT /applications/{app}/guilds/{guild_id}/commands"]
-    assert {c["name"] for c in world.fake.commands[guild_id]} == {"ask", "reset", "ping"}
+    assert {c["name"] for c in world.fake.commands[guild_id]} == COMMANDS
     before = len(world.fake.calls)
     await world.restart()
     await world.restart(discord_guild_ids=[guild_id])
@@ -75,7 +76,7 @@ async def test_a_failed_sync_is_tried_again_at_the_next_start(world: World, capl
     before = len(world.fake.calls)
     await world.restart()
     assert command_calls(world, since=before) == [f"PUT /applications/{world.fake.application_id}/commands"]
-    assert {c["name"] for c in world.fake.commands[None]} == {"ask", "reset", "ping"}
+    assert {c["name"] for c in world.fake.commands[None]} == COMMANDS
 
 
 async def test_a_database_that_cannot_say_what_was_synced_syncs_and_says_so(world: World, caplog) -> None:

@@ -28,7 +28,9 @@ Injecting gateway events (each goes to the live connection of the owning shard; 
   ``message_reference`` + ``referenced_message`` and pings the replied author), ``dm_message(user, content)``,
   ``edit_user_message(message_id, content)`` (MESSAGE_UPDATE), ``delete_message(message_id)``
   (MESSAGE_DELETE), ``slash_command(name, options, user=, channel_id=, dm=)`` (INTERACTION_CREATE type 2;
-  returns a ``FakeInteraction``), and the raw ``dispatch(event, data, shard_id=None)``.
+  returns a ``FakeInteraction``), ``click(message, label, user=)`` (a button press on one of the bot's messages:
+  INTERACTION_CREATE type 3; its ``original`` is that message, which an UPDATE_MESSAGE callback (type 7) or a
+  PATCH of @original edits), and the raw ``dispatch(event, data, shard_id=None)``.
   Without the MESSAGE_CONTENT intent, guild messages reach the bot with empty content unless they mention
   the bot or were sent by it (Discord's rule); guild/DM message events need GUILD_MESSAGES/DIRECT_MESSAGES.
 

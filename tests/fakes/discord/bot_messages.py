@@ -1,4 +1,5 @@
-"""What the bot posts and edits: content rules (2,000 characters, not empty), replies, who a message pings
+"""What the bot posts and edits: content rules (2,000 characters, not empty; at most 10 files and
+``attachment_size_limit`` bytes of them), replies, who a message pings
 under ``allowed_mentions``, and the echo of the bot's own messages over the gateway."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from tests.fakes.discord.state import MESSAGE_FLAG_EPHEMERAL, MESSAGE_FLAG_LOADI
 from tests.fakes.discord.wire import HttpError
 
 TOO_LONG = "Must be 2000 or fewer in length."
+MAX_ATTACHMENTS = 10
 UNKNOWN_REFERENCE = {"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}
 
 
@@ -27,6 +29,20 @@ class BotMessages(DiscordState):
         something = ("embeds", "sticker_ids", "components", "poll")
         if creating and not (content or files or any(body.get(key) for key in something)):
             raise HttpError(400, 50006, "Cannot send an empty message")
+
+    def _check_files(self, files: list[dict[str, Any]]) -> None:
+        if len(files) > MAX_ATTACHMENTS:
+            raise HttpError(
+                400, 50035, "Invalid Form Body", {"files": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}}
+            )
+        if sum(f["size"] for f in files) > self.attachment_size_limit:
+            raise HttpError(413, 40005, "Request entity too large")
+
+    def _attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"id": str(self._snowflake()), "filename": f["filename"], "size": f["size"], "url": "", "proxy_url": ""}
+            for f in files
+        ]
 
     def _pings(self, msg: FakeMessage, allowed: dict[str, Any] | None, reply_author: str | None) -> set[str]:
         content = msg.content
@@ -56,6 +72,7 @@ class BotMessages(DiscordState):
         extra: dict[str, Any] | None = None,
         interaction_id: int | None = None,
     ) -> FakeMessage:
+        self._check_files(files)
         reference = body.get("message_reference")
         reply_to = None
         if reference and reference.get("message_id"):
@@ -83,10 +100,7 @@ class BotMessages(DiscordState):
             embeds=body.get("embeds") or [],
             components=body.get("components") or [],
             flags=flags | int(body.get("flags") or 0),
-            attachments=[
-                {"id": str(self._snowflake()), "filename": f["filename"], "size": f["size"], "url": "", "proxy_url": ""}
-                for f in files
-            ],
+            attachments=self._attachments(files),
         )
         if body.get("nonce") is not None:
             data["nonce"] = body["nonce"]
@@ -111,6 +125,13 @@ class BotMessages(DiscordState):
 
     def _edit(self, msg: FakeMessage, body: dict[str, Any], files: list[dict[str, Any]]) -> None:
         self._validate_content(body, files, creating=False)
+        self._check_files(files)
+        if files:  # the new files join the attachments the edit keeps (all of them unless it lists which)
+            kept = body.get("attachments")
+            old = msg.data.get("attachments") or []
+            if kept is not None:
+                old = [a for a in old if any(str(k.get("id")) == a["id"] for k in kept)]
+            msg.data["attachments"] = old + self._attachments(files)
         for key in ("content", "embeds", "components"):
             if key in body:
                 msg.data[key] = body[key] if body[key] is not None else ([] if key != "content" else "")

@@ -1,5 +1,6 @@
-"""Slash commands: INTERACTION_CREATE, the 3 s acknowledgement rule, callbacks (respond, defer), followups
-(the first after a defer replaces the "thinking" message) and the interaction webhook's message routes."""
+"""Slash commands and button clicks: INTERACTION_CREATE, the 3 s acknowledgement rule, callbacks (respond, defer,
+update the clicked message), followups (the first after a defer replaces the "thinking" message) and the interaction
+webhook's message routes."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class Interactions(DiscordState):
             "channel": dict(channel),
             "locale": locale,
             "entitlements": [],
-            "attachment_size_limit": 10 * 1024 * 1024,
+            "attachment_size_limit": self.attachment_size_limit,
             "app_permissions": str(
                 DEFAULT_PERMISSIONS & ~(0 if self.can_send(channel_id) else PERM_SEND_MESSAGES)
             ),
@@ -112,6 +113,59 @@ class Interactions(DiscordState):
             user_id=int(user["id"]),
             payload=payload,
             created=time.monotonic(),
+            _fake=self,
+        )
+        self.interactions.append(inter)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return inter
+
+    async def click(self, message: FakeMessage, label: str, *, user: dict[str, Any] | None = None) -> FakeInteraction:
+        """Press the button labelled ``label`` on one of the bot's messages: INTERACTION_CREATE type 3.
+
+        The interaction's ``original`` is the message the button is on (what an UPDATE_MESSAGE callback, type 7,
+        or a PATCH of @original edits). A disabled button cannot be pressed: AssertionError, as a test's mistake.
+        """
+        user = user or self.alice
+        buttons = [c for row in message.data.get("components") or [] for c in row.get("components", [])]
+        button = next((b for b in buttons if b.get("type") == 2 and b.get("label") == label), None)
+        assert button is not None, f"no button {label!r} on the message; buttons: {[b.get('label') for b in buttons]}"
+        assert not button.get("disabled"), f"the button {label!r} is disabled"
+        channel = self._channels[message.channel_id]
+        parent = self.interaction(message.interaction_id) if message.interaction_id else None
+        interaction_id = self._snowflake()
+        token = "interaction-" + secrets.token_urlsafe(24)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.application_id),
+            "type": 3,
+            "token": token,
+            "version": 1,
+            "data": {"custom_id": button["custom_id"], "component_type": 2},
+            "message": dict(message.data),
+            "channel_id": str(message.channel_id),
+            "channel": dict(channel),
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": self.attachment_size_limit,
+            "app_permissions": str(DEFAULT_PERMISSIONS),
+        }
+        guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
+        if guild_id is not None:
+            member = self._member_payload(self._guilds[guild_id], int(user["id"]))
+            member["permissions"] = str(DEFAULT_PERMISSIONS)
+            payload.update(guild_id=str(guild_id), member=member, guild_locale="en-US", context=0)
+        else:
+            payload.update(user=user, context=1)
+        inter = FakeInteraction(
+            id=interaction_id,
+            token=token,
+            name=parent.name if parent else label,
+            channel_id=message.channel_id,
+            guild_id=guild_id,
+            user_id=int(user["id"]),
+            payload=payload,
+            created=time.monotonic(),
+            original_id=message.id,
             _fake=self,
         )
         self.interactions.append(inter)
@@ -168,7 +222,13 @@ class Interactions(DiscordState):
             )
             inter.original_id = message.id
             self._echo("MESSAGE_CREATE", message)
-        elif kind not in (1, 6, 7, 8, 9, 10, 12):
+        elif kind == 7:  # UPDATE_MESSAGE: a component's interaction edits the message the component is on
+            if inter.payload.get("type") != 3 or inter.original is None:
+                raise HttpError(400, 50035, "Invalid Form Body", {"type": {"_errors": [{"code": "INTERACTION_TYPE"}]}})
+            message = inter.original
+            self._edit(message, data, request[CALL].files)
+            self._echo("MESSAGE_UPDATE", message)
+        elif kind not in (1, 6, 8, 9, 10, 12):
             raise HttpError(400, 50035, "Invalid Form Body", {"type": {"_errors": [{"code": "BASE_TYPE_CHOICES"}]}})
         inter.callbacks.append(body)
         inter.callback_times.append(time.monotonic())

@@ -38,6 +38,7 @@ class FakeDiscord(BotRunning, UserEvents, Interactions, RestApi, BotMessages, Ga
         recommended_shards: int = 1,
         rate_limits: dict[str, tuple[int, float]] | None = None,
         interaction_ack_timeout: float = 3.0,
+        attachment_size_limit: int = 10 * 1024 * 1024,
         echo_own_messages: bool = True,
         patch_discord: bool = True,
         bot_name: str = "Kortana",
@@ -48,6 +49,8 @@ class FakeDiscord(BotRunning, UserEvents, Interactions, RestApi, BotMessages, Ga
             "message_content"); None = all.  IDENTIFY asking for another one is closed with 4014.
         recommended_shards: "shards" in GET /gateway/bot.
         rate_limits: {"METHOD /route/{template}": (limit, per_seconds)}; None = no rate limiting.
+        attachment_size_limit: the bytes the files of one message may hold in all (Discord's 10 MiB without
+            boosts); interactions carry it, and a message with more is refused (413 / 40005).
         echo_own_messages: send MESSAGE_CREATE/UPDATE for the bot's own messages, as Discord does.
         """
         self.token = token
@@ -58,6 +61,7 @@ class FakeDiscord(BotRunning, UserEvents, Interactions, RestApi, BotMessages, Ga
         self.recommended_shards = recommended_shards
         self.rate_limits = dict(rate_limits or {})
         self.interaction_ack_timeout = interaction_ack_timeout
+        self.attachment_size_limit = attachment_size_limit
         self.echo_own_messages = echo_own_messages
         self.patch_discord = patch_discord
         self.heartbeat_interval_ms = 41250

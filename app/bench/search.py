@@ -4,8 +4,9 @@ Recall runs a search on every turn of a long conversation, in a database that ho
 must stay small is the cost of one conversation's search while the whole table grows. The seeded text is
 Zipf-distributed over a large vocabulary with a handful of very common words, so some terms match a few
 messages and one matches about 40 % of all of them; conversations are interleaved, as users talk at the same
-time. Two term sets are timed: rare words only, and rare words with the common one (what a caller gets when it
-does not drop stop words).
+time. Three term sets are timed: rare words only; rare words with the common one (what a caller gets when it
+does not drop stop words); and what `recall_terms` keeps of a recall question naming two rare words among every
+common one (what a turn searches for).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import itertools
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.bench.shared import met, migrated_sqlite_database, ms, percentile, print_table
+from app.conversation.recall_query import recall_terms
 from app.conversation.setup import open_store
 from app.storage import HistoryStore, create_engine
 
@@ -99,16 +101,39 @@ async def seed_search_database(directory: Path, message_count: int) -> SeededDat
     return SeededDatabase(url, conversation_ids, words)
 
 
+def rare_words(generator: random.Random, seeded: SeededDatabase) -> list[str]:
+    return [seeded.words[generator.choice(RARE_RANKS)] for _ in range(3)]
+
+
+def rare_and_common(generator: random.Random, seeded: SeededDatabase) -> list[str]:
+    return [*rare_words(generator, seeded)[:2], COMMON_TERM]
+
+
+def recall_question(generator: random.Random, seeded: SeededDatabase) -> list[str]:
+    first, second, _ = rare_words(generator, seeded)
+    common = ", ".join(COMMON_WORDS)
+    return recall_terms(f"Remind me: {common}, what did I tell you about {first} and {second} again?")
+
+
+TERM_SETS = (
+    ("3 rare words", rare_words),
+    (f"2 rare words + {COMMON_TERM!r} (~40 %)", rare_and_common),
+    ("a recall question with 2 rare words and every common one, through recall_terms", recall_question),
+)
+
+
 async def search_latencies(
-    store: HistoryStore, seeded: SeededDatabase, with_common_term: bool, searches: int = SEARCHES
+    store: HistoryStore,
+    seeded: SeededDatabase,
+    terms_for: Callable[[random.Random, SeededDatabase], list[str]],
+    searches: int = SEARCHES,
 ) -> list[float]:
-    """Seconds of each of `searches` searches, each in a random conversation for random rare words (two and the
-    common word, or three), over everything the conversation holds, after a warm-up."""
-    generator = random.Random(SEED + with_common_term)
+    """Seconds of each of `searches` searches, each in a random conversation for the terms `terms_for` picks,
+    over everything the conversation holds, after a warm-up."""
+    generator = random.Random(SEED)
     samples = []
     for n in range(WARM_UP_SEARCHES + searches):
-        rare = [seeded.words[generator.choice(RARE_RANKS)] for _ in range(2 if with_common_term else 3)]
-        terms = [*rare, COMMON_TERM] if with_common_term else rare
+        terms = terms_for(generator, seeded)
         conversation = generator.choice(seeded.conversation_ids)
         started = time.perf_counter()
         await store.search(conversation, terms, before_turn=2**62, limit=RESULTS_PER_SEARCH)
@@ -126,8 +151,8 @@ async def run_search_section(directory: Path, quick: bool) -> None:
     store = open_store(create_engine(seeded.url), 3000)
     rows = []
     try:
-        for with_common_term, label in ((False, "3 rare words"), (True, f"2 rare words + {COMMON_TERM!r} (~40 %)")):
-            samples = await search_latencies(store, seeded, with_common_term)
+        for label, terms_for in TERM_SETS:
+            samples = await search_latencies(store, seeded, terms_for)
             p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
             rows.append([label, ms(p50), ms(p99), met(p50 <= TARGET_P50_S and p99 <= TARGET_P99_S)])
     finally:

@@ -11,13 +11,17 @@ conversation's next turn.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.conversation.context import Memory, build_context, recall_horizon
 from app.conversation.events import (
     EmptyMessage,
     FinalReply,
@@ -26,20 +30,26 @@ from app.conversation.events import (
     TurnEvent,
 )
 from app.conversation.locks import KeyedLocks
+from app.conversation.recall_query import recall_terms
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
+from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.turn_text import clean_text
-from app.conversation.window import (
-    PER_MESSAGE_TOKENS,
-    Text,
-    build_window,
-    defuse_chat_syntax,
-    history_allowance,
-)
+from app.conversation.window import PER_MESSAGE_TOKENS, Text, defuse_chat_syntax, history_allowance
 from app.engines import ChatMessage, EngineStarted
 from app.engines.chain import EngineChain, EngineStatus
-from app.storage import AppState, ConversationKey, HistoryStore, StoredMessage, Summary
+from app.storage import (
+    AppState,
+    ConversationKey,
+    FoundMessage,
+    HistoryStore,
+    StorageUnavailable,
+    StoredMessage,
+    Summary,
+    TurnStart,
+)
 
+log = logging.getLogger(__name__)
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
 
@@ -80,10 +90,16 @@ class ConversationService:
         save_answer_within_s: float = 30.0,
         app_state: AppState | None = None,
         recall: bool = False,
-        summaries: bool = False,
+        memory_share: float = 0.33,
+        recall_max_turns: int = 6,
+        summaries: SummaryWriter | None = None,
     ) -> None:
+        """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the
+        summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries)."""
         self._recall = recall
-        self._summaries_on = summaries
+        self._memory_share = memory_share
+        self._recall_max_turns = recall_max_turns
+        self._summaries = summaries
         self.brain_name = brain_name
         self._app_state = app_state
         self._store = store
@@ -112,22 +128,19 @@ class ConversationService:
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
             system = self._system_for(author)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
+            allowance = history_allowance(system, newest, self._budget)
             started = await self._store.start_turn(
-                conversation_id,
-                StoredMessage("user", text, newest.tokens),
-                history_allowance(system, newest, self._budget),
-                PER_MESSAGE_TOKENS,
+                conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
             )
-            history, turn_id = started.history, started.turn_id
-
+            memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
             cut_windows: list[bool] = []
 
             def build_messages(budget: int) -> list[ChatMessage]:
-                window = build_window(system, history, newest, budget, self._counter)
-                cut_windows.append(window.newest_was_cut)
-                return window.messages
+                context = build_context(system, started.history, newest, budget, self._counter, memory)
+                cut_windows.append(context.newest_was_cut)
+                return context.messages
 
-            started = time.perf_counter()
+            began = time.perf_counter()
             engine = ""
             parts: list[str] = []
             notified_cut = False
@@ -146,12 +159,12 @@ class ConversationService:
                     elif chunk := item.replace("\x00", ""):
                         parts.append(chunk)
                         yield TextChunk(chunk)
-            latency = time.perf_counter() - started
+            latency = time.perf_counter() - began
             reply = "".join(parts)
             answer = ShownAnswer(
                 conversation_id,
                 StoredMessage("assistant", reply, self._counter.count(defuse_chat_syntax(reply)), engine),
-                turn_id,
+                started.turn_id,
                 round(latency * 1000),
             )
             self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
@@ -159,6 +172,9 @@ class ConversationService:
                 yield FinalReply(reply, engine, latency)
             finally:  # also when the front end stops reading right after the answer
                 await self._shown_answers.store(key, answer)
+                if self._summaries is not None and started.has_older and started.history:
+                    # Inside the lock: a reset that cancels the conversation's summary job comes after this.
+                    self._summaries.after_turn(key, conversation_id, started.history[0].turn)
 
     @property
     def answer_bound_s(self) -> float:
@@ -170,6 +186,8 @@ class ConversationService:
 
         A reset the database refuses (StorageUnavailable) forgets nothing: a kept answer stays kept."""
         async with self._locks.hold(key):
+            if self._summaries is not None:
+                await self._summaries.cancel(key)  # a running job must not send what is erased to an engine
             await self._shown_answers.settle(key)  # a write still running must not land after the delete
             forgotten = await self._store.reset(await self._store.conversation_id(key))
             self._shown_answers.drop(key)
@@ -179,11 +197,12 @@ class ConversationService:
         """Erase every conversation of the user, in every scope (/forget); returns how many messages went.
 
         Answers kept in memory go too; a write of one still running is waited for first, so it cannot land after."""
-        for key in self._shown_answers.keys_of(user_id):
-            await self._shown_answers.settle(key)
-        forgotten = await self._store.forget_user(user_id)
-        for key in self._shown_answers.keys_of(user_id):
-            self._shown_answers.drop(key)
+        async with self._summaries.paused(user_id) if self._summaries is not None else contextlib.nullcontext():
+            for key in self._shown_answers.keys_of(user_id):
+                await self._shown_answers.settle(key)
+            forgotten = await self._store.forget_user(user_id)
+            for key in self._shown_answers.keys_of(user_id):
+                self._shown_answers.drop(key)
         return forgotten
 
     async def export(self, key: ConversationKey) -> list[StoredMessage]:
@@ -193,7 +212,12 @@ class ConversationService:
     async def memory(self, key: ConversationKey) -> MemoryReport:
         """What Kor'tana remembers of the conversation (/memory)."""
         stats = await self._store.memory_stats(await self._store.conversation_id(key))
-        return MemoryReport(stats.messages, stats.first_at, stats.summary, self._recall, self._summaries_on)
+        return MemoryReport(stats.messages, stats.first_at, stats.summary, self._recall, self._summaries is not None)
+
+    async def memory_idle(self) -> None:
+        """Wait until no background summary job runs (tests and benchmarks)."""
+        if self._summaries is not None:
+            await self._summaries.idle()
 
     async def status(self) -> ServiceStatus:
         try:
@@ -225,10 +249,56 @@ class ConversationService:
 
     async def close(self) -> None:
         await self._shown_answers.store_all()
+        if self._summaries is not None:
+            await self._summaries.aclose()
         await self._chain.aclose()
         await self._store.close()
 
+    async def _memory_for(
+        self,
+        conversation_id: int,
+        key: ConversationKey,
+        text: str,
+        author: str,
+        started: TurnStart,
+        allowance: int,
+    ) -> Memory | None:
+        """What the turn may send beyond its window: the summary and the older turns a search found. Nothing is
+        read while the whole conversation fits the window; a database that fails here costs the turn its memory,
+        never its answer."""
+        if not started.has_older or not (self._recall or self._summaries is not None):
+            return None
+        terms = recall_terms(text) if self._recall else []
+        horizon = recall_horizon(started.history, allowance, self._memory_share) or started.turn_id
+        try:
+            found, summary = await asyncio.gather(
+                self._store.search(conversation_id, terms, before_turn=horizon, limit=self._recall_max_turns)
+                if terms
+                else _nothing_found(),
+                self._store.summary(conversation_id) if self._summaries is not None else _no_summary(),
+            )
+        except StorageUnavailable as error:
+            log.warning(
+                "Conversation %s: no memory for this turn, the database is unavailable (%s)", key.log_id, error.cause
+            )
+            return None
+        if not found and summary is None:
+            return None
+        return Memory(summary, found, self._memory_share, _display_name(author) or "user")
+
     def _counted_system_for(self, author: str) -> Text:
-        name = " ".join(clean_text(author).split())[:MAX_AUTHOR_NAME]
+        name = _display_name(author)
         system = f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
         return Text.counted(defuse_chat_syntax(system), self._counter)
+
+
+def _display_name(author: str) -> str:
+    return " ".join(clean_text(author).split())[:MAX_AUTHOR_NAME]
+
+
+async def _nothing_found() -> list[FoundMessage]:
+    return []
+
+
+async def _no_summary() -> Summary | None:
+    return None

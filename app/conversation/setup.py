@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings, SettingsError
 from app.conversation.service import ConversationService
+from app.conversation.summary import open_summary_writer, summary_engine_order
 from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines import ECHO, CountsTokens, Engine
@@ -40,8 +41,9 @@ async def open_service(settings: Settings) -> ConversationService:
     )
     try:
         await migrate_when_reachable(database, settings)
-        brain = build_brain(settings)
-        chain = build_chain(settings, brain, build_hf(settings))
+        brain, hf = build_brain(settings), build_hf(settings)
+        chain = build_chain(settings, brain, hf)
+        summary_engines = summary_engine_order(settings, brain, hf)
         counter = _counter_for(settings, brain)
         _check_budget_fits_system_prompt(settings, counter)
         await chain.start()
@@ -56,6 +58,7 @@ async def open_service(settings: Settings) -> ConversationService:
         database_description=describe(settings.database_url),
         brain_name=brain.name if brain else None,
         app_state=AppState(database),
+        summary_engines=summary_engines,
     )
 
 
@@ -68,9 +71,11 @@ def service_for(
     database_description: str = "",
     brain_name: str | None = None,
     app_state: AppState | None = None,
+    summary_engines: Sequence[str] = (),
 ) -> ConversationService:
     """The service of `settings` (its prompt, budget and memory) over a store and a chain already opened; the
-    benchmarks open theirs with it too, so they measure what the bot runs."""
+    benchmarks open theirs with it too, so they measure what the bot runs. `summary_engines`: the chain's engines
+    that may write summaries, strongest first (`summary_engine_order`); none: no summaries."""
     return ConversationService(
         store,
         chain,
@@ -83,7 +88,9 @@ def service_for(
         save_answer_within_s=3 * settings.database_timeout_seconds,
         app_state=app_state,
         recall=settings.recall_enabled,
-        summaries=settings.summary_enabled,
+        memory_share=settings.recall_share,
+        recall_max_turns=settings.recall_max_turns,
+        summaries=open_summary_writer(settings, store, chain, counter, summary_engines),
     )
 
 

@@ -15,7 +15,7 @@ the defused text, since that is what a model reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
@@ -86,29 +86,56 @@ def build_window(
     """The messages to send: system prompt, the newest history that fits (oldest dropped first), newest message.
 
     `system` and `newest` come defused and counted; stored history is defused here (its stored token counts
-    are of the defused text).
+    are of the defused text). This is the context without memory (`app.conversation.context`).
     """
-    was_cut = False
-    if fixed_cost(system, newest) > budget:
-        newest = _cut_to_fit(newest, budget - fixed_cost(system, Text("", 0)), counter)
-        was_cut = True
-
+    newest, was_cut = fit_newest(system, newest, budget, counter)
     room = history_allowance(system, newest, budget)
+    kept, used = recent_window(history, room)
+    return Window(chat_messages(system.content, kept, newest), budget - room + used, was_cut)
+
+
+def fit_newest(system: Text, newest: Text, budget: int, counter: TokenCounter) -> tuple[Text, bool]:
+    """The newest message as it is sent, and whether it was cut: whole, or, when alone it does not fit beside
+    the system prompt, its longest prefix that fits with the cut marker."""
+    if fixed_cost(system, newest) <= budget:
+        return newest, False
+    return _cut_to_fit(newest, budget - fixed_cost(system, Text("", 0)), counter), True
+
+
+def turn_of(message: StoredMessage) -> int | None:
+    """The turn a stored message belongs to (a question is its own turn); None for a message never stored."""
+    return message.turn if message.turn is not None else message.id
+
+
+def recent_window(
+    history: Sequence[StoredMessage], room: int, skip_turns: Collection[int] = ()
+) -> tuple[list[StoredMessage], int]:
+    """The newest messages of `history` that fit in `room` tokens (each its count and PER_MESSAGE_TOKENS),
+    oldest first, and the tokens they take. The window stops at the first message that does not fit, leaves
+    out the messages of `skip_turns` (sent elsewhere), and never starts with an assistant message: its
+    question did not fit."""
     kept: list[StoredMessage] = []
+    used = 0
     for message in reversed(history):
+        if skip_turns and turn_of(message) in skip_turns:
+            continue
         cost = message.token_count + PER_MESSAGE_TOKENS
-        if cost > room:
+        if used + cost > room:
             break
-        room -= cost
+        used += cost
         kept.append(message)
     kept.reverse()
     while kept and kept[0].role == "assistant":
-        room += kept.pop(0).token_count + PER_MESSAGE_TOKENS
+        used -= kept.pop(0).token_count + PER_MESSAGE_TOKENS
+    return kept, used
 
-    chat: list[ChatMessage] = [{"role": "system", "content": system.content}]
-    chat.extend({"role": m.role, "content": defuse_chat_syntax(m.content)} for m in kept)
+
+def chat_messages(system_content: str, window: Sequence[StoredMessage], newest: Text) -> list[ChatMessage]:
+    """The chat as sent: one system message, the window defused, the newest message."""
+    chat: list[ChatMessage] = [{"role": "system", "content": system_content}]
+    chat.extend({"role": m.role, "content": defuse_chat_syntax(m.content)} for m in window)
     chat.append({"role": "user", "content": newest.content})
-    return Window(chat, budget - room, was_cut)
+    return chat
 
 
 def _cut_to_fit(newest: Text, room: int, counter: TokenCounter) -> Text:
@@ -126,4 +153,3 @@ def _cut_to_fit(newest: Text, room: int, counter: TokenCounter) -> Text:
         low -= 1
         cut = newest.content[:low] + CUT_MARKER
     return Text(cut, counter.count(cut))
-

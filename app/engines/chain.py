@@ -14,6 +14,11 @@ always gets an answer, and within `EngineChain.answer_bound_s`:
 - The breaker is checked before waiting (an open one costs nothing) and again once a slot is had: turns that
   queued while the engine failed do not reach it after its breaker opened.
 
+Background work (the rolling summary) gets one complete answer through `complete`, from the engines it names, through
+the same breakers and call slots, and never at a turn's expense: it takes a slot only when one is free at once (it
+never queues), never starts on a one-at-a-time engine that a turn is using or waiting for, and gives its slot up
+when a turn finds the tier full: the turn cancels it, and the background answer is thrown away as BUSY.
+
 Text from engines is made valid Unicode chunk by chunk (a surrogate pair split across two chunks is joined),
 so what is counted, stored and shown can always be encoded.
 """
@@ -33,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from app.engines.breaker import BreakerState, CircuitBreaker, Permit
 from app.engines.contract import (
+    ECHO,
     ChatMessage,
     Engine,
     EngineError,
@@ -53,6 +59,14 @@ BuildMessages = Callable[[int], list[ChatMessage]]
 class Tier:
     engine: Engine
     deadline_s: float  # total deadline for one answer
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One complete answer from `EngineChain.complete`, and the engine that wrote it."""
+
+    text: str
+    engine: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,22 @@ class _Link:
         self.failures = 0
         self.last_latency_s: float | None = None
         self.last_error_kind: ErrorKind | None = None
+        self.turns = 0  # turns waiting for this engine or answering from it now
+        self.background: set[asyncio.Task[Completion]] = set()  # `complete` calls on this engine, each its own task
+
+    def make_room_for_turn(self) -> None:
+        """A turn wants this engine: if background calls hold what the turn needs, they give it up (cancelled)."""
+        waiting = [call for call in self.background if not call.cancelling()]
+        if not waiting:
+            return
+        if self.reserving is not None:
+            for call in waiting:  # one answer at a time: the turn needs the engine itself
+                call.cancel()
+        elif self.slots.locked():
+            waiting[0].cancel()  # its slot goes to the turn, the first in the semaphore's line
+
+    def leave_as_turn(self) -> None:
+        self.turns -= 1
 
     @property
     def bound_s(self) -> float:
@@ -204,6 +234,9 @@ class EngineChain:
             if not link.breaker.would_allow():
                 continue
             async with AsyncExitStack() as admission:
+                link.turns += 1
+                admission.callback(link.leave_as_turn)
+                link.make_room_for_turn()
                 try:
                     deadline, queued = await self._admit(link, admission)
                 except Exception as error:
@@ -247,6 +280,101 @@ class EngineChain:
             async for item in items:
                 yield item
 
+    async def complete(
+        self,
+        build_messages: BuildMessages,
+        *,
+        engines: Sequence[str],
+        max_tokens: int,
+        history_budget: int | None = None,
+    ) -> Completion:
+        """One complete answer from the first of `engines` (names, in order) that is healthy and free now: for
+        background work, which must never delay a turn. Never echo.
+
+        Each engine is skipped at once when its breaker is open, when all its call slots are taken, or (one that
+        serves one answer at a time) when a turn is using or waiting for it; a turn that later finds the engine
+        full cancels the call, which then counts as BUSY and the next engine is asked. The engine's deadline,
+        breaker rules and the one retry with half the window are those of a turn. `build_messages(budget)` is
+        called for each engine tried, with `min(history_budget, context window - max_tokens)`; the last call
+        built the request that was answered.
+
+        Raises EngineError: BUSY when every engine was only busy, UNAVAILABLE when none could answer otherwise.
+        """
+        links = [link for name in engines for link in self._links if link.engine.name == name != ECHO]
+        failures: list[tuple[str, EngineError]] = []
+        for link in links:
+            call = asyncio.create_task(self._complete_on(link, build_messages, max_tokens, history_budget))
+            link.background.add(call)
+            try:
+                return await call
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # our caller's own cancellation (the call was cancelled with it)
+                failures.append((link.engine.name, EngineError(ErrorKind.BUSY, "gave its slot to a turn")))
+            except EngineError as failure:
+                failures.append((link.engine.name, failure))
+            finally:
+                link.background.discard(call)
+        if not links:
+            raise EngineError(ErrorKind.UNAVAILABLE, f"none of the engines {list(engines)} is in the chain")
+        kind = ErrorKind.BUSY if all(f.kind is ErrorKind.BUSY for _, f in failures) else ErrorKind.UNAVAILABLE
+        raise EngineError(kind, "; ".join(f"{name}: {failure.message}" for name, failure in failures))
+
+    async def _complete_on(
+        self, link: _Link, build_messages: BuildMessages, max_tokens: int, history_budget: int | None
+    ) -> Completion:
+        if not link.breaker.would_allow():
+            raise EngineError(ErrorKind.UNAVAILABLE, "its breaker is open")
+        async with AsyncExitStack() as admission:
+            deadline = await self._admit_background(link, admission)
+            permit = link.breaker.try_acquire()
+            if permit is None:
+                raise EngineError(ErrorKind.UNAVAILABLE, "its breaker opened")
+            room = link.engine.context_window - max_tokens
+            budget = room if history_budget is None else min(history_budget, room)
+            for halvings in range(2):
+                parts: list[str] = []
+                try:
+                    answer = self._call(link, build_messages(budget // 2**halvings), False, deadline, max_tokens)
+                    async with aclosing(answer) as items:
+                        async for item in items:
+                            if isinstance(item, str):
+                                parts.append(item)
+                    if not parts:
+                        raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
+                except Exception as error:
+                    failure = _as_engine_error(error)
+                    if failure.kind is ErrorKind.CONTEXT_TOO_LONG and halvings == 0 and not parts:
+                        continue
+                    self._record_failure(link, failure, cause=error, permit=permit)
+                    raise failure from None
+                except BaseException:
+                    link.breaker.release(permit)  # cancelled (by a turn, or by its caller): not the engine's fault
+                    raise
+                link.breaker.record_success()
+                return Completion("".join(parts), link.engine.name)
+        raise AssertionError("unreachable: the second try returns or raises")
+
+    async def _admit_background(self, link: _Link, admission: AsyncExitStack) -> float:
+        """Take the engine for a background call only if that makes no turn wait; return its answer's deadline."""
+        loop = asyncio.get_running_loop()
+        assert link.deadline_s is not None
+        if link.reserving is not None:
+            if link.turns:
+                raise EngineError(ErrorKind.BUSY, "a turn is using it or waiting for it")
+            try:
+                async with asyncio.timeout(link.deadline_s):
+                    await admission.enter_async_context(link.reserving.reserved())
+            except TimeoutError:
+                raise EngineError(ErrorKind.BUSY, f"still busy after {link.deadline_s:g} s") from None
+            return loop.time() + link.deadline_s
+        if link.slots.locked():
+            raise EngineError(ErrorKind.BUSY, f"all {link.max_concurrent_calls} call slots are taken")
+        await link.slots.acquire()  # free: taken without waiting
+        admission.callback(link.slots.release)
+        return loop.time() + link.deadline_s
+
     async def _admit(self, link: _Link, admission: AsyncExitStack) -> tuple[float, bool]:
         """Wait for the engine, within bounds; return the deadline (loop time) of its answer, and whether the
         turn queued for a call slot (so the engine gets less than its whole deadline).
@@ -286,9 +414,15 @@ class EngineChain:
         return preferred + [link for link in self._links if link not in preferred]
 
     async def _call(
-        self, link: _Link, messages: list[ChatMessage], replaces_partial: bool, deadline: float | None
+        self,
+        link: _Link,
+        messages: list[ChatMessage],
+        replaces_partial: bool,
+        deadline: float | None,
+        max_tokens: int | None = None,
     ) -> AsyncIterator[EngineStarted | str]:
-        """`EngineStarted` and the engine's chunks as valid text, before `deadline` (loop time; None: no limit).
+        """`EngineStarted` and the engine's chunks as valid text, before `deadline` (loop time; None: no limit), in
+        at most `max_tokens` (None: the chain's).
 
         The deadline covers the engine's time only: time the consumer holds a chunk does not count.
         """
@@ -297,7 +431,7 @@ class EngineChain:
         link.calls += 1
         first = True
         held_back = ""
-        chunks = link.engine.stream(messages, self._max_tokens)
+        chunks = link.engine.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
         try:
             while True:
                 # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code. The

@@ -133,7 +133,9 @@ def _sqlite_search() -> Select:
 
 def _postgres_search() -> Select:
     query = func.websearch_to_tsquery(SEARCH_CONFIG, bindparam("query"))
-    score = -func.ts_rank(SEARCH_VECTOR, query)  # ts_rank is higher for better matches
+    # Higher is better for ts_rank; normalization 1 divides by 1 + log(the message's length), so a short message
+    # that states a fact outranks a long one that mentions the word in passing (as bm25 does on SQLite).
+    score = -func.ts_rank(SEARCH_VECTOR, query, literal_column("1"))
     # The same expression as ix_messages_search, so the GIN index serves it; the conversation bounds the rest.
     matches = select(messages.c.id, score.label("score")).where(
         messages.c.conversation_id == bindparam("conversation_id"), SEARCH_VECTOR.op("@@")(query)

@@ -83,17 +83,20 @@ def tiny_dataset() -> Dataset:
     return Dataset(0, turns, (dog, city), asked)
 
 
+@pytest.mark.parametrize("recall", [False, True], ids=["window", "recall"])
 @pytest.mark.parametrize("budget", [400, 4000])
-async def test_the_harness_sees_a_fact_in_the_window_and_misses_it_once_it_fell_out(
-    migrated_url: str, budget: int
+async def test_the_harness_sees_a_fact_in_the_window_or_recalled_and_misses_it_once_it_fell_out(
+    migrated_url: str, budget: int, recall: bool
 ) -> None:
-    settings = helpers.settings_for(history_token_budget=budget, recall_enabled=False, summary_enabled=False)
+    settings = helpers.settings_for(history_token_budget=budget, recall_enabled=recall, summary_enabled=False)
     run = await measure_memory(migrated_url, tiny_dataset(), settings)
     dog, city = run.outcomes
 
     assert (city.evidence, city.value, city.stale_alone) == (True, True, False), "the correction is the newest turn"
-    assert (dog.evidence, dog.value) == ((False, False) if budget == 400 else (True, True))
-    assert dog.tokens <= budget and 0 < dog.window_tokens < dog.tokens and dog.memory_tokens == 0
+    fell_out = budget == 400
+    assert (dog.evidence, dog.value) == ((False, False) if fell_out and not recall else (True, True))
+    assert dog.tokens <= budget and 0 < dog.window_tokens < dog.tokens
+    assert (dog.memory_tokens > 0) == (fell_out and recall), "memory only for what fell out, and only with recall"
     by_scenario = {check.scenario: check for check in run.leak_checks}
     assert by_scenario[RESET].requests == 2 and by_scenario[FORGET].requests == 4, "each question, in each scope"
     assert [check.leaked for check in run.leak_checks] == [0, 0], "after the erase nothing of it is sent"

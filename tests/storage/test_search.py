@@ -269,3 +269,15 @@ async def _search_objects(engine) -> set[str]:  # type: ignore[no-untyped-def]
                 "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_messages_search'"
             )
         return set(listed.scalars().all())
+
+
+async def test_a_short_message_that_states_the_fact_outranks_a_long_one_that_mentions_the_word(store) -> None:  # type: ignore[no-untyped-def]
+    conversation = await store.conversation_id(KEY)
+    stated = await _turn(store, conversation, "My dog is named Rex", None)
+    chatter = (
+        "Long day today: I went to the market, then to the park where a man was walking a huge dog, then I "
+        "cooked dinner, watched a film, read a chapter of my book and finally went to bed rather late again."
+    )
+    await _turn(store, conversation, chatter, None)
+    found = await store.search(conversation, ["dog"], before_turn=FAR_FUTURE_TURN, limit=2)
+    assert [f.message.id for f in found][0] == stated

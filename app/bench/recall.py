@@ -124,10 +124,10 @@ def settings_for(mode: MemoryMode, base: Settings) -> Settings:
 
 def open_recall_service(url: str, settings: Settings, engine: ScriptedEngine) -> ConversationService:
     """The service of a turn as the bot runs it, on `url`, opened from `settings` (budget, prompt, tokenizer and
-    whatever memory they switch on), with the scripted engine before echo."""
+    whatever memory they switch on), with the scripted engine before echo; it writes the summaries too."""
     chain = EngineChain([Tier(engine, settings.brain_timeout_seconds)], EchoEngine(), max_tokens=settings.max_tokens)
     store = open_store(create_engine(url), settings.history_token_budget)
-    return service_for(settings, store, chain, token_counter(settings.tokenizer))
+    return service_for(settings, store, chain, token_counter(settings.tokenizer), summary_engines=(engine.name,))
 
 
 def scripted_engine(dataset: Dataset, settings: Settings) -> ScriptedEngine:

@@ -767,7 +767,8 @@ def latency_rows(latencies: Sequence[Latency], names: Sequence[str]) -> list[lis
     window, recall = names
     rows: list[list[object]] = []
     for latency in latencies:
-        rows.append([f"{latency.stored:,}", f"{latency.seeding_s:.1f}", "yes" if latency.seeded_rows_found else "NO",
+        stored = f"{latency.stored:,} ({int(latency.stored * OWN_HISTORY_SHARE):,} in the conversation)"
+        rows.append([stored, f"{latency.seeding_s:.1f}", "yes" if latency.seeded_rows_found else "NO",
                      *_pair_cells(latency.long[window], latency.long[recall])])  # fmt: skip
     largest = latencies[-1]
     rows.append([f"short conversation that fits the window ({largest.stored:,} stored)", "–", "–",

@@ -120,6 +120,7 @@ Index(
     messages.c.id,
 )
 Index("uq_messages_turn_key_role", messages.c.turn_key, messages.c.role, unique=True)
+Index("ix_messages_turn", messages.c.turn_id)  # a question's answers (see migration 0007)
 
 
 def described_by_models(name: str | None, type_: str, _parents: object = None) -> bool:

@@ -62,7 +62,7 @@ class PostgresHistoryStore(HistoryStore):
         query = websearch_query(terms)
         if query is None or limit <= 0:
             return []
-        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent)
+        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent, len(terms))
 
         async def read() -> list[FoundMessage]:
             async with self._engine.connect() as connection:

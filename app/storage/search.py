@@ -5,18 +5,41 @@ result is a bound parameter. Inside a quoted phrase FTS5 and PostgreSQL's `webse
 so `"`, `*`, `NEAR`, `-`, `:`, `OR` or parentheses in a term are searched as text and never raise. A term with
 no word in it is dropped, and no term left means no query at all.
 
-Both queries share one shape: the conversation's matching messages older than a turn, without the never-sent
-engine's replies, best first (FTS5's bm25, PostgreSQL's ts_rank; ties go to the newer message), each user
-message with the first answer that followed it. `found_messages` makes one result per turn of those rows.
+Both databases hand out the same: the conversation's matching messages older than a turn, without the never-sent
+engine's replies, best first (ties go to the newer message), each user message with the first answer that followed
+it. `found_messages` makes one result per turn of those rows.
+
+How they rank differs. PostgreSQL ranks the newest `CANDIDATES_PER_TERM` per term of the conversation's matches
+with ts_rank. On SQLite, FTS5's bm25 would
+count every message of every conversation holding a word (its IDF) on each search, and rank every match of the
+conversation: a word a long conversation uses a lot costs tens of milliseconds. So a search takes, for each word,
+the newest `CANDIDATES_PER_TERM` of the conversation's messages that hold it (FTS5 walks its index newest first and
+stops there, whatever the conversation's length; a rare word's every match is among them), and `rank_candidates`
+scores those with BM25 computed over the candidates themselves, from the words FTS5 marked in each (`highlight`):
+a word rare among them weighs more. Then the chosen messages are read with their answers.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, column, func, literal_column, or_, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    TextClause,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 
 from app.storage._statements import TURN_ORDER, utc
 from app.storage.models import SEARCH_CONFIG, SEARCH_VECTOR, SQLITE_SEARCH_TABLE, messages
@@ -25,17 +48,58 @@ from app.storage.records import FoundMessage, StoredMessage
 _WORD = re.compile(r"\w")
 # A turn holds a question and one answer, both of which may match: twice as many rows cover `limit` turns.
 ROWS_PER_TURN = 2
+CANDIDATES_PER_TERM = 50  # the newest matches of each word that are ranked (see the module's text)
+BM25_K1, BM25_B = 1.2, 0.75  # the usual constants, as FTS5's bm25 has them
+_MARKED = re.compile("\x01(.*?)\x02", re.DOTALL)
+_TOKEN = re.compile(r"\w+")
 
 
-def fts5_query(conversation_id: int, terms: Iterable[str]) -> str | None:
-    """An FTS5 MATCH expression that finds the conversation's messages holding any of the terms (a `"` inside a
+def fts5_queries(conversation_id: int, terms: Iterable[str]) -> list[str]:
+    """For each term, an FTS5 MATCH expression that finds the conversation's messages holding it (a `"` inside the
     phrase is written twice). The conversation is matched inside the index (its id is a token of the index's
-    `conversation_id` column), so FTS5 never visits another conversation's rows; the terms are matched in
-    `content` alone, so a term that is a number never matches a conversation's id."""
-    phrases = ['"' + term.replace('"', '""') + '"' for term in terms if _WORD.search(term)]
-    if not phrases:
-        return None
-    return f'conversation_id : "{int(conversation_id)}" AND content : ({" OR ".join(phrases)})'
+    `conversation_id` column), so FTS5 never visits another conversation's rows; the term is matched in `content`
+    alone, so a term that is a number never matches a conversation's id."""
+    return [
+        f'conversation_id : "{int(conversation_id)}" AND content : "{term.replace(chr(34), chr(34) * 2)}"'
+        for term in terms
+        if _WORD.search(term)
+    ]
+
+
+@cache
+def sqlite_candidates(term_count: int) -> TextClause:
+    """The newest `per_term` messages older than `before_turn` holding each term (`:q0`, `:q1`, ...), with the
+    term's tokens marked in their text."""
+    one = (
+        "SELECT * FROM (SELECT rowid AS id, highlight({table}, 0, char(1), char(2)) AS marked FROM {table} "
+        "WHERE {table} MATCH :q{index} AND rowid < :before_turn ORDER BY rowid DESC LIMIT :per_term)"
+    )
+    return text(" UNION ".join(one.format(table=SQLITE_SEARCH_TABLE, index=i) for i in range(term_count)))
+
+
+def rank_candidates(candidates: Sequence[tuple[int, str]], most: int) -> list[int]:
+    """The ids of the best `most` candidates (id, text with one term's tokens marked: a message holding several
+    terms comes once per term), by BM25 over the candidates: each marked word weighs by how rare it is among them,
+    a short message more than a long one."""
+    if not candidates:
+        return []
+    merged: dict[int, tuple[Counter[str], int]] = {}
+    for message_id, marked in candidates:
+        words, length = merged.get(message_id, (Counter(), max(1, len(_TOKEN.findall(marked)))))
+        words.update(word.lower() for word in _MARKED.findall(marked))
+        merged[message_id] = (words, length)
+    documents = [(message_id, words, length) for message_id, (words, length) in merged.items()]
+    total = len(documents)
+    average_length = sum(length for _, _, length in documents) / total
+    frequency = Counter(word for _, words, _ in documents for word in words)
+    idf = {word: math.log((total - count + 0.5) / (count + 0.5) + 1) for word, count in frequency.items()}
+
+    def score(words: Counter[str], length: int) -> float:
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / average_length)
+        return sum(idf[word] * tf * (BM25_K1 + 1) / (tf + norm) for word, tf in words.items())
+
+    ranked = sorted(documents, key=lambda doc: (-score(doc[1], doc[2]), -doc[0]))
+    return [message_id for message_id, _, _ in ranked[:most]]
 
 
 def websearch_query(terms: Iterable[str]) -> str | None:
@@ -45,7 +109,7 @@ def websearch_query(terms: Iterable[str]) -> str | None:
 
 
 def search_parameters(
-    conversation_id: int, query: str, before_turn: int, limit: int, never_sent: str | None
+    conversation_id: int, query: str, before_turn: int, limit: int, never_sent: str | None, term_count: int = 1
 ) -> dict[str, Any]:
     return {
         "conversation_id": conversation_id,
@@ -53,6 +117,7 @@ def search_parameters(
         "before_turn": before_turn,
         "never_sent": never_sent or "",  # no engine is named "": then every stored message counts
         "most_rows": limit * ROWS_PER_TURN,
+        "candidates": CANDIDATES_PER_TERM * term_count,
     }
 
 
@@ -87,16 +152,10 @@ def _search_statement(matches: Select) -> Select:
         .subquery("hits")
     )
     candidate = messages.alias("candidate")
-    # The question's first stored answer; FIND_ANSWER's conditions let it walk ix_messages_conversation_turn.
+    # The question's first stored answer, looked up by ix_messages_turn.
     first_answer = (
         select(func.min(candidate.c.id))
-        .where(
-            candidate.c.conversation_id == bindparam("conversation_id"),
-            func.coalesce(candidate.c.turn_id, candidate.c.id) == hits.c.id,
-            candidate.c.turn_id == hits.c.id,
-            candidate.c.role == "assistant",
-            _counts(candidate),
-        )
+        .where(candidate.c.turn_id == hits.c.id, candidate.c.role == "assistant", _counts(candidate))
         .scalar_subquery()
     )
     answer = messages.alias("answer")
@@ -120,30 +179,36 @@ def _search_statement(matches: Select) -> Select:
     )
 
 
-def _sqlite_search() -> Select:
-    search_table = table(SQLITE_SEARCH_TABLE, column("rowid"))
-    whole_table = literal_column(SQLITE_SEARCH_TABLE)  # FTS5 takes the table's name for MATCH and bm25()
-    # Negative: lower is better. The conversation's token weighs nothing: every found message has it.
-    score = func.bm25(whole_table, literal_column("1.0"), literal_column("0.0"))
-    matches = select(search_table.c.rowid.label("id"), score.label("score")).where(
-        whole_table.op("MATCH")(bindparam("query"))
+def _sqlite_chosen() -> Select:
+    """The messages `rank_candidates` chose (`:ids`), in the shared shape; the caller orders them by its ranking."""
+    chosen = select(messages.c.id, literal_column("0").label("score")).where(
+        messages.c.id.in_(bindparam("ids", expanding=True))
     )
-    return _search_statement(matches)
+    return _search_statement(chosen)
 
 
 def _postgres_search() -> Select:
     query = func.websearch_to_tsquery(SEARCH_CONFIG, bindparam("query"))
     # Higher is better for ts_rank; normalization 1 divides by 1 + log(the message's length), so a short message
     # that states a fact outranks a long one that mentions the word in passing (as bm25 does on SQLite).
-    score = -func.ts_rank(SEARCH_VECTOR, query, literal_column("1"))
-    # The same expression as ix_messages_search, so the GIN index serves it; the conversation bounds the rest.
-    matches = select(messages.c.id, score.label("score")).where(
-        messages.c.conversation_id == bindparam("conversation_id"), SEARCH_VECTOR.op("@@")(query)
+    # The same expression as ix_messages_search, so the GIN index serves it; the conversation bounds the rest, and
+    # only the newest matches are ranked (ts_rank reads each one's text again), as on SQLite.
+    newest = (
+        select(messages.c.id, messages.c.content)
+        .where(
+            messages.c.conversation_id == bindparam("conversation_id"),
+            SEARCH_VECTOR.op("@@")(query),
+            bindparam("before_turn") > messages.c.id,
+        )
+        .order_by(messages.c.id.desc())
+        .limit(bindparam("candidates"))
+        .subquery("newest")
     )
-    return _search_statement(matches)
+    score = -func.ts_rank(func.to_tsvector(SEARCH_CONFIG, newest.c.content), query, literal_column("1"))
+    return _search_statement(select(newest.c.id, score.label("score")))
 
 
-SQLITE_SEARCH = _sqlite_search()
+SQLITE_CHOSEN = _sqlite_chosen()
 POSTGRES_SEARCH = _postgres_search()
 
 

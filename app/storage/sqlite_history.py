@@ -39,7 +39,16 @@ from app.storage.database import sqlite_busy_timeout_s, sqlite_pragmas
 from app.storage.failures import StorageUnavailable, unavailable_cause
 from app.storage.history import HistoryStore
 from app.storage.records import ConversationKey, FoundMessage, StoredMessage, SummaryDraft, TurnStart
-from app.storage.search import SQLITE_SEARCH, found_messages, fts5_query, search_parameters
+from app.storage.search import (
+    CANDIDATES_PER_TERM,
+    ROWS_PER_TURN,
+    SQLITE_CHOSEN,
+    found_messages,
+    fts5_queries,
+    rank_candidates,
+    search_parameters,
+    sqlite_candidates,
+)
 from app.storage.sqlite_writer import SqliteWriter, SqlStatement
 from app.storage.window_cache import CachedWindow, WindowCache
 
@@ -95,15 +104,24 @@ class SqliteHistoryStore(HistoryStore):
         transaction, so a search there would hold every conversation's commit back for its length. Under WAL a
         reader neither waits for the writer nor makes it wait, and sees every committed message."""
         conversation_id = self._current(conversation_id)
-        query = fts5_query(conversation_id, terms)
-        if query is None or limit <= 0:
+        queries = fts5_queries(conversation_id, terms)
+        if not queries or limit <= 0:
             return []
-        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent)
+        candidates_of = {f"q{i}": query for i, query in enumerate(queries)}
+        candidates_of.update(before_turn=before_turn, per_term=CANDIDATES_PER_TERM)
 
         async def read() -> list[FoundMessage]:
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(SQLITE_SEARCH, parameters)).all()
-            return found_messages(rows, limit)
+                candidates = (await connection.execute(sqlite_candidates(len(queries)), candidates_of)).all()
+                # Twice what is needed: some may be the never-sent engine's, or newer than the turn.
+                ids = rank_candidates(candidates, 2 * limit * ROWS_PER_TURN)
+                if not ids:
+                    return []
+                parameters = search_parameters(conversation_id, "", before_turn, limit, self._never_sent)
+                parameters.update(ids=ids, most_rows=len(ids))
+                rows = (await connection.execute(SQLITE_CHOSEN, parameters)).all()
+            rank = {message_id: place for place, message_id in enumerate(ids)}
+            return found_messages(sorted(rows, key=lambda row: rank[row.id]), limit)
 
         return await self._retrying(read, self._log_id(conversation_id))
 

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from app.engines import ECHO
 from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine, downgrade, migrate
+from app.storage.search import CANDIDATES_PER_TERM
 from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
@@ -281,3 +282,14 @@ async def test_a_short_message_that_states_the_fact_outranks_a_long_one_that_men
     await _turn(store, conversation, chatter, None)
     found = await store.search(conversation, ["dog"], before_turn=FAR_FUTURE_TURN, limit=2)
     assert [f.message.id for f in found][0] == stated
+
+
+async def test_an_old_message_with_a_rare_word_is_found_among_more_newer_matches_than_are_ranked(store) -> None:  # type: ignore[no-untyped-def]
+    conversation = await store.conversation_id(KEY)
+    planted = await _turn(store, conversation, "My dog is called Nimbus", None)
+    for i in range(CANDIDATES_PER_TERM + 30):
+        await _turn(store, conversation, f"Walked the dog again, day {i}", None)
+    found = await store.search(conversation, ["dog", "nimbus"], before_turn=FAR_FUTURE_TURN, limit=3)
+    assert found[0].message.id == planted, "each word brings its own newest matches: the rare one is among them"
+    only_dog = await store.search(conversation, ["dog"], before_turn=FAR_FUTURE_TURN, limit=3)
+    assert planted not in [f.message.id for f in only_dog]  # the bound: a word's older matches are not ranked

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # Long-term memory
     recall_enabled: bool = True
     recall_share: float = Field(0.33, gt=0, lt=1)  # of the history budget, at most, for the summary and recalled turns
-    recall_max_turns: int = Field(6, ge=1)
+    recall_max_turns: int = Field(10, ge=1)
     summary_enabled: bool = True
     summary_every_turns: int = Field(20, ge=1)  # turns fallen out of the window since the last summary
     summary_max_tokens: int = Field(300, ge=32)

@@ -91,7 +91,7 @@ class ConversationService:
         app_state: AppState | None = None,
         recall: bool = False,
         memory_share: float = 0.33,
-        recall_max_turns: int = 6,
+        recall_max_turns: int = 10,
         summaries: SummaryWriter | None = None,
     ) -> None:
         """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the

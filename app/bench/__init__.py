@@ -2,11 +2,11 @@
 
 A section is a module of this package (storage: `turns`, local: `local_model`, postgres: `postgres` and its
 `postgres_worker`, recall: `recall`, its `recall_dataset` and its scripted `recall_engine`, search: `search`,
-failover: `failover`, discord: `discord_e2e`); what they share is `shared`, and no section imports another. With no section named, `kortana
-bench` runs the ones that measure this installation: storage, local (when the local extra is installed) and
-postgres (when DATABASE_URL is a PostgreSQL one). recall (the long-conversation memory benchmark, minutes long)
-and search (one conversation's full-text search in a big seeded database) run when named. failover and discord
-drive the test suite's fakes of outside services, so they run when named, from a source checkout.
+failover: `failover`, discord: `discord_e2e`); what they share is `shared`, and no section imports another. With no
+section named, `kortana bench` runs the ones that measure this installation: storage, local (when the local extra is
+installed) and postgres (when DATABASE_URL is a PostgreSQL one). recall (the long-conversation memory benchmark,
+minutes long) and search (one conversation's full-text search in a big seeded database) run when named. failover and
+discord drive the test suite's fakes of outside services, so they run when named, from a source checkout.
 """
 
 from __future__ import annotations

@@ -200,7 +200,10 @@ def _postgres_search() -> Select:
             SEARCH_VECTOR.op("@@")(query),
             bindparam("before_turn") > messages.c.id,
         )
-        .order_by(messages.c.id.desc())
+        # `id + 0`, not `id`: ordered by the column itself, the planner may walk the conversation's index newest
+        # first, computing every message's tsvector until enough match (36 ms in a 2,000-message conversation
+        # for a rare word, measured); this way it takes the GIN index's matches and sorts those.
+        .order_by((messages.c.id + 0).desc())
         .limit(bindparam("candidates"))
         .subquery("newest")
     )

@@ -46,5 +46,5 @@ def export_sent(messages: int, files: int) -> str:
     return f"Here is our conversation here: {messages_noun(messages)}, in {files} files (Markdown and JSON) 📄"
 
 
-def export_continued(number: int, messages: int) -> str:
-    return f"The export, continued ({number} of {messages})"
+def export_continued(number: int, of: int) -> str:
+    return f"The export, continued ({number} of {of})"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Insert, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.storage.models import conversations, messages, summaries
@@ -23,6 +23,11 @@ TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
 MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms")
 NO_MESSAGE = 0  # an id no message has (ids start at 1): `exclude_id` when nothing is excluded
+
+
+def sent_to_models(table: Any = messages) -> ColumnElement[bool]:
+    """The message is not a reply of the never-sent engine (`:never_sent`, "" when there is none)."""
+    return or_(table.c.engine.is_(None), table.c.engine != bindparam("never_sent"))
 
 
 def _recent_statement():  # type: ignore[no-untyped-def]
@@ -47,7 +52,7 @@ def _recent_statement():  # type: ignore[no-untyped-def]
         .where(
             messages.c.conversation_id == bindparam("conversation_id"),
             messages.c.id != bindparam("exclude_id"),
-            or_(messages.c.engine.is_(None), messages.c.engine != bindparam("never_sent")),
+            sent_to_models(),
         )
         .order_by(TURN_ORDER.desc(), messages.c.id.desc())
         .limit(bindparam("most_rows"))
@@ -167,7 +172,7 @@ UNSUMMARISED = (
         messages.c.conversation_id == bindparam("conversation_id"),
         messages.c.id > bindparam("after_id"),
         bindparam("before_turn") > TURN_ORDER,
-        or_(messages.c.engine.is_(None), messages.c.engine != bindparam("never_sent")),
+        sent_to_models(),
     )
     .order_by(messages.c.id)
     .limit(bindparam("limit"))

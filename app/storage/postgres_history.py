@@ -34,7 +34,13 @@ from app.storage._statements import (
 )
 from app.storage.history import HistoryStore
 from app.storage.records import ConversationKey, FoundMessage, StoredMessage, SummaryDraft, TurnStart
-from app.storage.search import POSTGRES_SEARCH, found_messages, search_parameters, websearch_query
+from app.storage.search import (
+    CANDIDATES_PER_TERM,
+    POSTGRES_SEARCH,
+    found_messages,
+    search_parameters,
+    websearch_query,
+)
 
 ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("conversation_id")))
 
@@ -62,7 +68,8 @@ class PostgresHistoryStore(HistoryStore):
         query = websearch_query(terms)
         if query is None or limit <= 0:
             return []
-        parameters = search_parameters(conversation_id, query, before_turn, limit, self._never_sent, len(terms))
+        parameters = search_parameters(conversation_id, before_turn, limit, self._never_sent)
+        parameters.update(query=query, candidates=CANDIDATES_PER_TERM * len(terms))
 
         async def read() -> list[FoundMessage]:
             async with self._engine.connect() as connection:

@@ -29,19 +29,17 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     TextClause,
     and_,
     bindparam,
     func,
     literal_column,
-    or_,
     select,
     text,
 )
 
-from app.storage._statements import TURN_ORDER, utc
+from app.storage._statements import MESSAGE_FIELDS, TURN_ORDER, sent_to_models, utc
 from app.storage.models import SEARCH_CONFIG, SEARCH_VECTOR, SQLITE_SEARCH_TABLE, messages
 from app.storage.records import FoundMessage, StoredMessage
 
@@ -108,22 +106,14 @@ def websearch_query(terms: Iterable[str]) -> str | None:
     return " or ".join(phrases) or None
 
 
-def search_parameters(
-    conversation_id: int, query: str, before_turn: int, limit: int, never_sent: str | None, term_count: int = 1
-) -> dict[str, Any]:
+def search_parameters(conversation_id: int, before_turn: int, limit: int, never_sent: str | None) -> dict[str, Any]:
+    """What both databases' statements take (each adds its query's own)."""
     return {
         "conversation_id": conversation_id,
-        "query": query,
         "before_turn": before_turn,
         "never_sent": never_sent or "",  # no engine is named "": then every stored message counts
         "most_rows": limit * ROWS_PER_TURN,
-        "candidates": CANDIDATES_PER_TERM * term_count,
     }
-
-
-def _counts(table_: Any) -> ColumnElement[bool]:
-    """The message was not written by the never-sent engine."""
-    return or_(table_.c.engine.is_(None), table_.c.engine != bindparam("never_sent"))
 
 
 def _search_statement(matches: Select) -> Select:
@@ -131,20 +121,12 @@ def _search_statement(matches: Select) -> Select:
     `score` (lower is better)."""
     found = matches.subquery("found")
     hits = (
-        select(
-            messages.c.id,
-            TURN_ORDER.label("turn"),
-            messages.c.role,
-            messages.c.content,
-            messages.c.token_count,
-            messages.c.engine,
-            messages.c.created_at,
-        )
+        select(*MESSAGE_FIELDS)
         .join_from(found, messages, messages.c.id == found.c.id)
         .where(
             messages.c.conversation_id == bindparam("conversation_id"),
             bindparam("before_turn") > TURN_ORDER,
-            _counts(messages),
+            sent_to_models(),
         )
         .add_columns(found.c.score)
         .order_by(found.c.score, messages.c.id.desc())
@@ -155,7 +137,7 @@ def _search_statement(matches: Select) -> Select:
     # The question's first stored answer, looked up by ix_messages_turn.
     first_answer = (
         select(func.min(candidate.c.id))
-        .where(candidate.c.turn_id == hits.c.id, candidate.c.role == "assistant", _counts(candidate))
+        .where(candidate.c.turn_id == hits.c.id, candidate.c.role == "assistant", sent_to_models(candidate))
         .scalar_subquery()
     )
     answer = messages.alias("answer")

@@ -117,7 +117,7 @@ class SqliteHistoryStore(HistoryStore):
                 ids = rank_candidates(candidates, 2 * limit * ROWS_PER_TURN)
                 if not ids:
                     return []
-                parameters = search_parameters(conversation_id, "", before_turn, limit, self._never_sent)
+                parameters = search_parameters(conversation_id, before_turn, limit, self._never_sent)
                 parameters.update(ids=ids, most_rows=len(ids))
                 rows = (await connection.execute(SQLITE_CHOSEN, parameters)).all()
             rank = {message_id: place for place, message_id in enumerate(ids)}

@@ -28,7 +28,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import PERM_ADMINISTRATOR, PERM_MANAGE_GUILD, FakeDiscord
 from tests.fakes.discord.state import DiscordState
 
 MESSAGES = r"/channels/\d+/messages"
@@ -44,9 +44,10 @@ async def fake():
         assert not fake.unhandled, [f"{c.method} {c.path}" for c in fake.unhandled]
 
 
-def make_bot(*, message_content: bool = False, cls=commands.Bot, **options) -> commands.Bot:
+def make_bot(*, message_content: bool = False, members: bool = False, cls=commands.Bot, **options) -> commands.Bot:
     intents = discord.Intents.default()
     intents.message_content = message_content
+    intents.members = members
     allowed_mentions = options.pop("allowed_mentions", NO_PINGS)
     return cls(command_prefix="!", intents=intents, allowed_mentions=allowed_mentions, **options)
 
@@ -452,3 +453,312 @@ async def test_late_interaction_ack_is_unknown_interaction(fake: FakeDiscord) ->
         await fake.slash_command("slow")
         await fake.wait_for(lambda: errors)
     assert errors[0].code == 10062
+
+
+# ---------------------------------------------------------------------------------- servers: roles, threads
+
+
+def members_bot() -> commands.Bot:
+    """A bot with the Server Members intent (so discord.py caches members and hears GUILD_MEMBER_UPDATE) and a
+    /whoami command that reports what discord.py makes of the member who runs it."""
+    bot = make_bot(members=True)
+    seen: list[dict[str, object]] = []
+
+    @bot.tree.command(name="whoami", description="What discord.py sees")
+    async def whoami(interaction: discord.Interaction) -> None:
+        seen.append(
+            {
+                "manage_guild": interaction.permissions.manage_guild,
+                "administrator": interaction.permissions.administrator,
+                "roles": [role.id for role in interaction.user.roles if not role.is_default()],
+                "app_send": interaction.app_permissions.send_messages,
+            }
+        )
+        await interaction.response.send_message("noted", ephemeral=True)
+
+    bot.seen = seen  # type: ignore[attr-defined]
+    return bot
+
+
+async def test_roles_and_the_permissions_members_have(fake: FakeDiscord) -> None:
+    bot = members_bot()
+    carol = fake.add_user("carol")
+    async with fake.running(bot):
+        moderators = fake.add_role(fake.guild.id, "Moderators", permissions=PERM_MANAGE_GUILD)
+        admins = fake.add_role(fake.guild.id, "Admins", permissions=PERM_ADMINISTRATOR)
+        guild = bot.get_guild(fake.guild.id)
+        await fake.wait_for(lambda: guild.get_role(admins) is not None, what="GUILD_ROLE_CREATE")
+        assert guild.get_role(moderators).permissions.manage_guild and guild.owner_id == int(fake.alice["id"])
+
+        for who in (fake.alice, fake.bob, carol):
+            inter = await fake.slash_command("whoami", user=who)
+            await fake.wait_for(lambda inter=inter: inter.acknowledged)
+        fake.give_role(fake.bob, fake.guild.id, moderators)
+        fake.give_role(carol, fake.guild.id, admins)
+        bob = int(fake.bob["id"])
+        await fake.wait_for(lambda: [r.id for r in guild.get_member(bob).roles][1:] == [moderators])
+        for who in (fake.bob, carol):
+            await fake.slash_command("whoami", user=who)
+        await fake.wait_for(lambda: len(bot.seen) == 5)
+
+        sent = await fake.user_message(fake.channel, "a moderator speaks", author=fake.bob)
+        assert sent["member"]["roles"] == [str(moderators)]
+        fake.take_role(fake.bob, fake.guild.id, moderators)
+        await fake.wait_for(lambda: guild.get_member(bob).roles == [guild.default_role])
+
+    owner, plain_bob, plain_carol, moderator_bob, admin_carol = bot.seen
+    assert owner["manage_guild"] and owner["administrator"]
+    assert not plain_bob["manage_guild"] and not plain_carol["manage_guild"] and plain_bob["roles"] == []
+    assert moderator_bob == {"manage_guild": True, "administrator": False, "roles": [moderators], "app_send": True}
+    assert admin_carol["administrator"] and admin_carol["manage_guild"]
+    assert fake.member_permissions(fake.guild.id, bob) & PERM_MANAGE_GUILD == 0
+
+
+async def test_without_the_members_intent_member_updates_are_not_sent(fake: FakeDiscord) -> None:
+    async with fake.running(make_bot()):
+        role = fake.add_role(fake.guild.id, "Regulars")
+        fake.give_role(fake.bob, fake.guild.id, role)
+        await fake.wait_for(lambda: ("GUILD_MEMBER_UPDATE", "intent 2 not requested") in fake.dropped_events)
+        assert "GUILD_ROLE_CREATE" in fake.live_connection(0).events
+
+
+def thread_bot(**kwargs) -> commands.Bot:
+    """Answers every message in a thread in that thread, and starts a thread on 'thread: <name>' messages."""
+    bot = make_bot(message_content=True, **kwargs)
+    seen: list[discord.abc.Messageable] = []
+
+    async def on_message(message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        seen.append(message.channel)
+        if isinstance(message.channel, discord.Thread):
+            await message.channel.send(f"in {message.channel.name}: {message.content}")
+        elif message.content.startswith("thread: "):
+            thread = await message.create_thread(name=message.content.removeprefix("thread: "))
+            await thread.send("thread started")
+
+    bot.add_listener(on_message)
+    bot.seen = seen  # type: ignore[attr-defined]
+    return bot
+
+
+async def test_a_thread_is_announced_and_its_messages_arrive_in_a_discord_thread(fake: FakeDiscord) -> None:
+    bot = thread_bot()
+    async with fake.running(bot):
+        thread_id = fake.add_thread(fake.channel, "questions", owner=fake.bob)
+        await fake.user_message(thread_id, "hello in the thread", author=fake.bob)  # sent after THREAD_CREATE
+        await fake.wait_for(lambda: fake.texts(thread_id))
+        (channel,) = bot.seen
+        assert isinstance(channel, discord.Thread) and channel.parent_id == fake.channel
+        assert channel.owner_id == int(fake.bob["id"]) and channel.parent.name == "general"
+        assert fake.texts(thread_id) == ["in questions: hello in the thread"]
+        assert fake.texts(fake.channel) == [] and fake.channel_payload(thread_id)["message_count"] == 2
+
+    later = thread_bot()
+    async with fake.running(later):  # a bot that connects afterwards finds it in GUILD_CREATE
+        thread = later.get_guild(fake.guild.id).get_thread(thread_id)
+        assert thread is not None and thread.parent_id == fake.channel and thread.name == "questions"
+
+
+async def test_the_bot_starts_a_thread_from_a_message_and_writes_in_it(fake: FakeDiscord) -> None:
+    bot = thread_bot()
+    async with fake.running(bot):
+        sent = await fake.user_message(fake.channel, "thread: Long talk")
+        thread_id = int(sent["id"])  # Discord gives a thread started from a message the message's id
+        await fake.wait_for(lambda: fake.texts(thread_id))
+        await fake.wait_for(lambda: bot.get_channel(thread_id) is not None, what="THREAD_CREATE")
+        assert isinstance(bot.get_channel(thread_id), discord.Thread)
+        assert fake.texts(thread_id) == ["thread started"] and fake.texts(fake.channel) == []
+        assert fake.message(thread_id).data["thread"]["name"] == "Long talk"
+        (call,) = fake.calls_matching("POST", rf"/channels/{fake.channel}/messages/{thread_id}/threads")
+        assert call.json["name"] == "Long talk" and call.status == 200
+
+        message = await bot.get_channel(fake.channel).fetch_message(thread_id)
+        with pytest.raises(discord.HTTPException) as info:
+            await message.create_thread(name="again")
+        assert info.value.code == 160004
+        general = bot.get_channel(fake.channel)
+        bare = await general.create_thread(name="no starter", type=discord.ChannelType.public_thread)
+        await bare.send("a thread of its own")
+        assert bare.parent_id == fake.channel and fake.texts(bare.id) == ["a thread of its own"]
+        in_thread = await bot.get_channel(thread_id).fetch_message(fake.bot_messages(thread_id)[0].id)
+        with pytest.raises(discord.HTTPException) as info:
+            await in_thread.create_thread(name="a thread in a thread")
+        assert info.value.code == 50024
+
+
+async def test_a_deleted_channel_is_gone_for_the_bot_and_its_threads_with_it(fake: FakeDiscord) -> None:
+    bot = thread_bot()
+    async with fake.running(bot):
+        added = fake.add_channel(fake.guild.id, "added")
+        await fake.wait_for(lambda: bot.get_channel(added) is not None, what="CHANNEL_CREATE")
+        thread_id = fake.add_thread(fake.channel, "kept")
+        old_thread = fake.add_thread(fake.readonly_channel, "goes with its parent")
+        await fake.wait_for(lambda: bot.get_channel(old_thread) is not None)
+        fake.delete_channel(fake.readonly_channel)
+        fake.delete_channel(thread_id)
+        await fake.wait_for(lambda: not bot.get_channel(fake.readonly_channel) and not bot.get_channel(thread_id))
+        assert bot.get_guild(fake.guild.id).get_thread(old_thread) is None
+        with pytest.raises(discord.NotFound) as info:
+            await bot.get_partial_messageable(thread_id).send("anyone?")
+        assert info.value.code == 10003
+        assert fake.channel_payload(fake.readonly_channel)["name"] == "read-only"  # as it was
+    with pytest.raises(AssertionError, match="deleted"):
+        await fake.user_message(thread_id, "into the void")
+
+
+# ------------------------------------------------------------------ typed options, subcommands and modals
+
+
+def settings_bot(guild_id: int) -> commands.Bot:
+    """/settings as a group with a nested group (/settings channel open) and typed options; each command
+    records what discord.py handed it."""
+    bot = make_bot()
+    got: list[object] = []
+    settings = app_commands.Group(name="settings", description="Server settings")
+    channel_group = app_commands.Group(name="channel", description="Channels", parent=settings)
+
+    @channel_group.command(name="open", description="Open a channel")
+    async def open_(
+        interaction: discord.Interaction, channel: app_commands.AppCommandChannel | app_commands.AppCommandThread
+    ) -> None:
+        got.append((interaction.command.qualified_name, channel, interaction.guild.get_channel(channel.id)))
+        await interaction.response.send_message(f"opened {channel.name}", ephemeral=True)
+
+    @settings.command(name="block", description="Block someone")
+    async def block(interaction: discord.Interaction, who: discord.Member | discord.Role, days: int = 1) -> None:
+        got.append((interaction.command.qualified_name, who, days))
+        await interaction.response.send_message("blocked", ephemeral=True)
+
+    @settings.command(name="role", description="A role")
+    async def role(interaction: discord.Interaction, role: discord.Role, member: discord.Member) -> None:
+        got.append((interaction.command.qualified_name, role, member, interaction.guild.get_role(role.id)))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send("done", ephemeral=True)
+
+    bot.tree.add_command(settings, guild=discord.Object(id=guild_id))
+
+    async def setup_hook() -> None:
+        await bot.tree.sync(guild=discord.Object(id=guild_id))
+
+    bot.setup_hook = setup_hook
+    bot.got = got  # type: ignore[attr-defined]
+    return bot
+
+
+async def test_subcommands_get_typed_options_and_resolved_objects(fake: FakeDiscord) -> None:
+    other = fake.add_guild("Elsewhere", channels=("their-general",))
+    their_role = fake.add_role(other.id, "Theirs")
+    mods = fake.add_role(fake.guild.id, "Mods")
+    gone = fake.add_channel(fake.guild.id, "old-news")
+    fake.delete_channel(gone)
+    thread = fake.add_thread(fake.channel, "a thread")
+    bot = settings_bot(fake.guild.id)
+    async with fake.running(bot):
+        answers = [
+            await fake.slash_command("settings channel open", {"channel": fake.channel}),
+            await fake.slash_command("settings channel open", {"channel": other.channels["their-general"]}),
+            await fake.slash_command("settings channel open", {"channel": gone}),
+            await fake.slash_command("settings channel open", {"channel": thread}),
+            await fake.slash_command("settings block", {"who": fake.bob, "days": 3}),
+            await fake.slash_command("settings block", {"who": mods}),
+            await fake.slash_command("settings role", {"role": their_role, "member": fake.bob}, user=fake.bob),
+        ]
+        await fake.wait_for(lambda: all(a.original and not a.original.loading for a in answers))
+        with pytest.raises(AssertionError, match="is a group"):
+            await fake.slash_command("settings channel")
+        with pytest.raises(AssertionError, match="no subcommand 'shut'"):
+            await fake.slash_command("settings channel shut", {"channel": fake.channel})
+        with pytest.raises(AssertionError, match="needs the option"):
+            await fake.slash_command("settings role", {"role": mods})
+
+    here, foreign, deleted, in_thread, member, role, foreign_role = bot.got
+    assert here[0] == "settings channel open" and here[1].name == "general" and here[2] is not None
+    assert here[1].permissions.manage_guild  # alice, the owner, has every permission there
+    assert foreign[1].name == "their-general" and foreign[2] is None  # not a channel of this server
+    assert deleted[1].name == "old-news" and deleted[2] is None
+    assert isinstance(in_thread[1], app_commands.AppCommandThread) and in_thread[1].parent_id == fake.channel
+    assert member[0] == "settings block" and isinstance(member[1], discord.Member) and member[2] == 3
+    assert member[1].id == int(fake.bob["id"]) and not member[1].guild_permissions.manage_guild
+    assert isinstance(role[1], discord.Role) and role[1].id == mods
+    assert foreign_role[1].id == their_role and foreign_role[3] is None and foreign_role[2].id == int(fake.bob["id"])
+
+    data = answers[0].payload["data"]
+    assert [(o["name"], o["type"]) for o in data["options"]] == [("channel", 2)]
+    assert data["options"][0]["options"][0]["options"] == [{"name": "channel", "type": 7, "value": str(fake.channel)}]
+    assert "permission_overwrites" not in data["resolved"]["channels"][str(fake.channel)]
+    assert answers[0].name == "settings channel open" and answers[0].ephemeral
+    assert answers[-1].deferred and answers[-1].ephemeral and answers[-1].original.content == "done"
+
+
+class PersonaModal(discord.ui.Modal, title="Server persona"):
+    persona = discord.ui.TextInput(label="Persona", style=discord.TextStyle.paragraph, max_length=50)
+    note = discord.ui.Label(text="Why", component=discord.ui.TextInput(custom_id="why", required=False))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        why = self.note.component.value
+        if why == "defer":
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.followup.send(f"later: {self.persona.value}", ephemeral=True)
+        else:
+            await interaction.response.send_message(f"persona: {self.persona.value} ({why})", ephemeral=True)
+
+
+def modal_bot() -> commands.Bot:
+    bot = make_bot()
+
+    @bot.tree.command(name="persona", description="Set the persona")
+    async def persona(interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(PersonaModal())
+
+    return bot
+
+
+async def test_a_modal_is_recorded_and_its_submission_answered(fake: FakeDiscord) -> None:
+    async with fake.running(modal_bot()):
+        opened = await fake.slash_command("persona", user=fake.bob)
+        await fake.wait_for(lambda: opened.modal)
+        modal = opened.modal
+        assert modal.title == "Server persona" and opened.response_type == 9 and opened.original is None
+        inputs = modal.text_inputs
+        assert [(i["label"], i.get("max_length")) for i in inputs.values()] == [("Persona", 50), ("Why", None)]
+        persona_id = next(iter(inputs))
+
+        with pytest.raises(AssertionError, match="required"):
+            await fake.submit_modal(opened, {"why": "no persona"})
+        with pytest.raises(AssertionError, match="51 characters"):
+            await fake.submit_modal(opened, {persona_id: "x" * 51})
+
+        submitted = await fake.submit_modal(opened, {persona_id: "a calm librarian", "why": "asked"})
+        await fake.wait_for(lambda: submitted.original)
+        assert submitted.kind == 5 and submitted.user_id == int(fake.bob["id"])
+        assert submitted.original.content == "persona: a calm librarian (asked)" and submitted.ephemeral
+
+        with pytest.raises(AssertionError, match="submitted already"):
+            await fake.submit_modal(opened, {persona_id: "twice"})
+        again = await fake.slash_command("persona")
+        await fake.wait_for(lambda: again.modal)
+        later = await fake.submit_modal(again, {next(iter(again.modal.text_inputs)): "a pirate", "why": "defer"})
+        await fake.wait_for(lambda: later.original and not later.original.loading)
+        assert later.deferred and later.ephemeral and later.original.content == "later: a pirate"
+    assert fake.texts(fake.channel, include_ephemeral=True) == ["persona: a calm librarian (asked)", "later: a pirate"]
+    assert fake.texts(fake.channel) == []
+
+
+async def test_a_modal_discord_would_refuse_is_a_400(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    errors: list[discord.HTTPException] = []
+
+    @bot.tree.command(name="big", description="A modal over Discord's limits")
+    async def big(interaction: discord.Interaction) -> None:
+        modal = discord.ui.Modal(title="t" * 46)
+        modal.add_item(discord.ui.TextInput(label="Text"))
+        try:
+            await interaction.response.send_modal(modal)
+        except discord.HTTPException as exc:
+            errors.append(exc)
+
+    async with fake.running(bot):
+        await fake.slash_command("big")
+        await fake.wait_for(lambda: errors)
+    assert errors[0].status == 400 and errors[0].code == 50035 and "title" in str(errors[0])

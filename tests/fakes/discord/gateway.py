@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes.discord.state import (
     INTENT_DIRECT_MESSAGES,
+    INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
     INTENT_MESSAGE_CONTENT,
     PRIVILEGED_INTENTS,
@@ -211,6 +212,8 @@ class Gateway(DiscordState):
     def _event_intent(self, event: str, data: dict[str, Any]) -> int:
         if event.startswith("MESSAGE_"):
             return INTENT_GUILD_MESSAGES if data.get("guild_id") else INTENT_DIRECT_MESSAGES
+        if event.startswith("GUILD_MEMBER_") and data.get("user", {}).get("id") != str(self.bot_id):
+            return INTENT_GUILD_MEMBERS  # a bot hears about its own member without the privileged intent
         return 0
 
     def _visible_payload(self, conn: GatewayConnection, event: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -237,8 +240,25 @@ class Gateway(DiscordState):
         hidden.pop("poll", None)
         return hidden
 
+    def _announce(self, event: str, data: dict[str, Any]) -> None:
+        # Queued, not sent at once (the world's setup methods are not async); every later dispatch sends the
+        # queue first, so a bot learns of a thread before a message in it.
+        if not self.connections:
+            return
+        self._backlog.append((event, data))
+        self._spawn(self._send_backlog())
+
+    async def _send_backlog(self) -> None:
+        while self._backlog:
+            event, data = self._backlog.pop(0)
+            await self._dispatch_now(event, data)
+
     async def dispatch(self, event: str, data: dict[str, Any], shard_id: int | None = None) -> bool:
         """Send a DISPATCH event to the live connection that owns it; False if it was dropped."""
+        await self._send_backlog()
+        return await self._dispatch_now(event, data, shard_id)
+
+    async def _dispatch_now(self, event: str, data: dict[str, Any], shard_id: int | None = None) -> bool:
         candidates = [c for c in self.connections if c.session is not None and not c.closed]
         if not candidates:
             self.dropped_events.append((event, "no live gateway connection"))

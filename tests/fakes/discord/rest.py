@@ -43,6 +43,8 @@ class RestApi(DiscordState):
             ("PUT", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._no_content),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._no_content),
             ("POST", "/channels/{channel_id}/typing", self._typing),
+            ("POST", "/channels/{channel_id}/messages/{message_id}/threads", self._start_thread_from_message),
+            ("POST", "/channels/{channel_id}/threads", self._start_thread),
             ("POST", "/interactions/{interaction_id}/{token}/callback", self._interaction_callback),
             ("POST", "/webhooks/{application_id}/{token}", self._followup),
             ("GET", "/webhooks/{application_id}/{token}/messages/{message_id}", self._webhook_get),

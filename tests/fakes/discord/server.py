@@ -10,8 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.discord.bot_messages import BotMessages
+from tests.fakes.discord.command_options import CommandOptions
 from tests.fakes.discord.events import UserEvents
 from tests.fakes.discord.gateway import Gateway, GatewayConnection, GatewaySession
+from tests.fakes.discord.guilds import Guilds
 from tests.fakes.discord.interactions import Interactions
 from tests.fakes.discord.ratelimits import ScriptedDelay, ScriptedFault, ScriptedFaults
 from tests.fakes.discord.rest import RestApi
@@ -27,7 +29,9 @@ from tests.fakes.discord.state import (
 from tests.fakes.discord.wire import API_PREFIX
 
 
-class FakeDiscord(BotRunning, UserEvents, Interactions, RestApi, BotMessages, Gateway, ScriptedFaults):
+class FakeDiscord(
+    BotRunning, UserEvents, Interactions, CommandOptions, Guilds, RestApi, BotMessages, Gateway, ScriptedFaults
+):
     """A fake Discord (REST + gateway) on 127.0.0.1; the package's docstring is its manual."""
 
     def __init__(
@@ -85,11 +89,13 @@ class FakeDiscord(BotRunning, UserEvents, Interactions, RestApi, BotMessages, Ga
         self._dm_by_user: dict[int, int] = {}
         self._messages: dict[int, FakeMessage] = {}
         self._channel_messages: dict[int, list[int]] = {}
+        self._deleted_channels: dict[int, dict[str, Any]] = {}  # id -> the channel as it was
         self._guild_id_base = (int(time.time() * 1000) - DISCORD_EPOCH_MS) // 840 * 840
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         # Gateway sessions (gateway.py)
         self._sessions: dict[str, GatewaySession] = {}
+        self._backlog: list[tuple[str, dict[str, Any]]] = []  # announced changes not yet dispatched
         # Scripted faults and rate-limit buckets (ratelimits.py)
         self._faults: list[ScriptedFault] = []
         self._delays: list[ScriptedDelay] = []

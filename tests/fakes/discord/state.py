@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DISCORD_EPOCH_MS = 1420070400000
 
 # Intents (gateway bits) and permissions (bit numbers) the fake cares about.
+INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
@@ -32,20 +33,34 @@ PRIVILEGED_INTENTS = {
     "presences": INTENT_GUILD_PRESENCES,
     "message_content": INTENT_MESSAGE_CONTENT,
 }
+PERM_ADMINISTRATOR = 1 << 3
+PERM_MANAGE_GUILD = 1 << 5  # "Manage Server"
+PERM_VIEW_CHANNEL = 1 << 10
 PERM_SEND_MESSAGES = 1 << 11
+PERM_CREATE_PUBLIC_THREADS = 1 << 35
+PERM_CREATE_PRIVATE_THREADS = 1 << 36
+PERM_SEND_MESSAGES_IN_THREADS = 1 << 38
+ALL_PERMISSIONS = (1 << 52) - 1  # what the owner and an administrator have: every bit Discord defines
+# The @everyone role's permissions in every guild of the fake (what Discord gives a new server's @everyone,
+# less what the fake never needs): no Manage Server, so a member without roles is a plain member.
 DEFAULT_PERMISSIONS = (
     (1 << 6)  # add reactions
-    | (1 << 10)  # view channel
+    | PERM_VIEW_CHANNEL
     | PERM_SEND_MESSAGES
     | (1 << 14)  # embed links
     | (1 << 15)  # attach files
     | (1 << 16)  # read message history
     | (1 << 18)  # use external emojis
     | (1 << 31)  # use application commands
-    | (1 << 38)  # send messages in threads
+    | PERM_CREATE_PUBLIC_THREADS
+    | PERM_CREATE_PRIVATE_THREADS
+    | PERM_SEND_MESSAGES_IN_THREADS
 )
+CHANNEL_TEXT, CHANNEL_DM, CHANNEL_PUBLIC_THREAD, CHANNEL_PRIVATE_THREAD = 0, 1, 11, 12
+THREAD_TYPES = (10, CHANNEL_PUBLIC_THREAD, CHANNEL_PRIVATE_THREAD)
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
+MESSAGE_FLAG_HAS_THREAD = 1 << 5
 
 
 # ----------------------------------------------------------------------------------------------- records
@@ -109,9 +124,34 @@ class FakeMessage:
         return max(0, len(self.versions) - 1)
 
 
+@dataclass(frozen=True)
+class FakeModal:
+    """A modal the bot opened (an interaction's MODAL callback, type 9), as Discord would show it."""
+
+    custom_id: str
+    title: str
+    components: list[dict[str, Any]]  # as sent: action rows (type 1) or labels (type 18) around text inputs
+
+    @property
+    def text_inputs(self) -> dict[str, dict[str, Any]]:
+        """The modal's text inputs (type 4) by custom_id, in order, with the label they show."""
+        inputs: dict[str, dict[str, Any]] = {}
+        for top in self.components:
+            inner = top.get("components") or ([top["component"]] if top.get("component") else [])
+            for component in inner:
+                if component.get("type") == 4:
+                    label = component.get("label") or top.get("label")
+                    inputs[component["custom_id"]] = {**component, "label": label}
+        return inputs
+
+
 @dataclass
 class FakeInteraction:
-    """An injected application-command interaction and everything the bot did with it."""
+    """An injected interaction (slash command, button press, modal submit) and everything the bot did with it.
+
+    ``name`` is the command's path ("settings channel open"), the label of a pressed button, or the custom_id
+    of a submitted modal (for a button or a modal under a command's message: that command's path).
+    """
 
     id: int
     token: str
@@ -125,11 +165,25 @@ class FakeInteraction:
     callback_times: list[float] = field(default_factory=list)
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    modal_submitted: bool = False  # its modal was submitted (and so closed: Discord takes one submission)
     _fake: DiscordState | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> int:
+        """Discord's interaction type: 2 application command, 3 component, 5 modal submit."""
+        return int(self.payload["type"])
 
     @property
     def response_type(self) -> int | None:
         return self.callbacks[0].get("type") if self.callbacks else None
+
+    @property
+    def modal(self) -> FakeModal | None:
+        """The modal the bot answered with (callback type 9), if it did."""
+        if self.response_type != 9:
+            return None
+        data = self.callbacks[0].get("data") or {}
+        return FakeModal(data["custom_id"], data["title"], data["components"])
 
     @property
     def acknowledged(self) -> bool:
@@ -161,9 +215,31 @@ class FakeInteraction:
 class FakeGuild:
     id: int
     name: str
-    channels: dict[str, int]  # name -> channel id
+    channels: dict[str, int]  # name -> text channel id (threads are not here: thread_ids)
     member_ids: list[int]
     joined_at: str
+    owner_id: int = 0
+    roles: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> payload; @everyone's id: the guild's
+    member_roles: dict[int, list[int]] = field(default_factory=dict)  # user id -> role ids (not @everyone)
+    thread_ids: list[int] = field(default_factory=list)
+
+    @property
+    def everyone_role(self) -> int:
+        return self.id
+
+
+def role_payload(role_id: int, name: str, permissions: int, position: int) -> dict[str, Any]:
+    return {
+        "id": str(role_id),
+        "name": name,
+        "permissions": str(permissions),
+        "position": position,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
 
 
 def now_iso() -> str:
@@ -261,6 +337,40 @@ class DiscordState:
         """(interactions) DELETE an interaction's message through its webhook."""
         raise NotImplementedError
 
+    def _announce(self, event: str, data: dict[str, Any]) -> None:
+        """(gateway) Tell live bots about a change of the world, before any event dispatched after this call."""
+        raise NotImplementedError
+
+    def member_permissions(self, guild_id: int, user_id: int, channel_id: int | None = None) -> int:
+        """(guilds) A member's permissions in the guild, or in one channel (overwrites applied), as Discord
+        computes them."""
+        raise NotImplementedError
+
+    def can_send(self, channel_id: int) -> bool:
+        """(guilds) Whether the bot may post in this channel (in a thread: Send Messages in Threads)."""
+        raise NotImplementedError
+
+    async def _start_thread_from_message(self, request: web.Request) -> web.Response:
+        """(guilds) POST /channels/{channel_id}/messages/{message_id}/threads."""
+        raise NotImplementedError
+
+    async def _start_thread(self, request: web.Request) -> web.Response:
+        """(guilds) POST /channels/{channel_id}/threads: a thread without a starter message."""
+        raise NotImplementedError
+
+    def _command_data(
+        self,
+        path: str,
+        options: dict[str, Any] | list[dict[str, Any]] | None,
+        *,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+    ) -> dict[str, Any]:
+        """(command_options) An application command interaction's ``data``: the command, the subcommand
+        path, the typed options and their ``resolved`` objects."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------------------ the world
 
     def _create_world(self, bot_name: str) -> None:
@@ -311,28 +421,32 @@ class DiscordState:
         channels: Iterable[str] = ("general",),
         readonly: Iterable[str] = (),
         id: int | None = None,
+        owner: dict[str, Any] | None = None,
     ) -> FakeGuild:
-        """A guild with text channels; the bot cannot send in the ``readonly`` ones.
+        """A guild with text channels; the bot cannot send in the ``readonly`` ones. ``owner`` (default
+        alice) has every permission; its @everyone role has ``DEFAULT_PERMISSIONS``.
 
         If bots are connected, the owning shard receives GUILD_CREATE (the bot "joins" it).
         """
         guild_id = id or (((self._guild_id_base + len(self._guilds)) << 22) | 0x3FFFFF)
         humans = [uid for uid in self._users if uid != getattr(self, "bot_id", None)]
-        guild = FakeGuild(guild_id, name, {}, humans, now_iso())
+        owner_id = int((owner or self.alice)["id"])
+        guild = FakeGuild(guild_id, name, {}, humans, now_iso(), owner_id=owner_id)
+        guild.roles[guild.everyone_role] = role_payload(guild.everyone_role, "@everyone", DEFAULT_PERMISSIONS, 0)
         self._guilds[guild_id] = guild
         readonly = set(readonly)
         for channel_name in channels:
             self.add_channel(guild_id, channel_name, can_send=channel_name not in readonly)
-        if self.connections:
-            self._spawn(self.dispatch("GUILD_CREATE", self._guild_payload(guild)))
+        self._announce("GUILD_CREATE", self._guild_payload(guild))
         return guild
 
     def add_channel(self, guild_id: int, name: str, *, can_send: bool = True) -> int:
+        """A text channel; live bots get CHANNEL_CREATE."""
         guild = self._guilds[guild_id]
         channel_id = self._snowflake()
         self._channels[channel_id] = {
             "id": str(channel_id),
-            "type": 0,
+            "type": CHANNEL_TEXT,
             "guild_id": str(guild_id),
             "name": name,
             "position": len(guild.channels),
@@ -348,28 +462,22 @@ class DiscordState:
         self._channel_messages[channel_id] = []
         if not can_send:
             self._set_deny(channel_id, PERM_SEND_MESSAGES)
+        self._announce("CHANNEL_CREATE", self._channels[channel_id])
         return channel_id
 
     def _set_deny(self, channel_id: int, deny: int) -> None:
+        """Deny the bot ``deny`` in this channel, on top of what its member overwrite already denies."""
         channel = self._channels[channel_id]
+        mine = [o for o in channel["permission_overwrites"] if o["id"] == str(self.bot_id)]
+        denied = deny | (int(mine[0]["deny"]) if mine else 0)
         channel["permission_overwrites"] = [
             o for o in channel["permission_overwrites"] if o["id"] != str(self.bot_id)
-        ] + [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(deny)}]
+        ] + [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(denied)}]
 
-    def deny_send(self, channel_id: int) -> None:
-        """From now on the bot may not send in this channel (403 / 50013); live bots get CHANNEL_UPDATE."""
-        self._set_deny(channel_id, PERM_SEND_MESSAGES)
-        if self.connections:
-            self._spawn(self.dispatch("CHANNEL_UPDATE", self._channels[channel_id]))
-
-    def can_send(self, channel_id: int) -> bool:
-        channel = self._channels[channel_id]
-        if channel["type"] == 1:
-            return True
-        return not any(
-            o["id"] == str(self.bot_id) and int(o["deny"]) & PERM_SEND_MESSAGES
-            for o in channel["permission_overwrites"]
-        )
+    def channel_payload(self, channel_id: int) -> dict[str, Any]:
+        """A channel's payload as it is now, or as it was when it was deleted."""
+        channel_id = int(channel_id)
+        return self._channels.get(channel_id) or self._deleted_channels[channel_id]
 
     def dm_channel(self, user: dict[str, Any] | int) -> int:
         """The DM channel between the bot and ``user`` (created on first use)."""
@@ -393,7 +501,7 @@ class DiscordState:
     def _member_payload(self, guild: FakeGuild, user_id: int) -> dict[str, Any]:
         return {
             "user": self._users[user_id],
-            "roles": [],
+            "roles": [str(role_id) for role_id in guild.member_roles.get(user_id, [])],
             "joined_at": guild.joined_at,
             "deaf": False,
             "mute": False,
@@ -409,23 +517,11 @@ class DiscordState:
             "id": str(guild.id),
             "name": guild.name,
             "icon": None,
-            "owner_id": str(int(self.alice["id"])),
+            "owner_id": str(guild.owner_id),
             "joined_at": guild.joined_at,
             "large": False,
             "member_count": len(members),
-            "roles": [
-                {
-                    "id": str(guild.id),
-                    "name": "@everyone",
-                    "permissions": str(DEFAULT_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                }
-            ],
+            "roles": [dict(role) for role in guild.roles.values()],
             "channels": [dict(self._channels[cid]) for cid in guild.channels.values()],
             "members": members,
             "features": [],
@@ -433,7 +529,7 @@ class DiscordState:
             "stickers": [],
             "voice_states": [],
             "presences": [],
-            "threads": [],
+            "threads": [dict(self._channels[tid]) for tid in guild.thread_ids],
             "stage_instances": [],
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
@@ -562,7 +658,8 @@ class DiscordState:
         webhook_id: int | None = None,
         mentions_from_content: bool = True,
     ) -> dict[str, Any]:
-        channel = self._channels[channel_id]
+        channel = self._channels.get(channel_id)
+        assert channel is not None, f"no channel {channel_id}: it never existed or was deleted"
         guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
         mentions, roles, everyone = self._mentions(content, guild_id) if mentions_from_content else ([], [], False)
         data: dict[str, Any] = {
@@ -612,5 +709,8 @@ class DiscordState:
         channel = self._channels.get(msg.channel_id)
         if channel is not None:
             channel["last_message_id"] = str(msg.id)
+            if channel["type"] in THREAD_TYPES:
+                channel["message_count"] += 1
+                channel["total_message_sent"] += 1
         return msg
 

@@ -1,4 +1,4 @@
-"""`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | db upgrade|downgrade | bench."""
+"""`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | db upgrade|downgrade | usage | bench."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from app.config import Settings, SettingsError, load_settings
 from app.conversation.setup import migrate_when_reachable, open_service
-from app.storage import DatabaseUnavailable, create_engine, describe, downgrade, migrate
+from app.conversation.usage import UsageLedger
+from app.storage import DatabaseUnavailable, UsageStore, UsageTotal, create_engine, describe, downgrade, migrate
 
 log = logging.getLogger("kortana")
+MAX_USAGE_DAYS = 3660  # `kortana usage --days`: ten years
 
 
 def kortana_version() -> str:
@@ -61,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     down = db.add_parser("downgrade", help="revert migrations to a revision")
     down.add_argument("revision")
     down.set_defaults(handler=_db_downgrade)
+
+    usage = commands.add_parser("usage", help="tokens and answers per day, server and engine")
+    usage.add_argument("--days", type=_days, default=7, help="UTC days to show, today included (default: 7)")
+    usage.set_defaults(handler=_usage)
 
     bench = commands.add_parser("bench", help="run benchmarks, print tables")
     bench.add_argument(
@@ -114,6 +120,48 @@ async def _change_schema(settings: Settings, change, revision: str) -> int:  # t
         await engine.dispose()
     print(f"Database {describe(settings.database_url)} is at {revision}.", file=sys.stderr)
     return 0
+
+
+async def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    engine = create_engine(settings.database_url, timeout_s=settings.database_timeout_seconds)
+    try:
+        await migrate_when_reachable(engine, settings, lambda ready: migrate(ready, "head"))
+        totals = await UsageLedger(UsageStore(engine)).totals(args.days)
+    finally:
+        await engine.dispose()
+    print(usage_table(totals, args.days))
+    return 0
+
+
+def usage_table(totals: list[UsageTotal], days: int) -> str:
+    """The operator's view of what answers cost: one row per UTC day, server and engine, newest day first."""
+    span = "today (UTC)" if days == 1 else f"in the last {days} days (UTC)"
+    if not totals:
+        return f"No answers {span}."
+    rows = [("day", "server", "engine", "tokens", "answers")]
+    rows += [
+        (str(t.day), str(t.guild_id) if t.guild_id else "DMs and terminal", t.engine, f"{t.tokens:,}", f"{t.answers:,}")
+        for t in totals
+    ]
+    rows.append(("", "", "total", f"{sum(t.tokens for t in totals):,}", f"{sum(t.answers for t in totals):,}"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    numbers = {3, 4}  # right-aligned
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [
+            cell.rjust(width) if column in numbers else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return f"Tokens and answers {span}:\n" + "\n".join(line(row) for row in rows)
+
+
+def _days(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_USAGE_DAYS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_USAGE_DAYS}")
+    return value
 
 
 async def _bench(settings: Settings, args: argparse.Namespace) -> int:

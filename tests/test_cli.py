@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.helpers import child_environment
@@ -100,3 +101,36 @@ def test_db_upgrade_to_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
         f"kortana: Cannot migrate the database at {tmp_path / 'k.db'}: "
         "CommandError: Can't locate revision identified by 'no-such-revision'"
     ]
+
+
+def test_usage_shows_tokens_and_answers_per_day_server_and_engine(tmp_path: Path) -> None:
+    database = tmp_path / "k.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    assert run_kortana(["usage"], tmp_path, DATABASE_URL=url).stdout.strip() == "No answers in the last 7 days (UTC)."
+
+    today = datetime.now(UTC).date()
+    with sqlite3.connect(database) as connection:
+        connection.executemany(
+            "INSERT INTO token_usage (day, guild_id, user_id, engine, tokens, answers) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (str(today), 111, 1, "brain", 1200, 4),
+                (str(today), 111, 2, "brain", 34, 1),  # another member: the same row of the table
+                (str(today), 0, 1, "echo", 0, 2),
+                (str(today - timedelta(days=1)), 222, 1, "huggingface", 500, 1),
+                (str(today - timedelta(days=30)), 111, 1, "brain", 9999, 9),  # older than asked
+            ],
+        )
+    result = run_kortana(["usage", "--days", "2"], tmp_path, DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.strip().splitlines()[2:]]
+    assert rows == [
+        [str(today), "DMs", "and", "terminal", "echo", "0", "2"],
+        [str(today), "111", "brain", "1,234", "5"],
+        [str(today - timedelta(days=1)), "222", "huggingface", "500", "1"],
+        ["total", "1,734", "8"],
+    ]
+
+
+def test_usage_refuses_a_day_count_below_one(tmp_path: Path) -> None:
+    result = run_kortana(["usage", "--days", "0"], tmp_path, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    assert result.returncode == 2 and "--days: must be from 1" in result.stderr, result.stderr

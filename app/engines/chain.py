@@ -21,6 +21,10 @@ when a turn finds the tier full: the turn cancels it, and the background answer 
 
 Text from engines is made valid Unicode chunk by chunk (a surrogate pair split across two chunks is joined),
 so what is counted, stored and shown can always be encoded.
+
+What an answer cost (`TokenUsage`, when its engine reports it) closes the stream, after the text; the usage of an
+engine that failed, or answered nothing, is never passed on. A turn may ask a tier for another model than its
+default (`models`, for engines that are `ServesModels`); the tier is the same tier, breaker and slots included.
 """
 
 from __future__ import annotations
@@ -278,7 +282,7 @@ class EngineChain:
                         answer = self._call(link, build_messages(budget), showed_partial, deadline, engine=engine)
                         async with aclosing(answer) as items:
                             async for item in items:
-                                if isinstance(item, TokenUsage):  # the last item: held until the answer counts
+                                if isinstance(item, TokenUsage):  # held until the answer is whole; the last counts
                                     usage = item
                                     continue
                                 started = True
@@ -456,9 +460,9 @@ class EngineChain:
         *,
         engine: Engine | None = None,
     ) -> AsyncIterator[EngineStarted | str | TokenUsage]:
-        """`EngineStarted` and the engine's chunks as valid text, before `deadline` (loop time; None: no limit), in
-        at most `max_tokens` (None: the chain's); then the engine's `TokenUsage`, if it reported one, once its
-        stream has ended without failing. `engine`: the link's engine asking for another model (None: its own).
+        """`EngineStarted` and the engine's chunks as valid text (its `TokenUsage` reports as they come, neither text
+        nor a start), before `deadline` (loop time; None: no limit), in at most `max_tokens` (None: the chain's).
+        `engine`: the link's engine asking for another model (None: the link's own).
 
         The deadline covers the engine's time only: time the consumer holds a chunk does not count.
         """
@@ -467,7 +471,6 @@ class EngineChain:
         link.calls += 1
         first = True
         held_back = ""
-        usage: TokenUsage | None = None
         asked = link.engine if engine is None else engine
         chunks = asked.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
         try:
@@ -483,7 +486,7 @@ class EngineChain:
                 elif isinstance(chunk, str):
                     text, held_back = _valid_text(held_back, chunk)
                 elif isinstance(chunk, TokenUsage):
-                    usage = chunk  # what the answer cost is known once it has ended: passed on then
+                    yield chunk  # as it came: `stream` passes it on only once the answer is whole
                     continue
                 else:
                     raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
@@ -497,8 +500,6 @@ class EngineChain:
                     if deadline is not None:
                         deadline += loop.time() - held_from
                 if ended:
-                    if usage is not None:
-                        yield usage
                     return
         finally:
             await _close_within(chunks, STREAM_CLOSE_GRACE_S, link.engine.name)

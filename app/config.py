@@ -6,6 +6,7 @@ so they never show in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,26 @@ DEFAULT_DATABASE_FILE = "kortana.db"
 HistoryScope = Literal["guild", "channel", "global"]
 
 IdList = Annotated[list[int], NoDecode]
+MODEL_TIERS = ("brain", "huggingface")  # the tiers a server may pick a model of (the engines' names)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedModel:
+    """A model that servers may pick (ALLOWED_MODELS): which tier asks for it, and its name on that tier."""
+
+    tier: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.tier}:{self.model}"
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedModel:
+        """`tier:model`, split at the first colon (`brain:llama3.1:8b` is the brain's `llama3.1:8b`)."""
+        tier, sep, model = text.strip().partition(":")
+        if not sep or tier not in MODEL_TIERS or not model.strip():
+            raise ValueError(f"{text.strip()!r} is not tier:model with a tier among {', '.join(MODEL_TIERS)}")
+        return cls(tier, model.strip())
 
 
 class SettingsError(Exception):
@@ -42,6 +63,12 @@ class Settings(BaseSettings):
     show_engine_footer: bool = True
     # auto: ask for it, and connect without it if the developer portal has it off; on: require it; off: never.
     message_content_intent: Literal["auto", "on", "off"] = "auto"
+    dm_enabled: bool = True  # the operator's switch for direct messages (servers decide their own channels)
+    # How long a process may answer from a server's cached settings before reading them again (its own changes
+    # apply at once); with several processes on one PostgreSQL, the most a change takes to reach the others.
+    settings_cache_seconds: float = Field(5.0, ge=0, le=300)
+    persona_max_chars: int = Field(2000, ge=1, le=4000)  # a server's persona; 4,000 is a Discord text input's cap
+    daily_token_limit: int = Field(0, ge=0)  # each member's tokens per UTC day, in each server and in DMs; 0: none
     # How long running turns may finish at shutdown; unset = the longest a turn can take (every tier's deadline).
     shutdown_grace_seconds: float | None = Field(None, ge=0)
 
@@ -70,6 +97,8 @@ class Settings(BaseSettings):
     hf_context_window: int = Field(8192, ge=256)
     max_tokens: int = Field(400, ge=1)
     temperature: float = Field(0.8, ge=0, le=2)
+    # The models servers may pick with /settings model, as tier:model (tier brain or huggingface), comma-separated.
+    allowed_models: Annotated[list[AllowedModel], NoDecode] = []
     breaker_failure_threshold: int = Field(3, ge=1)
     max_concurrent_engine_calls: int = Field(8, ge=1)
 
@@ -93,6 +122,13 @@ class Settings(BaseSettings):
     def _comma_separated_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _allowed_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return list(dict.fromkeys(AllowedModel.parse(part) for part in value.split(",") if part.strip()))
         return value
 
     @field_validator("shard_ids")

@@ -1,9 +1,9 @@
 """Kor'tana's storage: conversations and their messages in SQLite or PostgreSQL; this module is its face.
 
 Other layers import storage's names from here only. Inside, imports point one way, each module only to those
-before it: records, failures, models → app_state, database, _statements, window_cache, sqlite_writer → search (the
-full-text query) → history (the abstract HistoryStore) → sqlite_history, postgres_history → this face, which picks
-one of the two.
+before it: records, failures, models → app_state, database, _statements, window_cache, sqlite_writer,
+server_settings, usage → search (the full-text query) → history (the abstract HistoryStore) → sqlite_history,
+postgres_history → this face, which picks one of the two.
 """
 
 from __future__ import annotations
@@ -24,28 +24,44 @@ from app.storage.history import HistoryStore
 from app.storage.models import conversations, messages
 from app.storage.postgres_history import PostgresHistoryStore
 from app.storage.records import (
+    AccessRule,
     ConversationKey,
     FoundMessage,
+    GuildSettingsRecord,
     MemoryStats,
+    PlaceSettings,
     StoredMessage,
     Summary,
     SummaryDraft,
     TurnStart,
+    UsageCharge,
+    UsageTotal,
 )
+from app.storage.server_settings import RULE_KINDS, RULES, ServerSettingsStore
 from app.storage.sqlite_history import SqliteHistoryStore
+from app.storage.usage import UsageStore
 
 __all__ = [
+    "RULES",
+    "RULE_KINDS",
+    "AccessRule",
     "AppState",
     "ConversationKey",
     "DatabaseUnavailable",
     "FoundMessage",
+    "GuildSettingsRecord",
     "HistoryStore",
     "MemoryStats",
+    "PlaceSettings",
+    "ServerSettingsStore",
     "StorageUnavailable",
     "StoredMessage",
     "Summary",
     "SummaryDraft",
     "TurnStart",
+    "UsageCharge",
+    "UsageStore",
+    "UsageTotal",
     "conversations",
     "create_engine",
     "describe",

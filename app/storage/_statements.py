@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Insert, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.storage.models import conversations, messages, summaries
-from app.storage.records import StoredMessage, Summary
+from app.storage.models import conversations, messages, summaries, token_usage
+from app.storage.records import StoredMessage, Summary, UsageCharge
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
@@ -185,6 +185,10 @@ class Writes:
     insert_answer: Insert  # the same, and no row when the question (turn_id) is gone
     create_conversation: Insert  # does nothing when the conversation exists
     create_summary: Insert  # an empty summary of version 0, unless the conversation has one
+    charge_usage: Insert  # adds an answer's tokens (`charge_parameters`, `engine`) to its user's day
+    # PostgreSQL: insert_answer and charge_usage in one statement (a row when the answer was inserted now), so a
+    # retried answer is charged once and one round trip still stores it
+    insert_charged_answer: Insert | None
 
 
 @cache
@@ -203,21 +207,50 @@ def writes_for(dialect: str) -> Writes:
         )
         .with_for_update(read=True, key_share=True, of=question)
     )
+    usage_values = {
+        "day": bindparam("day", type_=token_usage.c.day.type),
+        "guild_id": bindparam("guild_id", type_=token_usage.c.guild_id.type),
+        "user_id": bindparam("user_id", type_=token_usage.c.user_id.type),
+        "engine": bindparam("engine", type_=token_usage.c.engine.type),
+        "tokens": bindparam("tokens", type_=token_usage.c.tokens.type),
+        "answers": literal(1),
+    }
+    insert_answer = (
+        insert(messages)
+        .from_select([*MESSAGE_COLUMNS, "turn_key"], answer_source)
+        .on_conflict_do_nothing(index_elements=["turn_key", "role"])
+        .returning(messages.c.id)
+    )
+    inserted = insert_answer.cte("inserted_answer")
+    charged_answer = insert(token_usage).from_select(
+        list(usage_values), select(*usage_values.values()).select_from(inserted)
+    )
     return Writes(
+        charge_usage=_adding_up(insert(token_usage).values(usage_values)),
+        insert_charged_answer=(
+            _adding_up(charged_answer).returning(select(inserted.c.id).scalar_subquery())
+            if dialect == "postgresql"
+            else None
+        ),
         insert_message=insert(messages)
         .values({**values, "turn_key": bindparam("turn_key", type_=messages.c.turn_key.type)})
         .on_conflict_do_nothing(index_elements=["turn_key", "role"])
         .returning(messages.c.id),
-        insert_answer=insert(messages)
-        .from_select([*MESSAGE_COLUMNS, "turn_key"], answer_source)
-        .on_conflict_do_nothing(index_elements=["turn_key", "role"])
-        .returning(messages.c.id),
+        insert_answer=insert_answer,
         create_conversation=insert(conversations)
         .values(user_id=bindparam("user_id"), scope=bindparam("scope"))
         .on_conflict_do_nothing(index_elements=["user_id", "scope"]),
         create_summary=insert(summaries)
         .values(conversation_id=bindparam("conversation_id"), version=0, content="", token_count=0, through_id=0)
         .on_conflict_do_nothing(index_elements=["conversation_id"]),
+    )
+
+
+def _adding_up(charge: Any) -> Insert:
+    """A charge of token_usage that adds to the day's row of the user, server and engine when there is one."""
+    return charge.on_conflict_do_update(
+        index_elements=["day", "guild_id", "user_id", "engine"],
+        set_={"tokens": token_usage.c.tokens + charge.excluded.tokens, "answers": token_usage.c.answers + 1},
     )
 
 
@@ -263,6 +296,11 @@ def message_row(
         "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
     }
+
+
+def charge_parameters(charge: UsageCharge) -> dict[str, object]:
+    """`charge_usage`'s parameters but the engine, which is the answer row's."""
+    return {"day": charge.day, "guild_id": charge.guild_id, "user_id": charge.user_id, "tokens": charge.tokens}
 
 
 def stored_message(row: Sequence[Any]) -> StoredMessage:

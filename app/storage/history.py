@@ -37,6 +37,7 @@ from app.storage._statements import (
     MEMORY_STATS,
     SUMMARY,
     UNSUMMARISED,
+    charge_parameters,
     message_row,
     stored_message,
     summary_of,
@@ -59,6 +60,7 @@ from app.storage.records import (
     Summary,
     SummaryDraft,
     TurnStart,
+    UsageCharge,
     user_log_id,
 )
 
@@ -83,6 +85,11 @@ class HistoryStore(ABC):
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
+
+    @property
+    def database(self) -> AsyncEngine:
+        """The database engine the store works on (the other stores of the service share it)."""
+        return self._engine
 
     @property
     def write_failure(self) -> str | None:
@@ -126,13 +133,22 @@ class HistoryStore(ABC):
         return await self._written(self._log_id(conversation_id), write)
 
     async def finish_turn(
-        self, conversation_id: int, answer: StoredMessage, turn_id: int, latency_ms: int | None = None
+        self,
+        conversation_id: int,
+        answer: StoredMessage,
+        turn_id: int,
+        latency_ms: int | None = None,
+        charge: UsageCharge | None = None,
     ) -> None:
-        """Commit the complete answer of the turn that `start_turn` opened, unless its question was erased."""
+        """Commit the complete answer of the turn that `start_turn` opened, unless its question was erased; with a
+        `charge`, add its tokens to the user's day in the same transaction (once, however often it is retried)."""
         conversation_id = self._current(conversation_id)
         log_id = self._log_id(conversation_id)
         row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
-        if not await self._written(log_id, lambda: self._finish_turn(conversation_id, answer, row)):
+        if charge is not None:
+            row |= charge_parameters(charge)
+        charged = charge is not None
+        if not await self._written(log_id, lambda: self._finish_turn(conversation_id, answer, row, charged)):
             log.info("Answer not stored in conversation %s: its question was erased meanwhile", log_id)
 
     async def append(
@@ -249,8 +265,9 @@ class HistoryStore(ABC):
         of a write whose reply was lost finds the first copy's id by the key."""
 
     @abstractmethod
-    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
-        """Insert the answer (row) if its question exists; True if it is stored (now or by an earlier try)."""
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
+        """Insert the answer (row) if its question exists, and if `charged` add its usage (the row's
+        `charge_parameters`) in the same transaction; True if it is stored (now or by an earlier try)."""
 
     @abstractmethod
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:

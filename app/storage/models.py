@@ -1,5 +1,5 @@
-"""The tables of Kor'tana's memory: one conversation per (user, scope), its messages and summary, and named app
-state.
+"""The tables of Kor'tana: one conversation per (user, scope), its messages and summary; what server admins set
+(settings per server and channel, access rules); the tokens each answer cost; and named app state.
 
 The schema is created by the Alembic migrations in `migrations/`; these models describe it for queries and
 for the migration test that checks both agree. The full-text index of the messages differs by database: on
@@ -9,11 +9,14 @@ SQLAlchemy cannot describe: `described_by_models` leaves it and its shadow table
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -107,10 +110,62 @@ class AppStateEntry(Base):
     )
 
 
+class ServerSetting(Base):
+    """What a server's admins set with /settings, for the whole server (`channel_id` SERVER_WIDE) or one channel.
+    A NULL column is not set there: the channel's value, else the server's, else the environment's applies."""
+
+    __tablename__ = "server_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    persona: Mapped[str | None] = mapped_column(Text, nullable=True)
+    open: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    threads: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    daily_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cooldown_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
+    )
+
+
+class AccessRuleRow(Base):
+    """A server's allow or block rule for one user, role or channel (/settings allow|block)."""
+
+    __tablename__ = "access_rules"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # user | role | channel
+    target_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(16), nullable=False)  # allow | block
+    updated_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
+    )
+
+
+class TokenUsageRow(Base):
+    """The tokens one user's answers cost in one server (guild 0: DMs and the terminal) on one UTC day, per engine."""
+
+    __tablename__ = "token_usage"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    engine: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    answers: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 conversations = Conversation.__table__
 messages = Message.__table__
 app_state = AppStateEntry.__table__
 summaries = ConversationSummary.__table__
+server_settings = ServerSetting.__table__
+access_rules = AccessRuleRow.__table__
+token_usage = TokenUsageRow.__table__
+SERVER_WIDE = 0  # server_settings.channel_id of the row for the whole server (no channel has id 0)
 
 Index("ix_messages_conversation_newest", messages.c.conversation_id, messages.c.id)
 Index(

@@ -108,12 +108,14 @@ class PostgresHistoryStore(HistoryStore):
 
         return await self._retrying(locked, self._log_id(conversation_id))
 
-    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
+        insert = self._writes.insert_charged_answer if charged else self._writes.insert_answer
+
         async def insert_answer() -> bool:
             # One statement, no advisory lock: the question's row lock orders it against a reset (_statements).
             async with self._engine.connect() as connection:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                if (await autocommit.execute(self._writes.insert_answer, row)).scalar() is not None:
+                if (await autocommit.execute(insert, row)).scalar() is not None:
                     return True
                 found = await autocommit.execute(FIND_ANSWER, row)
                 return found.scalar() is not None  # stored by the try whose reply was lost

@@ -1,11 +1,12 @@
 """The plain values the stores take and hand out: a conversation's key, a stored message, the start of a turn, one
-message a search found, and a conversation's summary."""
+message a search found, a conversation's summary, what server admins set, and what answers cost."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,60 @@ class MemoryStats:
     messages: int
     first_at: datetime | None
     summary: Summary | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceSettings:
+    """What a server's admins set for the whole server or for one channel; None: not set here (the channel falls
+    back to the server, the server to the environment). `persona`, `open` and `threads` are set per server or per
+    channel; `daily_tokens`, `cooldown_s` and `model` per server."""
+
+    persona: str | None = None
+    open: bool | None = None  # every message there is answered, without a mention
+    threads: bool | None = None  # an open channel starts a thread for each new conversation
+    daily_tokens: int | None = None  # each member's daily budget; 0: no limit
+    cooldown_s: float | None = None  # between one member's turns
+    model: str | None = None  # an ALLOWED_MODELS entry, tier:model
+
+
+PLACE_SETTING_NAMES = PlaceSettings.__slots__  # the names `ServerSettingsStore.change` takes
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """A server's rule for a user, a role or a channel: `kind` user | role | channel, `rule` allow | block."""
+
+    kind: str
+    target_id: int
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettingsRecord:
+    """Everything a server's admins set: the server's own settings, each channel's, and the access rules."""
+
+    guild_id: int
+    server: PlaceSettings = PlaceSettings()
+    channels: Mapping[int, PlaceSettings] = field(default_factory=dict)
+    rules: tuple[AccessRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCharge:
+    """What an answer costs, charged to its user in a server (0: DMs and the terminal) on a UTC day."""
+
+    day: date
+    guild_id: int
+    user_id: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """The tokens and answers of one UTC day, in one server (0: DMs and the terminal), from one engine."""
+
+    day: date
+    guild_id: int
+    engine: str
+    tokens: int
+    answers: int

@@ -61,6 +61,7 @@ _INSERT_MESSAGE = SqlStatement(writes_for("sqlite").insert_message)
 _INSERT_ANSWER = SqlStatement(writes_for("sqlite").insert_answer)
 _CREATE_CONVERSATION = SqlStatement(writes_for("sqlite").create_conversation)
 _CREATE_SUMMARY = SqlStatement(writes_for("sqlite").create_summary)
+_CHARGE_USAGE = SqlStatement(writes_for("sqlite").charge_usage)
 _SUMMARY = SqlStatement(SUMMARY)
 _SAVE_SUMMARY = SqlStatement(SAVE_SUMMARY)
 _ERASE_SUMMARY = SqlStatement(ERASE_SUMMARY)
@@ -160,9 +161,11 @@ class SqliteHistoryStore(HistoryStore):
         window.add(replace(user_message, id=message_id, turn=message_id))
         return TurnStart(history, message_id, has_older)
 
-    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict) -> bool:
+    async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
         def job(connection: sqlite3.Connection) -> tuple[bool, int | None]:
             if (inserted := _INSERT_ANSWER.run(connection, **row).fetchone()) is not None:
+                if charged:  # plain sqlite3 has no adapter for dates (deprecated): the ISO text SQLAlchemy stores
+                    _CHARGE_USAGE.run(connection, **(row | {"day": row["day"].isoformat()}))
                 return True, int(inserted[0])
             already = _FIND_ANSWER.run(connection, **row).fetchone() is not None
             return already, None

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
+from datetime import date
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.storage import ConversationKey, HistoryStore, StoredMessage, create_engine
+from app.storage import ConversationKey, HistoryStore, StoredMessage, UsageCharge, UsageStore, create_engine
 from tests.helpers import history_store
 
 KEY = ConversationKey(user_id=42, scope="dm")
@@ -121,9 +122,12 @@ async def test_a_write_committed_but_its_reply_lost_is_stored_once(
     proxy.lose_reply(1 if lost == "question" else 2)  # the turn's first committed write is its question
     started = await store.start_turn(conversation, StoredMessage("user", "question", 2), 1000)
     history, turn_id = started.history, started.turn_id
-    await store.finish_turn(conversation, StoredMessage("assistant", "answer", 2, "brain"), turn_id)
+    today = date(2026, 12, 1)
+    charge = UsageCharge(today, guild_id=7, user_id=KEY.user_id, tokens=30)
+    await store.finish_turn(conversation, StoredMessage("assistant", "answer", 2, "brain"), turn_id, charge=charge)
 
     assert proxy.cuts == 1 and "retrying once" in caplog.text
+    assert await UsageStore(store.database).used(today, 7, KEY.user_id) == 30, "the answer is charged once"
     assert [m.content for m in history] == ["earlier", "earlier answer"], "the retry's window is the same"
     assert store.write_failure is None
     assert [m.content for m in await store.all_messages(conversation)] == [

@@ -158,7 +158,7 @@ class ConversationService:
                         yield item
                     # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
                     # what is shown is what is stored.
-                    elif chunk := item.replace("\x00", ""):
+                    elif isinstance(item, str) and (chunk := item.replace("\x00", "")):
                         parts.append(chunk)
                         yield TextChunk(chunk)
             latency = time.perf_counter() - began

@@ -49,6 +49,7 @@ async def open_service(settings: Settings) -> ConversationService:
         counter = _counter_for(settings, brain)
         _check_budget_fits_system_prompt(settings, counter)
         _check_summary_fits_memory(settings)
+        _check_allowed_models_have_tiers(settings, chain)
         await chain.start()
     except BaseException:
         await database.dispose()
@@ -176,6 +177,18 @@ def _check_summary_fits_memory(settings: Settings) -> None:
             f"Invalid setting SUMMARY_MAX_TOKENS: {settings.summary_max_tokens} does not fit in the memory share "
             f"(RECALL_SHARE × HISTORY_TOKEN_BUDGET = {share}); use less, or a larger share or budget"
         )
+
+
+def _check_allowed_models_have_tiers(settings: Settings, chain: EngineChain) -> None:
+    """A model a server could pick but no tier could ask for would be a choice that silently does nothing."""
+    served = chain.models_served()
+    for allowed in settings.allowed_models:
+        if allowed.tier not in served:
+            raise SettingsError(
+                f"Invalid setting ALLOWED_MODELS: {allowed} names the {allowed.tier} tier, which is not configured "
+                "here or cannot be asked for another model (configured: "
+                f"{', '.join(served) or 'none that can'})"
+            )
 
 
 def _check_budget_fits_system_prompt(settings: Settings, counter: TokenCounter) -> None:

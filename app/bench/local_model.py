@@ -163,8 +163,9 @@ async def _measure_engine(engine: LocalModelEngine, messages: list[ChatMessage],
     first: float | None = None
     parts: list[str] = []
     async for text in engine.stream(messages, max_tokens):
-        first = first or time.perf_counter()
-        parts.append(text)
+        if isinstance(text, str):  # not the closing usage report
+            first = first or time.perf_counter()
+            parts.append(text)
     ended = time.perf_counter()
     return _Sample(started, first or ended, ended, "".join(parts))
 

@@ -615,7 +615,8 @@ async def local_model_summaries(dataset: Dataset, settings: Settings) -> list[Wr
                 if not backlog:
                     break
                 request, included = summary_request(summary, backlog, budget, counter, settings.summary_max_tokens)
-                parts = [part async for part in writer.stream(request, settings.summary_max_tokens)]
+                answer = writer.stream(request, settings.summary_max_tokens)
+                parts = [part async for part in answer if isinstance(part, str)]  # not the usage after the text
                 content = cap_summary("".join(parts), settings.summary_max_tokens, counter)
                 summary = Summary(content, counter.count(content), included[-1].id or 0, engine=name)
             seconds = time.perf_counter() - started

@@ -21,7 +21,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.conversation.context import Memory, build_context, recall_horizon
+from app.config import AllowedModel
+from app.conversation.context import Context, Memory, build_context, recall_horizon
 from app.conversation.events import (
     EmptyMessage,
     FinalReply,
@@ -31,27 +32,32 @@ from app.conversation.events import (
 )
 from app.conversation.locks import KeyedLocks, UserGates
 from app.conversation.recall_query import recall_terms
+from app.conversation.server_settings import Defaults, ServerSettings
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.turn_text import clean_text
+from app.conversation.usage import UsageLedger
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, defuse_chat_syntax, history_allowance
-from app.engines import ChatMessage, EngineStarted
+from app.engines import ECHO, ChatMessage, EngineStarted, TokenUsage
 from app.engines.chain import EngineChain, EngineStatus
 from app.storage import (
     AppState,
     ConversationKey,
     FoundMessage,
     HistoryStore,
+    ServerSettingsStore,
     StorageUnavailable,
     StoredMessage,
     Summary,
     TurnStart,
+    UsageStore,
 )
 
 log = logging.getLogger(__name__)
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
+PERSONA_ROOM_TOKENS = 256  # what a persona must leave of the history budget: a few turns of conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,10 @@ class ConversationService:
         summaries: SummaryWriter | None = None,
     ) -> None:
         """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the
-        summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries)."""
+        summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries).
+
+        `server_settings` starts with the system prompt as the only default; `service_for` gives it the rest of
+        the environment's."""
         self._recall = recall
         self._memory_share = memory_share
         self._recall_max_turns = recall_max_turns
@@ -111,15 +120,31 @@ class ConversationService:
         self._locks = KeyedLocks()
         self._user_gates = UserGates()
         self._shown_answers = ShownAnswers(store, retry_within_s=save_answer_within_s)
-        # Counting the system prompt was a large part of a turn's own cost; it changes only with the author.
+        # Counting the system prompt was a large part of a turn's own cost; it changes only with the persona and the
+        # author.
         self._system_for = functools.lru_cache(maxsize=1024)(self._counted_system_for)
+        self.server_settings = ServerSettings(
+            ServerSettingsStore(store.database), Defaults(system_prompt), persona_fits=self.persona_fits
+        )
+        self.usage = UsageLedger(UsageStore(store.database))
         self._started = time.monotonic()
 
     async def respond(
-        self, key: ConversationKey, author: str, text: str, *, prefer: str | None = None
+        self,
+        key: ConversationKey,
+        author: str,
+        text: str,
+        *,
+        prefer: str | None = None,
+        persona: str | None = None,
+        model: str | None = None,
+        guild_id: int = 0,
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
-        the answer is stored after `FinalReply` is yielded."""
+        the answer is stored after `FinalReply` is yielded.
+
+        `persona` replaces the system prompt for this turn; `model` (an ALLOWED_MODELS entry, tier:model) is asked
+        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal)."""
         text = clean_text(text)
         if not text:
             raise EmptyMessage("nothing to answer")
@@ -128,46 +153,58 @@ class ConversationService:
             conversation_id = await self._store.conversation_id(key)
             await self._shown_answers.store_kept(key)
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
-            system = self._system_for(author)
+            system = self._system_for(persona or self._system_prompt, author)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
             allowance = history_allowance(system, newest, self._budget)
             started = await self._store.start_turn(
                 conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
             )
             memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
-            cut_windows: list[bool] = []
+            contexts: list[Context] = []
 
             def build_messages(budget: int) -> list[ChatMessage]:
-                context = build_context(system, started.history, newest, budget, self._counter, memory)
-                cut_windows.append(context.newest_was_cut)
-                return context.messages
+                contexts.append(build_context(system, started.history, newest, budget, self._counter, memory))
+                return contexts[-1].messages
 
             began = time.perf_counter()
             engine = ""
             parts: list[str] = []
+            reported: TokenUsage | None = None
             notified_cut = False
-            async with aclosing(self._chain.stream(build_messages, self._budget, prefer=prefer)) as stream:
-                async for item in stream:
-                    if isinstance(item, EngineStarted):
+            models = _models_of(model)
+            stream = self._chain.stream(build_messages, self._budget, prefer=prefer, models=models)
+            async with aclosing(stream) as items:
+                async for item in items:
+                    if isinstance(item, TokenUsage):
+                        reported = item
+                    elif isinstance(item, EngineStarted):
                         engine = item.engine
                         if item.replaces_partial:
                             parts.clear()
-                        if cut_windows and cut_windows[-1] and not notified_cut:
+                        if contexts and contexts[-1].newest_was_cut and not notified_cut:
                             notified_cut = True
                             yield Notice(CUT_NOTICE)
                         yield item
                     # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
                     # what is shown is what is stored.
-                    elif chunk := item.replace("\x00", ""):
+                    elif isinstance(item, str) and (chunk := item.replace("\x00", "")):
                         parts.append(chunk)
                         yield TextChunk(chunk)
             latency = time.perf_counter() - began
             reply = "".join(parts)
+            reply_tokens = self._counter.count(defuse_chat_syntax(reply))
+            if engine == ECHO:
+                cost = 0
+            elif reported is not None:
+                cost = reported.total
+            else:  # the engine did not say: what we counted of its request, and of its answer
+                cost = (contexts[-1].tokens if contexts else 0) + reply_tokens
             answer = ShownAnswer(
                 conversation_id,
-                StoredMessage("assistant", reply, self._counter.count(defuse_chat_syntax(reply)), engine),
+                StoredMessage("assistant", reply, reply_tokens, engine),
                 started.turn_id,
                 round(latency * 1000),
+                self.usage.charge(guild_id, key.user_id, cost),
             )
             self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
             try:
@@ -291,10 +328,22 @@ class ConversationService:
             return None
         return Memory(summary, found, self._memory_share, _display_name(author) or "user")
 
-    def _counted_system_for(self, author: str) -> Text:
+    def persona_fits(self, persona: str) -> bool:
+        """Whether a persona as the system prompt leaves room in the history budget for a conversation."""
+        longest = self._counted_system_for(persona, "x" * MAX_AUTHOR_NAME)
+        return longest.tokens + PERSONA_ROOM_TOKENS <= self._budget
+
+    def _counted_system_for(self, prompt: str, author: str) -> Text:
         name = _display_name(author)
-        system = f"{self._system_prompt}\nYou are talking with {name}." if name else self._system_prompt
+        system = f"{prompt}\nYou are talking with {name}." if name else prompt
         return Text.counted(defuse_chat_syntax(system), self._counter)
+
+
+def _models_of(model: str | None) -> dict[str, str] | None:
+    if model is None:
+        return None
+    chosen = AllowedModel.parse(model)
+    return {chosen.tier: chosen.model}
 
 
 def _display_name(author: str) -> str:

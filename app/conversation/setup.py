@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings, SettingsError
+from app.conversation.server_settings import Defaults, ServerSettings
 from app.conversation.service import ConversationService
 from app.conversation.summary import open_summary_writer, summary_engine_order
 from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
@@ -21,6 +22,7 @@ from app.storage import (
     AppState,
     DatabaseUnavailable,
     HistoryStore,
+    ServerSettingsStore,
     create_engine,
     describe,
     driver_error,
@@ -47,6 +49,7 @@ async def open_service(settings: Settings) -> ConversationService:
         counter = _counter_for(settings, brain)
         _check_budget_fits_system_prompt(settings, counter)
         _check_summary_fits_memory(settings)
+        _check_allowed_models_have_tiers(settings, chain)
         await chain.start()
     except BaseException:
         await database.dispose()
@@ -77,7 +80,7 @@ def service_for(
     """The service of `settings` (its prompt, budget and memory) over a store and a chain already opened; the
     benchmarks open theirs with it too, so they measure what the bot runs. `summary_engines`: the chain's engines
     that may write summaries, strongest first (`summary_engine_order`); none: no summaries."""
-    return ConversationService(
+    service = ConversationService(
         store,
         chain,
         counter,
@@ -93,6 +96,21 @@ def service_for(
         recall_max_turns=settings.recall_max_turns,
         summaries=open_summary_writer(settings, store, chain, counter, summary_engines),
     )
+    service.server_settings = ServerSettings(
+        ServerSettingsStore(store.database),
+        Defaults(
+            persona=settings.system_prompt,
+            open_channels=frozenset(settings.chat_channel_ids),
+            cooldown_s=settings.user_cooldown_seconds,
+            daily_tokens=settings.daily_token_limit or None,
+            dm_enabled=settings.dm_enabled,
+        ),
+        cache_s=settings.settings_cache_seconds,
+        allowed_models=settings.allowed_models,
+        persona_max_chars=settings.persona_max_chars,
+        persona_fits=service.persona_fits,
+    )
+    return service
 
 
 def open_store(database: AsyncEngine, history_token_budget: int) -> HistoryStore:
@@ -159,6 +177,18 @@ def _check_summary_fits_memory(settings: Settings) -> None:
             f"Invalid setting SUMMARY_MAX_TOKENS: {settings.summary_max_tokens} does not fit in the memory share "
             f"(RECALL_SHARE × HISTORY_TOKEN_BUDGET = {share}); use less, or a larger share or budget"
         )
+
+
+def _check_allowed_models_have_tiers(settings: Settings, chain: EngineChain) -> None:
+    """A model a server could pick but no tier could ask for would be a choice that silently does nothing."""
+    served = chain.models_served()
+    for allowed in settings.allowed_models:
+        if allowed.tier not in served:
+            raise SettingsError(
+                f"Invalid setting ALLOWED_MODELS: {allowed} names the {allowed.tier} tier, which is not configured "
+                "here or cannot be asked for another model (configured: "
+                f"{', '.join(served) or 'none that can'})"
+            )
 
 
 def _check_budget_fits_system_prompt(settings: Settings, counter: TokenCounter) -> None:

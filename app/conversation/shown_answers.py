@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.storage import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage, short_cause
+from app.storage import ConversationKey, HistoryStore, StorageUnavailable, StoredMessage, UsageCharge, short_cause
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class ShownAnswer:
     message: StoredMessage
     turn_id: int
     latency_ms: int
+    charge: UsageCharge | None = None  # what it cost its user, added in the answer's own write
     write: asyncio.Task[None] | None = None  # the latest attempt, which may outlive a cancelled turn
 
 
@@ -125,7 +126,11 @@ class ShownAnswers:
         if write is None or (write.done() and (write.cancelled() or write.exception() is not None)):
             write = answer.write = asyncio.create_task(
                 self._store.finish_turn(
-                    answer.conversation_id, answer.message, answer.turn_id, latency_ms=answer.latency_ms
+                    answer.conversation_id,
+                    answer.message,
+                    answer.turn_id,
+                    latency_ms=answer.latency_ms,
+                    charge=answer.charge,
                 )
             )
             write.add_done_callback(lambda done: self._forget_if_stored(key, answer, done))

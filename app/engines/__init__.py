@@ -16,6 +16,8 @@ from app.engines.contract import (
     ErrorKind,
     ReportsStatus,
     Reserving,
+    ServesModels,
+    TokenUsage,
     WarmStart,
 )
 
@@ -31,5 +33,7 @@ __all__ = [
     "ErrorKind",
     "ReportsStatus",
     "Reserving",
+    "ServesModels",
+    "TokenUsage",
     "WarmStart",
 ]

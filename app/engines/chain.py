@@ -21,6 +21,10 @@ when a turn finds the tier full: the turn cancels it, and the background answer 
 
 Text from engines is made valid Unicode chunk by chunk (a surrogate pair split across two chunks is joined),
 so what is counted, stored and shown can always be encoded.
+
+What an answer cost (`TokenUsage`, when its engine reports it) closes the stream, after the text; the usage of an
+engine that failed, or answered nothing, is never passed on. A turn may ask a tier for another model than its
+default (`models`, for engines that are `ServesModels`); the tier is the same tier, breaker and slots included.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import logging
 import time
 import traceback
 import types
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +50,8 @@ from app.engines.contract import (
     ErrorKind,
     ReportsStatus,
     Reserving,
+    ServesModels,
+    TokenUsage,
     WarmStart,
 )
 from app.safe_text import error_cause, redact_url_credentials, valid_unicode
@@ -115,8 +121,8 @@ BREAKER_RULES: dict[ErrorKind, BreakerRule] = {
 
 class _Link:
     """One engine of the chain with its breaker, its call slots and its figures. The engine's optional
-    capabilities are looked at once, here: `reserving`, `warm_start` and `reports_status` are the engine itself
-    when it has that capability, else None."""
+    capabilities are looked at once, here: `reserving`, `warm_start`, `reports_status` and `serves_models` are
+    the engine itself when it has that capability, else None."""
 
     def __init__(
         self, engine: Engine, deadline_s: float | None, breaker: CircuitBreaker, max_concurrent_calls: int
@@ -129,6 +135,7 @@ class _Link:
         self.reserving: Reserving | None = engine if isinstance(engine, Reserving) else None
         self.warm_start: WarmStart | None = engine if isinstance(engine, WarmStart) else None
         self.reports_status: ReportsStatus | None = engine if isinstance(engine, ReportsStatus) else None
+        self.serves_models: ServesModels | None = engine if isinstance(engine, ServesModels) else None
         self.calls = 0
         self.failures = 0
         self.last_latency_s: float | None = None
@@ -149,6 +156,13 @@ class _Link:
 
     def leave_as_turn(self) -> None:
         self.turns -= 1
+
+    def engine_for(self, models: Mapping[str, str] | None) -> Engine:
+        """The engine to ask: asking for the model `models` names for this tier, when it serves models."""
+        if models is None or self.serves_models is None:
+            return self.engine
+        model = models.get(self.engine.name)
+        return self.engine if model is None else self.serves_models.with_model(model)
 
     @property
     def bound_s(self) -> float:
@@ -202,6 +216,10 @@ class EngineChain:
         consumer holds a chunk (a front end showing it) is not the engines' and is not counted."""
         return sum(link.bound_s for link in self._links) + ANSWER_BOUND_MARGIN_S
 
+    def models_served(self) -> dict[str, str]:
+        """Each tier that can be asked for another model (`ServesModels`): its engine's name -> its default model."""
+        return {link.engine.name: link.serves_models.model for link in self._links if link.serves_models is not None}
+
     def status(self) -> list[EngineStatus]:
         configured = [link.status() for link in (*self._links, self._echo)]
         return configured[:-1] + [EngineStatus.not_configured(name) for name in self._unconfigured] + configured[-1:]
@@ -223,11 +241,21 @@ class EngineChain:
                 log.exception("closing engine %s failed", link.engine.name)
 
     async def stream(
-        self, build_messages: BuildMessages, history_budget: int, prefer: str | None = None
-    ) -> AsyncIterator[EngineStarted | str]:
-        """Stream one answer: `EngineStarted` before the first chunk of each engine that answers, then text.
+        self,
+        build_messages: BuildMessages,
+        history_budget: int,
+        prefer: str | None = None,
+        models: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[EngineStarted | str | TokenUsage]:
+        """Stream one answer: `EngineStarted` before the first chunk of each engine that answers, then text, and
+        last, when the engine that answered reported it, the answer's `TokenUsage` (never one of an engine that
+        failed: the answer shown is the only one charged).
 
         `build_messages(budget)` returns the window of system prompt, history and new message in `budget` tokens.
+        `models` maps a tier's engine name to the model to ask that tier for (a tier that does not serve models
+        is asked as usual). The tier stays itself: its deadline, call slots and breaker are the same whatever
+        model it is asked for, so a chosen model that fails opens the tier's breaker for every turn. That is
+        the design: the operator vouches for each model a server may choose.
         """
         showed_partial = False
         for link in self._in_order(prefer):
@@ -245,13 +273,18 @@ class EngineChain:
                 permit = link.breaker.try_acquire()
                 if permit is None:
                     continue  # it opened, or another turn took the probe, while this one waited for a slot
+                engine = link.engine_for(models)
                 for halvings in range(2):  # asked again with half the window only when the first was too long
                     started = False
+                    usage: TokenUsage | None = None
                     try:
                         budget = min(history_budget, link.engine.context_window - self._max_tokens) // 2**halvings
-                        answer = self._call(link, build_messages(budget), showed_partial, deadline)
+                        answer = self._call(link, build_messages(budget), showed_partial, deadline, engine=engine)
                         async with aclosing(answer) as items:
                             async for item in items:
+                                if isinstance(item, TokenUsage):  # held until the answer is whole; the last counts
+                                    usage = item
+                                    continue
                                 started = True
                                 yield item
                         if not started:
@@ -273,6 +306,8 @@ class EngineChain:
                         link.breaker.release(permit)  # cancelled or abandoned: not the engine's fault
                         raise
                     link.breaker.record_success()
+                    if usage is not None:
+                        yield usage
                     return
 
         echo_budget = min(history_budget, self._echo.engine.context_window - self._max_tokens)
@@ -422,9 +457,12 @@ class EngineChain:
         replaces_partial: bool,
         deadline: float | None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[EngineStarted | str]:
-        """`EngineStarted` and the engine's chunks as valid text, before `deadline` (loop time; None: no limit), in
-        at most `max_tokens` (None: the chain's).
+        *,
+        engine: Engine | None = None,
+    ) -> AsyncIterator[EngineStarted | str | TokenUsage]:
+        """`EngineStarted` and the engine's chunks as valid text (its `TokenUsage` reports as they come, neither text
+        nor a start), before `deadline` (loop time; None: no limit), in at most `max_tokens` (None: the chain's).
+        `engine`: the link's engine asking for another model (None: the link's own).
 
         The deadline covers the engine's time only: time the consumer holds a chunk does not count.
         """
@@ -433,7 +471,8 @@ class EngineChain:
         link.calls += 1
         first = True
         held_back = ""
-        chunks = link.engine.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
+        asked = link.engine if engine is None else engine
+        chunks = asked.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
         try:
             while True:
                 # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code. The
@@ -442,7 +481,15 @@ class EngineChain:
                 async with asyncio.timeout_at(cleanup_deadline), asyncio.timeout_at(deadline):
                     chunk = await anext(chunks, _END)
                 ended = chunk is _END
-                text, held_back = (valid_unicode(held_back), "") if ended else _valid_text(held_back, chunk)
+                if ended:
+                    text, held_back = valid_unicode(held_back), ""
+                elif isinstance(chunk, str):
+                    text, held_back = _valid_text(held_back, chunk)
+                elif isinstance(chunk, TokenUsage):
+                    yield chunk  # as it came: `stream` passes it on only once the answer is whole
+                    continue
+                else:
+                    raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
                 if text:
                     if first:
                         first = False
@@ -498,8 +545,6 @@ def _open_for_s(failure: EngineError) -> float | None:
 def _valid_text(held_back: str, chunk: str) -> tuple[str, str]:
     """The chunk (after what was held back) as valid text, and a trailing high surrogate to hold back: its
     partner may open the next chunk, and together they are one character."""
-    if not isinstance(chunk, str):
-        raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
     text = held_back + chunk
     if text and "\ud800" <= text[-1] <= "\udbff":
         return valid_unicode(text[:-1]), text[-1]

@@ -10,14 +10,23 @@ and log lines carries none; messages are redacted as well. The client contacts n
 
 Error messages (logged by the chain) never carry what a server wrote back: a refusal may quote the user's
 message. They say the status and the error's machine-readable fields (`code`, `type`, `error_type`).
+
+Streams ask for the answer's usage (`stream_options.include_usage`, which OpenAI, vLLM, llama.cpp server, Ollama
+and TGI take) and yield it as a `TokenUsage` after the text when the server reports it. Some OpenAI-compatible
+APIs refuse the field (400 or 422 naming it, Groq's and Mistral's for one): the answer is asked for again
+without it, and that server is asked without it from then on.
+
+`with_model` gives the same engine asking for another model of its server (`ServesModels`).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import email.utils
 import functools
 import json
+import logging
 import re
 import time
 import urllib.parse
@@ -26,11 +35,18 @@ from contextlib import aclosing
 
 import httpx2
 import huggingface_hub.constants
-from huggingface_hub import AsyncInferenceClient, set_async_client_factory
+from huggingface_hub import (
+    AsyncInferenceClient,
+    ChatCompletionInputStreamOptions,
+    ChatCompletionStreamOutput,
+    set_async_client_factory,
+)
 from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
 
-from app.engines.contract import ChatMessage, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, EngineError, ErrorKind, TokenUsage
 from app.safe_text import redact_url_credentials
+
+log = logging.getLogger(__name__)
 
 # How servers say "the prompt does not fit": vLLM/OpenAI, TGI and HF's router, llama.cpp server, Ollama.
 _CONTEXT_TOO_LONG = re.compile(
@@ -40,6 +56,16 @@ _CONTEXT_TOO_LONG = re.compile(
 )
 _CAUSE_FIELDS = ("code", "type", "error_type")  # OpenAI and vLLM; TGI
 _CAUSE_VALUE = re.compile(r"[\w.:-]{1,64}", re.ASCII)  # an identifier: a field holding a sentence is left out
+_NAMES_STREAM_OPTIONS = re.compile(r"stream_options|include_usage", re.IGNORECASE)
+_WITH_USAGE = ChatCompletionInputStreamOptions(include_usage=True)
+
+
+class _Server:
+    """What the engine learned about its server; shared with the engine's `with_model` variants, which talk to
+    the same server."""
+
+    def __init__(self) -> None:
+        self.takes_stream_options = True
 
 
 class ChatApiEngine:
@@ -61,29 +87,64 @@ class ChatApiEngine:
         self._secrets = [secret for secret in (api_key, *url_secrets) if secret]
         self._timeout_s = timeout_s
         self._temperature = temperature
+        self._server = _Server()
 
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str | TokenUsage]:
         # A fresh client per answer: the client keeps every stream in its cleanup stack until it is closed,
         # so a long-lived one grows with each call. Closing it here bounds the stream's lifetime.
         try:
             async with self._new_client() as client:
-                chunks = await client.chat_completion(
-                    messages=list(messages),
-                    model=self.model,
-                    max_tokens=max_tokens,
-                    temperature=self._temperature,
-                    stream=True,
-                )
+                chunks = await self._open_stream(client, list(messages), max_tokens)
+                usage = None
                 async with aclosing(chunks):
                     async for chunk in chunks:
-                        text = chunk.choices[0].delta.content if chunk.choices else None
-                        if text:
+                        if chunk.choices and (text := chunk.choices[0].delta.content):
                             yield text
+                        if chunk.usage is not None:  # in the last chunk, or (llama.cpp server) with its text
+                            usage = chunk.usage
+                reported = _token_usage(usage)
+                if reported is not None:
+                    yield reported
         except Exception as error:  # CancelledError is a BaseException and passes through untouched
             raise self._classify(error) from error
 
     async def aclose(self) -> None:
         """Nothing to close: each answer owns (and closes) its own client."""
+
+    def with_model(self, model: str) -> ChatApiEngine:
+        """This engine asking for `model`: the same name, server, secrets, timeouts and window (`ServesModels`)."""
+        if model == self.model:
+            return self
+        variant = copy.copy(self)  # shares what it learned of the server
+        variant.model = model
+        return variant
+
+    async def _open_stream(
+        self, client: AsyncInferenceClient, messages: list[ChatMessage], max_tokens: int
+    ) -> AsyncIterator[ChatCompletionStreamOutput]:
+        server = self._server
+        asking_usage = server.takes_stream_options
+        try:
+            return await self._chat_completion(client, messages, max_tokens, asking_usage)
+        except HfHubHTTPError as error:
+            if not (asking_usage and _refuses_stream_options(error)):
+                raise
+        if server.takes_stream_options:
+            server.takes_stream_options = False
+            log.info("engine %s: the server refuses stream_options; its answers' usage will not be asked", self.name)
+        return await self._chat_completion(client, messages, max_tokens, asking_usage=False)
+
+    async def _chat_completion(
+        self, client: AsyncInferenceClient, messages: list[ChatMessage], max_tokens: int, asking_usage: bool
+    ) -> AsyncIterator[ChatCompletionStreamOutput]:
+        return await client.chat_completion(
+            messages=messages,  # type: ignore[arg-type]  # ChatMessage is the dict the client takes
+            model=self.model,
+            max_tokens=max_tokens,
+            temperature=self._temperature,
+            stream=True,
+            stream_options=_WITH_USAGE if asking_usage else None,
+        )
 
     def _new_client(self) -> AsyncInferenceClient:
         _share_tls_context_between_sessions()
@@ -139,6 +200,20 @@ class ChatApiEngine:
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return EngineError(kind, message, retry_after)
+
+
+def _refuses_stream_options(error: HfHubHTTPError) -> bool:
+    """A validation error about `stream_options` itself, as a server that does not know the field answers."""
+    return error.response.status_code in (400, 422) and bool(_NAMES_STREAM_OPTIONS.search(_server_text(error)))
+
+
+def _token_usage(usage: object) -> TokenUsage | None:
+    """The server's usage report as a `TokenUsage`; None when there is none, or it lacks a count."""
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:
+        return None
+    return TokenUsage(prompt, completion)
 
 
 def _without_credentials(base_url: str | None) -> tuple[str | None, str | None, list[str]]:

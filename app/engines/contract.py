@@ -1,7 +1,9 @@
 """The engine contract: what every engine of the chain is, what some engines can do besides, and what the chain
 says about them. A plugin brain (`BRAIN=package.module:attribute`) implements `Engine`; nothing else is needed.
 
-Required, `Engine`: a name, a context window, a streamed answer, and `aclose`. Optional capabilities are small
+Required, `Engine`: a name, a context window, a streamed answer, and `aclose`. The answer is text chunks; an
+engine that knows what the answer cost may yield one `TokenUsage` after its text (an engine that yields only
+text is just as valid: the conversation layer then counts the tokens itself). Optional capabilities are small
 protocols of their own; the chain checks them once, when it takes an engine in:
 
 - `WarmStart`: `start()` loads the engine ahead of the first turn (the local model).
@@ -10,6 +12,8 @@ protocols of their own; the chain checks them once, when it takes an engine in:
 - `ReportsStatus`: `status_details()` adds what the engine tells of itself to the status report.
 - `CountsTokens`: `count_tokens(text)` counts exactly as the engine's model does; the window is then measured
   with it.
+- `ServesModels`: `with_model(model)` is the same engine asking for another model of its server (a server's
+  choice among the models the operator allows); `model` is the one it asks for by default.
 
 Engines never touch the database. A failing engine raises `EngineError` with a kind; the chain decides what
 happens next (next engine, breaker, retry with a smaller window).
@@ -67,13 +71,31 @@ class EngineStarted:
     replaces_partial: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What one answer cost, as the engine (its server, or its model) counted it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __post_init__(self) -> None:
+        for count in (self.prompt_tokens, self.completion_tokens):
+            if type(count) is not int or count < 0:  # bool is not a count either
+                raise ValueError(f"token counts are whole numbers from 0, not {count!r}")
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 @runtime_checkable
 class Engine(Protocol):
     name: str
     context_window: int  # tokens the engine accepts, prompt and answer together
 
-    def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
-        """Yield the answer as text chunks; raise EngineError (never a raw library error) on failure."""
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str | TokenUsage]:
+        """Yield the answer as text chunks, and optionally then one `TokenUsage`; raise EngineError (never a raw
+        library error) on failure."""
         ...
 
     async def aclose(self) -> None: ...
@@ -105,4 +127,13 @@ class ReportsStatus(Protocol):
 class CountsTokens(Protocol):
     def count_tokens(self, text: str) -> int:
         """The tokens of `text` as the engine's model reads it inside a prompt."""
+        ...
+
+
+@runtime_checkable
+class ServesModels(Protocol):
+    model: str  # the model it asks for unless told otherwise
+
+    def with_model(self, model: str) -> Engine:
+        """This engine (same name, context window, server, secrets and timeouts) asking for `model` instead."""
         ...

@@ -56,6 +56,18 @@ def test_the_storage_section_prints_its_tables_on_a_quick_run(tmp_path: Path) ->
     assert "Local brain" not in result.stdout and "PostgreSQL" not in result.stdout, "only the section named runs"
 
 
+def test_the_settings_section_compares_checked_turns_with_plain_ones(tmp_path: Path) -> None:
+    result = run_bench(["settings", "--quick"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = table(result.stdout, "Per-turn overhead with server settings and limits checked, instant engine, "
+                 "100-message history (10 alternating rounds of 20 turns each)")  # fmt: skip
+    assert rows[0] == "| database | plain p50 ms | plain p99 ms | checked p50 ms | checked p99 ms | p50 change |"
+    number = r"\d+\.\d+"
+    four_times = rf"{number} \| {number} \| {number} \| {number}"
+    assert re.fullmatch(rf"\| SQLite file \| {four_times} \| [+-]{number} % \|", rows[2]), rows
+    assert "PostgreSQL skipped" in result.stdout
+
+
 def test_an_unknown_section_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
     result = run_bench(["storage", "failvoer"], tmp_path)
     assert result.returncode == 2

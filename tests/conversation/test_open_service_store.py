@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+import pytest
+
+from app.config import SettingsError
 from app.conversation.events import FinalReply
 from app.conversation.setup import open_service
 from app.engines import ECHO
@@ -41,3 +44,23 @@ async def test_an_echo_reply_is_kept_and_shown_but_never_sent_to_a_model(migrate
         "my dog is called Rex",
         "what is my dog called?",
     ]
+
+
+async def test_a_server_picks_among_the_allowed_models_of_the_tiers_configured(migrated_url: str) -> None:
+    async with FakeChatServer() as brain:
+        brain_settings = {"brain": "http", "brain_url": brain.base_url, "brain_model": "default-model"}
+        with pytest.raises(SettingsError, match="ALLOWED_MODELS: huggingface:Qwen/Qwen2.5-7B names the huggingface"):
+            await open_service(
+                settings_for(database_url=migrated_url, allowed_models="huggingface:Qwen/Qwen2.5-7B", **brain_settings)
+            )
+        service = await open_service(
+            settings_for(database_url=migrated_url, allowed_models="brain:llama3.1:8b", **brain_settings)
+        )
+        try:
+            await service.server_settings.change(7, None, {"model": "brain:llama3.1:8b"}, by=1)
+            effective = await service.server_settings.effective(7, 70)
+            async with aclosing(service.respond(KEY, "Sam", "hi", model=effective.model.value)) as events:
+                _ = [event async for event in events]
+        finally:
+            await service.close()
+    assert brain.requests[-1].body["model"] == "llama3.1:8b"

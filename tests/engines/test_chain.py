@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engines import ChatMessage, CountsTokens, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines import ChatMessage, CountsTokens, Engine, EngineError, EngineStarted, ErrorKind, TokenUsage
 from app.engines.breaker import CircuitBreaker
 from app.engines.chain import BREAKER_RULES, BreakerRule, EngineChain, Tier
 from app.engines.echo import EchoEngine
@@ -53,7 +53,7 @@ class Window:
 
 @dataclass
 class Turn:
-    events: list[EngineStarted | str]
+    events: list[EngineStarted | str | TokenUsage]
 
     @property
     def starts(self) -> list[EngineStarted]:
@@ -70,9 +70,13 @@ class Turn:
         for event in self.events:
             if isinstance(event, EngineStarted):
                 shown = "" if event.replaces_partial else shown
-            else:
+            elif isinstance(event, str):
                 shown += event
         return shown
+
+    @property
+    def usages(self) -> list[TokenUsage]:
+        return [event for event in self.events if isinstance(event, TokenUsage)]
 
 
 class FakeClock:
@@ -879,7 +883,7 @@ async def test_a_bug_while_handling_an_engine_is_that_engines_failure_and_the_tu
     turn = await ask(chain)
 
     assert turn.engine == "hf" and turn.shown == "Hello from Hugging Face!"
-    assert all(isinstance(event, EngineStarted | str) for event in turn.events)
+    assert all(isinstance(event, EngineStarted | str | TokenUsage) for event in turn.events)
     engine = chain.status()[0]
     assert (engine.failures, engine.last_error_kind, engine.breaker) == (1, "unavailable", "open")
 

@@ -39,7 +39,7 @@ async def ask(chain: EngineChain) -> tuple[str, str]:
     async for item in chain.stream(turn_window, 3000):
         if isinstance(item, EngineStarted):
             engine, text = item.engine, "" if item.replaces_partial else text
-        else:
+        elif isinstance(item, str):
             text += item
     return engine, text
 

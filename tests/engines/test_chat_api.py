@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engines import ChatMessage, EngineError, ErrorKind
+from app.engines import ChatMessage, EngineError, ErrorKind, TokenUsage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from tests import workers
@@ -37,7 +37,12 @@ HISTORY: list[ChatMessage] = [
 
 
 async def answer(engine, messages: list[ChatMessage] = HISTORY, max_tokens: int = 50) -> list[str]:
-    return [chunk async for chunk in engine.stream(messages, max_tokens)]
+    """The answer's text chunks (its usage report, if any, left out)."""
+    return [chunk for chunk in await items_of(engine, messages, max_tokens) if isinstance(chunk, str)]
+
+
+async def items_of(engine, messages: list[ChatMessage] = HISTORY, max_tokens: int = 50) -> list[str | TokenUsage]:
+    return [item async for item in engine.stream(messages, max_tokens)]
 
 
 async def failure_of(engine) -> EngineError:

@@ -15,7 +15,7 @@ import pytest
 from app.conversation.events import FinalReply
 from app.conversation.tokens import EngineTokens
 from app.conversation.window import defuse_chat_syntax
-from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind
+from app.engines import ChatMessage, Engine, EngineError, EngineStarted, ErrorKind, TokenUsage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.engines.local import (
@@ -52,7 +52,8 @@ async def make_engine() -> AsyncIterator[MakeEngine]:
 
 
 async def answer(engine: LocalModelEngine, messages: Sequence[ChatMessage], max_tokens: int = 24) -> list[str]:
-    return [chunk async for chunk in engine.stream(messages, max_tokens)]
+    """The answer's text chunks (its closing usage report left out)."""
+    return [chunk async for chunk in engine.stream(messages, max_tokens) if isinstance(chunk, str)]
 
 
 async def eventually(condition: Callable[[], bool], within_s: float) -> None:
@@ -85,10 +86,10 @@ async def test_two_turn_conversation_sends_the_first_turn_back(make_engine: Make
     assert grown >= engine.count_tokens(reply) + engine.count_tokens(question["content"])
 
 
-async def test_token_counts_are_the_models_own(make_engine: MakeEngine) -> None:
+async def test_token_counts_are_the_models_own_and_end_the_answer_as_its_usage(make_engine: MakeEngine) -> None:
     engine = make_engine()
     user = "Count these words, please: apple, banana, 🍒, 日本語."
-    await answer(engine, [SYSTEM, {"role": "user", "content": user}], max_tokens=1)
+    items = [item async for item in engine.stream([SYSTEM, {"role": "user", "content": user}], 3)]
     rendered = (  # SmolLM2's ChatML template, as the GGUF metadata has it
         f"<|im_start|>system\n{SYSTEM['content']}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
         "<|im_start|>assistant\n"
@@ -96,6 +97,10 @@ async def test_token_counts_are_the_models_own(make_engine: MakeEngine) -> None:
     assert engine.last_stats is not None
     assert engine.count_tokens(rendered) == engine.last_stats.prompt_tokens
     assert engine.context_window == 2048
+    *text, usage = items
+    assert text and all(isinstance(chunk, str) for chunk in text)
+    assert usage == TokenUsage(engine.last_stats.prompt_tokens, engine.last_stats.completion_tokens)
+    assert 1 <= usage.completion_tokens <= 3
 
 
 async def test_streaming_yields_the_answer_in_several_chunks(make_engine: MakeEngine) -> None:

@@ -13,6 +13,12 @@ Each request takes the next behaviour from the script; when the script is empty 
         ...
         assert server.requests[0].messages[0]["role"] == "system"
 
+A streamed `Reply` ends with a usage chunk (empty `choices`) when the request asks for it
+(`stream_options.include_usage`), as OpenAI and vLLM send it; a `Reply` can also send its usage unasked, in its
+last chunk with the finish reason (llama-cpp-python's server), or send usage of its own. With
+`refuses_stream_options` the server answers a request carrying `stream_options` with a 422 naming the field, as
+an OpenAI-compatible API that forbids unknown fields does (Mistral's; Groq's says it with a 400).
+
 Behaviours: `Reply` (text in N chunks, optional delay per chunk, optional stall after some chunks),
 `HttpError` (any status, headers and body, optionally after a delay, with constructors for the usual ones),
 `Hang` (never answers), `MalformedJson`, `StreamErrorEvent` (an error event inside the stream),
@@ -39,12 +45,16 @@ class Reply:
 
     `stall_after_chunks` sends that many pieces and then goes silent forever, keeping the connection open.
     A request without `"stream": true` gets the whole text as one JSON answer after the summed delays (no stall).
+    `usage` replaces the counted usage (words stand in for tokens); `usage_with_finish` sends it, asked or not, in
+    the chunk with the finish reason instead of a chunk of its own.
     """
 
     text: str = "Hello from the fake server!"
     chunks: int = 1
     chunk_delay_s: float = 0.0
     stall_after_chunks: int | None = None
+    usage: dict[str, Any] | None = None
+    usage_with_finish: bool = False
 
     def pieces(self) -> list[str]:
         count = max(1, min(self.chunks, len(self.text)))
@@ -81,6 +91,27 @@ class HttpError:
     @classmethod
     def unauthorized(cls) -> HttpError:
         return cls(401, {"error": "Invalid credentials in Authorization header"})
+
+    @classmethod
+    def unknown_field(cls, *location: str) -> HttpError:
+        """A 422 validation error of a server that forbids fields it does not know (pydantic's words)."""
+        return cls(
+            422,
+            {
+                "object": "error",
+                "message": {
+                    "detail": [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ["body", *location],
+                            "msg": "Extra inputs are not permitted",
+                            "input": True,
+                        }
+                    ]
+                },
+                "type": "invalid_request_error",
+            },
+        )
 
     @classmethod
     def context_too_long(cls) -> HttpError:
@@ -150,9 +181,12 @@ class RecordedRequest:
 class FakeChatServer:
     """The server; use it as an async context manager (`async with FakeChatServer() as server`)."""
 
-    def __init__(self, script: Script | None = None, default: Behaviour = Reply()) -> None:
+    def __init__(
+        self, script: Script | None = None, default: Behaviour = Reply(), *, refuses_stream_options: bool = False
+    ) -> None:
         self.script: Script = script if script is not None else []
         self.default = default
+        self.refuses_stream_options = refuses_stream_options
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0  # requests being answered now (a hang or a stall lasts until the server stops)
         self.max_in_flight = 0
@@ -188,6 +222,8 @@ class FakeChatServer:
         await self.stop()
 
     def _next_behaviour(self, body: dict[str, Any]) -> Behaviour:
+        if self.refuses_stream_options and "stream_options" in body:
+            return HttpError.unknown_field("stream_options", "include_usage")
         if callable(self.script):
             return self.script(body)
         return self.script.pop(0) if self.script else self.default
@@ -244,7 +280,7 @@ class FakeChatServer:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": _usage(body, behaviour.text),
+                "usage": behaviour.usage or _usage(body, behaviour.text),
             }
         )
 
@@ -277,9 +313,13 @@ class FakeChatServer:
                     return response
                 await asyncio.sleep(behaviour.chunk_delay_s)
                 await send(_chunk(model, {"role": "assistant", "content": piece}))
-            await send(_chunk(model, {}, finish_reason="stop"))
-            if (body.get("stream_options") or {}).get("include_usage"):
-                await send({**_chunk(model, {}), "choices": [], "usage": _usage(body, behaviour.text)})
+            usage = behaviour.usage or _usage(body, behaviour.text)
+            if behaviour.usage_with_finish:
+                await send({**_chunk(model, {}, finish_reason="stop"), "usage": usage})
+            else:
+                await send(_chunk(model, {}, finish_reason="stop"))
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    await send({**_chunk(model, {}), "choices": [], "usage": usage})
             await send("[DONE]")
         await response.write_eof()
         return response

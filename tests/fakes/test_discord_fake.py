@@ -762,3 +762,34 @@ async def test_a_modal_discord_would_refuse_is_a_400(fake: FakeDiscord) -> None:
         await fake.slash_command("big")
         await fake.wait_for(lambda: errors)
     assert errors[0].status == 400 and errors[0].code == 50035 and "title" in str(errors[0])
+
+
+class RenameModal(discord.ui.Modal, title="Rename"):
+    name = discord.ui.TextInput(label="New name", custom_id="name")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.edit_message(content=f"called {self.name.value}", view=None)
+
+
+class RenameView(discord.ui.View):
+    @discord.ui.button(label="Rename")
+    async def rename(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_modal(RenameModal())
+
+
+async def test_a_modal_opened_by_a_button_can_update_the_buttons_message(fake: FakeDiscord) -> None:
+    bot = make_bot()
+
+    @bot.tree.command(name="card", description="A card with a button")
+    async def card(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("called nothing", view=RenameView(), ephemeral=True)
+
+    async with fake.running(bot):
+        command = await fake.slash_command("card")
+        await fake.wait_for(lambda: command.original)
+        click = await fake.click(command.original, "Rename")
+        await fake.wait_for(lambda: click.modal)
+        submitted = await fake.submit_modal(click, {"name": "Bolt"})
+        await fake.wait_for(lambda: command.original.content == "called Bolt")
+    assert submitted.payload["message"]["id"] == str(command.original.id) and submitted.callbacks[0]["type"] == 7
+    assert command.original.data["components"] == [] and command.original.ephemeral

@@ -35,7 +35,8 @@ from tests.fakes.openai_server import FakeChatServer  # noqa: E402
 async def main() -> None:
     async with FakeChatServer() as server:
         engine = ChatApiEngine("brain", "fake/model", server.base_url, None, 2.0, 0.8, 4096)
-        text = "".join([chunk async for chunk in engine.stream([{"role": "user", "content": "hi"}], 20)])
+        chunks = [chunk async for chunk in engine.stream([{"role": "user", "content": "hi"}], 20)]
+        text = "".join(chunk for chunk in chunks if isinstance(chunk, str))
     print(json.dumps({"text": text, "contacted": contacted}))
 
 

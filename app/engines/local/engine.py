@@ -2,7 +2,8 @@
 not the bot.
 
 One worker per engine, loaded once and kept warm; turns take it one at a time (`TurnQueue`, BUSY when full). A
-dead or hung worker fails its turn and the next turn starts a fresh one.
+dead or hung worker fails its turn and the next turn starts a fresh one. An answer ends with its `TokenUsage`:
+the worker counts the prompt's and the answer's tokens as the model read and wrote them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.engines.contract import ChatMessage, EngineError, ErrorKind
+from app.engines.contract import ChatMessage, EngineError, ErrorKind, TokenUsage
 from app.engines.local import wire
 from app.engines.local.finder import default_model_path
 from app.engines.local.process import Exited, WorkerEvent, WorkerProcess, describe_exit
@@ -89,7 +90,7 @@ class LocalModelEngine:
 
     # -- Engine ---------------------------------------------------------------------------------------
 
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str | TokenUsage]:
         await self._turns.take_turn()
         handed_off = False  # whether a background task now owns the turn
         try:
@@ -117,6 +118,7 @@ class LocalModelEngine:
                         case wire.Done(id=request.id) as done:
                             settled = True
                             self._finish_request(done)
+                            yield TokenUsage(done.prompt_tokens, done.completion_tokens)
                             return
                         case wire.Failed(id=request.id) as failed:
                             settled = True

@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from app.bot.bot import KortanaBot
 from app.bot.forget_confirmation import ForgetConfirmation
+from app.bot.quoting import quoted_within
 from app.bot.sentences import (
     FORGET_QUESTION,
     NOTHING_REMEMBERED,
@@ -95,12 +96,6 @@ def memory_text(report: MemoryReport) -> str:
     lines.append(f"• Summary of older messages: **{'on' if report.summary_enabled else 'off'}**{updated}:")
     head = "\n".join(lines) + "\n"
     return head + quoted_within(summary.content, MESSAGE_LIMIT - len(head))
-
-
-def quoted_within(text: str, limit: int) -> str:
-    """`text` as a Discord block quote of at most `limit` characters, cut with "…" when longer."""
-    quoted = "\n".join(f"> {line}" for line in text.strip().split("\n"))
-    return quoted if len(quoted) <= limit else quoted[: limit - 1].rstrip() + "…"
 
 
 def attachment_batches(

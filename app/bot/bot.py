@@ -1,8 +1,8 @@
 """KortanaBot: discord.py's Bot with Kor'tana's features as cogs, the line its turns wait in, and its shutdown.
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
-`accepting_turns`, `key_for`, `accept_turn`, `take_turn`, `active_turns`, `service`. There are no text
-commands: a message is never parsed as a prefix command.
+`accepting_turns`, `rules_here`, `key_for`, `accept_turn`, `take_turn`, `active_turns`, `service`. There are no
+text commands: a message is never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from discord.ext import commands
 from app.bot.command_sync import sync_commands
 from app.bot.command_tree import KortanaTree
 from app.bot.conversation_keys import Scope, conversation_key
-from app.bot.cooldown import per_user
+from app.bot.cooldown import CooldownKey, per_user_and_server
+from app.bot.place_rules import DM_GUILD_ID, Here, rules_here
 from app.bot.reply_display import ReplyDisplay
 from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice
 from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
@@ -48,6 +49,9 @@ class Turn:
     text: str
     prefer: str | None = None  # the engine to ask first (/ask prefers Hugging Face)
     empty_reply: str = EMPTY_MENTION  # what to say if the text turns out to be empty once cleaned
+    persona: str | None = None  # the server's or channel's persona; None: SYSTEM_PROMPT
+    model: str | None = None  # the server's model (an ALLOWED_MODELS string); None: the operator's
+    guild_id: int = DM_GUILD_ID  # where the answer's tokens are charged
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -88,7 +92,7 @@ class KortanaBot(commands.AutoShardedBot):
         self._features = list(features)
         self._scope: Scope = history_scope
         self._guild_ids = list(guild_ids or [])
-        self._cooldown = per_user(cooldown_seconds)
+        self._cooldown = per_user_and_server()
         self._line = TurnLine()
         self._grace_s = service.answer_bound_s if shutdown_grace_s is None else shutdown_grace_s
         self._show_footer = show_engine_footer
@@ -124,14 +128,37 @@ class KortanaBot(commands.AutoShardedBot):
     def key_for(self, user_id: int, guild: discord.Guild | None, channel_id: int) -> ConversationKey:
         return conversation_key(self._scope, user_id, guild.id if guild else None, channel_id)
 
-    def accept_turn(self, key: ConversationKey) -> Place | str:
-        """Take the turn's place now, or say why not (the user's queue is full, or they write too fast). Call it
-        before any await: the turn keeps its order of arrival."""
-        if not self._line.has_room(key.user_id):
+    async def rules_here(self, guild: discord.Guild | None, channel: object, user: discord.abc.User) -> Here:
+        """What applies to `user` writing in `channel`: the server's settings over the environment's."""
+        return await rules_here(
+            self.service.server_settings,
+            guild,
+            channel,
+            user,
+            environment_open=self.chat_channel_ids,
+            environment_cooldown_s=self.cooldown_seconds,
+        )
+
+    def accept_turn(
+        self, key: ConversationKey, *, guild_id: int = DM_GUILD_ID, cooldown_s: float | None = None
+    ) -> Place | str:
+        """Take the turn's place now, or say why not (the user's queue is full, or they write too fast: one
+        turn per `cooldown_s` in this server, USER_COOLDOWN_SECONDS when None). Call it before any await (or
+        in arrival order, see ArrivalOrder): the turn keeps its order of arrival."""
+        refusal = self.turn_refusal(key.user_id, guild_id=guild_id, cooldown_s=cooldown_s)
+        return refusal if refusal is not None else self.join_line(key)
+
+    def turn_refusal(self, user_id: int, *, guild_id: int = DM_GUILD_ID, cooldown_s: float | None = None) -> str | None:
+        """Why the user's next turn is refused, or None: then the cooldown's token is taken and `join_line` must
+        follow (with no other message of the user in between: the conversation cog's ArrivalOrder keeps it)."""
+        if not self._line.has_room(user_id):
             return STILL_ANSWERING
-        wait = self._cooldown.update_rate_limit(key.user_id)
-        if wait:
-            return cooldown_notice(wait)
+        period = self.cooldown_seconds if cooldown_s is None else cooldown_s
+        wait = self._cooldown.update_rate_limit(CooldownKey(user_id, guild_id, period))
+        return cooldown_notice(wait) if wait else None
+
+    def join_line(self, key: ConversationKey) -> Place:
+        """Take the next place in the conversation's line, after `turn_refusal` said None."""
         return self._line.join(key)
 
     async def take_turn(
@@ -172,7 +199,15 @@ class KortanaBot(commands.AutoShardedBot):
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
         try:
             await show_turn(
-                self.service.respond(key, turn.author, turn.text, prefer=turn.prefer),
+                self.service.respond(
+                    key,
+                    turn.author,
+                    turn.text,
+                    prefer=turn.prefer,
+                    persona=turn.persona,
+                    model=turn.model,
+                    guild_id=turn.guild_id,
+                ),
                 ReplyDisplay(stream, empty_sentence=turn.empty_reply),
                 log_id=key.log_id,
                 brain_name=self.service.brain_name,

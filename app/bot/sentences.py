@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import discord
+
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
@@ -13,8 +17,36 @@ CANNOT_SEE_MESSAGE = "I can't see messages here that don't mention me 🙈 — m
 STILL_ANSWERING = "I'm still answering your earlier messages ⏳ — send this one again once I've replied."
 
 
+DMS_OFF = "I don't chat in DMs here 🙂 — find me in a server we share."
+NOT_FOR_YOU_HERE = "I can't answer you here — this server's admins have set me up that way."
+
+
 def cooldown_notice(wait_s: float) -> str:
     return f"Easy there 🙂 give me {max(1, round(wait_s))} s between messages."
+
+
+def daily_limit_reached(limit: int, resets_at: datetime) -> str:
+    return (
+        f"You've used today's {tokens_noun(limit)} with me here 🌙 — your share renews "
+        f"{discord.utils.format_dt(resets_at, 'R')}."
+    )
+
+
+def tokens_noun(count: int) -> str:
+    return "1 token" if count == 1 else f"{count:,} tokens"
+
+
+# /usage, /ping
+def usage_text(used: int, limit: int | None, resets_at: datetime, *, in_dms: bool) -> str:
+    where = "in our DMs" if in_dms else "in this server"
+    renews = discord.utils.format_dt(resets_at, "R")
+    if limit is None:
+        return f"📊 Today you've used **{tokens_noun(used)}** {where}. No daily limit here; the day ends {renews}."
+    left = max(0, limit - used)
+    return (
+        f"📊 Today you've used **{tokens_noun(used)}** of your **{tokens_noun(limit)}** a day {where}: "
+        f"**{tokens_noun(left)}** left. It renews {renews}."
+    )
 
 
 # /memory, /export, /forget
@@ -48,3 +80,77 @@ def export_sent(messages: int, files: int) -> str:
 
 def export_continued(number: int, of: int) -> str:
     return f"The export, continued ({number} of {of})"
+
+
+# /settings
+SERVERS_ONLY = "My settings belong to a server: use /settings in one 🙂"
+NEED_MANAGE_SERVER = "Only members with the Manage Server permission can change my settings here 🔒"
+CHANNEL_GONE = "That channel no longer exists, so nothing was changed."
+CHANNEL_ELSEWHERE = "That channel belongs to another server: settings here only reach this server's channels."
+ROLE_GONE = "That role no longer exists, so nothing was changed."
+ROLE_ELSEWHERE = "That role belongs to another server: rules here only reach this server's roles."
+ONE_TARGET = "Name exactly one member, role or channel for the rule."
+NO_MODEL_CHOICE = "The operator hasn't listed any models to choose from, so I use their default models here."
+PERSONA_FORM_TITLE = "Kor'tana's persona"
+
+
+def where(channel_id: int | None) -> str:
+    return "in this server" if channel_id is None else f"in <#{channel_id}>"
+
+
+def persona_saved(channel_id: int | None) -> str:
+    return f"Done ✨ From the next message on, I speak {where(channel_id)} as the persona you wrote."
+
+
+def persona_reset(channel_id: int | None) -> str:
+    inherited = "the operator's default" if channel_id is None else "the server's persona (or the operator's default)"
+    return f"Done ✨ {where(channel_id).capitalize()} I speak with {inherited} again."
+
+
+def channel_opened(channel_id: int, threads: bool) -> str:
+    how = " Each new message there starts a thread for its conversation." if threads else ""
+    return f"Done ✨ In <#{channel_id}> and its threads I now answer every message, no mention needed.{how}"
+
+
+def channel_closed(channel_id: int) -> str:
+    return f"Done ✨ In <#{channel_id}> and its threads I answer only mentions and replies to me."
+
+
+def target_text(kind: str, target_id: int) -> str:
+    return {"user": f"<@{target_id}>", "role": f"<@&{target_id}>", "channel": f"<#{target_id}>"}[kind]
+
+
+def rule_saved(rule: str, kind: str, target_id: int) -> str:
+    target = target_text(kind, target_id)
+    if rule == "block":
+        return f"Done 🚫 {target} is blocked: I don't answer there, whatever else is allowed."
+    if kind == "channel":
+        return f"Done ✅ {target} is allowed: with a channel allowed, I answer only in allowed channels (blocks win)."
+    return f"Done ✅ {target} is allowed: with a member or role allowed, I answer only those allowed (blocks win)."
+
+
+def rule_removed(kind: str, target_id: int) -> str:
+    return f"Done ✨ {target_text(kind, target_id)} has no rule any more."
+
+
+def no_rule(kind: str, target_id: int) -> str:
+    return f"{target_text(kind, target_id)} has no rule, so nothing was changed."
+
+
+def limits_text(daily_tokens: int | None, cooldown_s: float) -> str:
+    daily = "no daily limit" if daily_tokens is None else f"{tokens_noun(daily_tokens)} a day"
+    return f"Each member here has **{daily}**, and **{seconds(cooldown_s)}** between messages."
+
+
+def seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def model_saved(model: str | None) -> str:
+    if model is None:
+        return "Done ✨ I use the operator's default models here again."
+    return f"Done ✨ From the next message on, I answer here with **{model}** (the others still step in if it fails)."
+
+
+def model_not_allowed(allowed: list[str]) -> str:
+    return f"That model isn't one the operator allows. Choose one of: {', '.join(allowed)}, or default."

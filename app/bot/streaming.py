@@ -38,12 +38,16 @@ class ReplySurface(Protocol):
 
 
 class ChannelReply:
-    """Pages in a channel: the first replies to the user's message (even if it was deleted meanwhile)."""
+    """Pages in a channel: the first replies to the user's message (even if it was deleted meanwhile). Or pages
+    in the thread started from the message (`into`): the thread itself says what they answer."""
 
-    def __init__(self, origin: discord.Message) -> None:
+    def __init__(self, origin: discord.Message, into: discord.Thread | None = None) -> None:
         self._origin = origin
+        self._into = into
 
     async def send(self, content: str, first: bool) -> discord.Message:
+        if self._into is not None:
+            return await self._into.send(content, allowed_mentions=NO_PINGS)
         reference = self._origin.to_reference(fail_if_not_exists=False) if first else None
         return await self._origin.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
 

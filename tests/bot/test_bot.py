@@ -306,7 +306,7 @@ async def test_slash_commands_sync_at_once_to_development_guilds(world: World) -
     guild_id = world.fake.guild.id
     await world.start(discord_guild_ids=[guild_id])
     commands = {command["name"] for command in world.fake.commands[guild_id]}
-    assert commands == {"ask", "reset", "ping", "memory", "export", "forget"}
+    assert commands == {"ask", "reset", "ping", "memory", "export", "forget", "usage", "settings"}
     interaction = await world.fake.slash_command("reset")
     assert "forgot 0 messages" in await interaction_text(world, interaction)
 

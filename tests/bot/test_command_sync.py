@@ -18,7 +18,7 @@ from tests.helpers import World, interaction_text, start_shard
 
 COMMAND_ROUTES = r"/applications/\d+(/guilds/\d+)?/commands(/.*)?"
 GLOBAL_PUT = r"/applications/\d+/commands"
-COMMANDS = {"ask", "reset", "ping", "memory", "export", "forget"}
+COMMANDS = {"ask", "reset", "ping", "memory", "export", "forget", "usage", "settings"}
 
 
 def command_calls(world: World, since: int = 0) -> list[str]:

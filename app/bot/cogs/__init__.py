@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from app.bot.cogs.conversation import Conversation
 from app.bot.cogs.memory import Memory
+from app.bot.cogs.settings import ServerSettingsCommands
 from app.bot.cogs.status import Status
+from app.bot.cogs.usage import Usage
 
-FEATURES = (Conversation, Memory, Status)
+FEATURES = (Conversation, Memory, Status, Usage, ServerSettingsCommands)
 
-__all__ = ["FEATURES", "Conversation", "Memory", "Status"]
+__all__ = ["FEATURES", "Conversation", "Memory", "ServerSettingsCommands", "Status", "Usage"]

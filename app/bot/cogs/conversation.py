@@ -1,7 +1,10 @@
-"""Talking with Kor'tana: the messages it answers (mentions, replies to it, DMs, open channels) and /ask.
+"""Talking with Kor'tana: the messages it answers (mentions, replies to it, DMs, open channels and their threads)
+and /ask, within what the server allows (access, daily limit, cooldown) and with its persona and model.
 
 Which messages are spoken to the bot, and what it says when it will not answer one (empty, attachments only,
-text it cannot see, a shutdown, a full queue, too fast): at most one such notice per user per notice interval.
+text it cannot see, a shutdown, a full queue, too fast, the daily limit reached, DMs off): at most one such
+notice per user per notice interval. A member the server blocked gets silence in its channels (a notice
+there would be noise for everyone) and one private sentence for /ask.
 """
 
 from __future__ import annotations
@@ -13,69 +16,121 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.bot.arrival_order import ArrivalOrder
 from app.bot.bot import KortanaBot, Turn
 from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
+from app.bot.place_rules import Here
 from app.bot.sentences import (
     ATTACHMENTS_ONLY,
     CANNOT_SEE_MESSAGE,
     CANNOT_SEE_REPLY,
+    DMS_OFF,
     EMPTY_MENTION,
     EMPTY_QUESTION,
+    NOT_FOR_YOU_HERE,
     RESTARTING,
+    daily_limit_reached,
 )
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply
+from app.bot.turns import Place
+from app.conversation.events import NO_MEMORY
 from app.conversation.turn_text import clean_text
 from app.engines import HUGGINGFACE
 from app.safe_text import error_cause
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 # What people write; joins, pins, boosts, thread starts and the like are not spoken to the bot.
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+THREAD_NAME_MAX = 100  # Discord's limit
 
 
 class Conversation(commands.Cog):
     def __init__(self, bot: KortanaBot) -> None:
         self.bot = bot
         self._notices = per_user(max(bot.cooldown_seconds, NOTICE_INTERVAL_MIN_S))
+        self._arrivals = ArrivalOrder()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.webhook_id is not None:
+        if message.author.bot or message.webhook_id is not None or message.type not in ANSWERED_TYPES:
             return
-        if message.type not in ANSWERED_TYPES or not self._is_addressed(message):
-            return
+        # Queued before any await: the settings read below cannot let a later message of the user overtake this one.
+        async with self._arrivals.enter(message.author.id):
+            accepted = await self._accept_message(message)
+        if isinstance(accepted, str):
+            await self._notify(message, accepted)
+        elif accepted is not None:
+            place, turn, typing = accepted
+            await self.bot.take_turn(place, turn, typing=typing)
+
+    async def _accept_message(
+        self, message: discord.Message
+    ) -> tuple[Place, Turn, discord.abc.Messageable] | str | None:
+        """The message's turn with its place taken, or the notice to give instead, or None: not for the bot."""
         bot = self.bot
+        try:
+            here = await bot.rules_here(message.guild, message.channel, message.author)
+        except StorageUnavailable as error:  # who may talk here is unknown: answer only what was surely for us
+            log.warning("Cannot read the settings for a message: %s", error.cause)
+            return NO_MEMORY if message.guild is None or self._is_addressed(message) else None
+        if not (here.open or self._is_addressed(message)):
+            return None
+        if not here.access.allowed:
+            return DMS_OFF if here.access.reason == "dms off" else None
         if not bot.accepting_turns:  # the grace is for the turns already running; silence would look like a crash
-            await self._notify(message, RESTARTING)
-            return
+            return RESTARTING
         if self._text_is_hidden(message):
-            await self._notify(message, CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE)
-            return
+            return CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE
         text = self._without_own_mentions(message.content)
         if not clean_text(text):
-            await self._notify(message, ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION)
-            return
-        key = bot.key_for(message.author.id, message.guild, message.channel.id)
-        place = bot.accept_turn(key)  # before any await: this message's turn keeps its order of arrival
-        if isinstance(place, str):
-            await self._notify(message, place)
-            return
-        turn = Turn(ChannelReply(message), key, message.author.display_name, text)
-        await bot.take_turn(place, turn, typing=message.channel)
+            return ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION
+        if (over := await self._over_daily_limit(here, message.author.id)) is not None:
+            return over
+        if (refusal := bot.turn_refusal(message.author.id, guild_id=here.guild_id, cooldown_s=here.cooldown_s)):
+            return refusal
+        thread = await self._thread_for(message, text) if here.open and here.threads else None
+        key = bot.key_for(message.author.id, message.guild, (thread or message.channel).id)
+        turn = Turn(
+            ChannelReply(message, into=thread),
+            key,
+            message.author.display_name,
+            text,
+            persona=here.persona,
+            model=here.model,
+            guild_id=here.guild_id,
+        )
+        return bot.join_line(key), turn, thread or message.channel
 
     @app_commands.command(name="ask", description="Ask Kor'tana something, with our conversation as context")
     @app_commands.describe(question="What would you like to ask?")
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 4000]) -> None:
+        async with self._arrivals.enter(interaction.user.id):  # queued before any await, as a message is
+            accepted = await self._accept_question(interaction, question)
+        if isinstance(accepted, str):
+            await interaction.response.send_message(accepted, ephemeral=True)  # private: costs the channel nothing
+            return
+        place, turn = accepted
+        await self.bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
+
+    async def _accept_question(self, interaction: discord.Interaction, question: str) -> tuple[Place, Turn] | str:
         bot = self.bot
         if not bot.accepting_turns:
-            await interaction.response.send_message(RESTARTING, ephemeral=True)
-            return
+            return RESTARTING
+        try:
+            here = await bot.rules_here(interaction.guild, interaction.channel, interaction.user)
+        except StorageUnavailable as error:
+            log.warning("Cannot read the settings for /ask: %s", error.cause)
+            return NO_MEMORY
+        if not here.access.allowed:
+            return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
+        if (over := await self._over_daily_limit(here, interaction.user.id)) is not None:
+            return over
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
-        place = bot.accept_turn(key)  # before any await: the question keeps its order of arrival
+        place = bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
         if isinstance(place, str):
-            await interaction.response.send_message(place, ephemeral=True)  # private: costs the channel nothing
-            return
+            return place
         turn = Turn(
             InteractionReply(interaction),
             key,
@@ -83,12 +138,39 @@ class Conversation(commands.Cog):
             question,
             prefer=HUGGINGFACE,
             empty_reply=EMPTY_QUESTION,
+            persona=here.persona,
+            model=here.model,
+            guild_id=here.guild_id,
         )
-        await bot.take_turn(place, turn, acknowledge=lambda: interaction.response.defer(thinking=True))
+        return place, turn
+
+    async def _over_daily_limit(self, here: Here, user_id: int) -> str | None:
+        """The notice for a member who used their daily tokens here, or None (no model call is made for them)."""
+        if here.daily_tokens is None:
+            return None
+        usage = self.bot.service.usage
+        try:
+            used = await usage.used_today(here.guild_id, user_id)
+        except StorageUnavailable as error:  # the turn could not be stored either
+            log.warning("Cannot read a member's usage: %s", error.cause)
+            return NO_MEMORY
+        if used < here.daily_tokens:
+            return None
+        return daily_limit_reached(here.daily_tokens, usage.resets_at())
+
+    async def _thread_for(self, message: discord.Message, text: str) -> discord.Thread | None:
+        """A thread started from a new top-level message of an open channel that has a thread per conversation;
+        None where there is none to start (the message is in a thread already) or Discord refused it."""
+        if not isinstance(message.channel, discord.TextChannel):
+            return None
+        try:
+            return await message.create_thread(name=thread_name(text))
+        except discord.HTTPException as error:  # e.g. no Create Public Threads permission: answer in the channel
+            log.warning("Could not start a thread for a message (HTTP %s, code %s)", error.status, error.code)
+            return None
 
     def _is_addressed(self, message: discord.Message) -> bool:
-        if message.guild is None or message.channel.id in self.bot.chat_channel_ids:
-            return True
+        """Spoken to the bot wherever it is: a mention, or a reply to one of its messages."""
         if self._mentions_me(message):
             return True
         replied = message.reference.resolved if message.reference else None
@@ -122,3 +204,9 @@ class Conversation(commands.Cog):
             log.warning("Could not send a notice (HTTP %s)", error.status)
         except Exception as error:  # noqa: BLE001 - e.g. the session closed by a shutdown meanwhile
             log.warning("Could not send a notice: %s", error_cause(error))
+
+
+def thread_name(text: str) -> str:
+    """The message's first words, as a thread's name."""
+    words = " ".join(clean_text(text).split())
+    return words if len(words) <= THREAD_NAME_MAX else words[: THREAD_NAME_MAX - 1].rstrip() + "…"

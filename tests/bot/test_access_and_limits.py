@@ -1,0 +1,176 @@
+"""Who Kor'tana answers where, as a server's admins set it: open channels and their threads, a thread per
+conversation, allow and block rules for members, roles and channels, the daily limit and /usage, DMs."""
+
+from __future__ import annotations
+
+from app.bot.sentences import DMS_OFF, NOT_FOR_YOU_HERE
+from tests.bot.settings_kit import command, unanswered
+from tests.helpers import World, answer_to, interaction_text, mention
+
+HELLO = ["Hello from the brain!"]
+
+
+async def test_an_open_channel_and_its_threads_are_answered_without_a_mention_a_closed_one_is_not(
+    world: World,
+) -> None:
+    fake = world.fake
+    quiet = fake.add_channel(fake.guild.id, "quiet")
+    await world.start()
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(fake.channel, "nobody opened this channel"), before)
+
+    assert "Done" in await command(world, "settings channel open")
+    assert await answer_to(world, await fake.user_message(fake.channel, "no mention needed")) == HELLO
+    thread = fake.add_thread(fake.channel, "side talk")
+    assert await answer_to(world, await fake.user_message(thread, "in a thread of it")) == HELLO
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(quiet, "another channel stays closed"), before)
+
+    assert "Done" in await command(world, "settings channel close")
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(fake.channel, "closed again"), before)
+    await unanswered(world, await fake.user_message(thread, "and its thread"), before)
+    assert await answer_to(world, await mention(world, "a mention still works")) == HELLO
+
+
+async def test_closing_a_channel_overrides_chat_channel_ids(world: World) -> None:
+    fake = world.fake
+    await world.start(chat_channel_ids=[fake.channel])
+    assert await answer_to(world, await fake.user_message(fake.channel, "open by the operator")) == HELLO
+    await command(world, "settings channel close")
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(fake.channel, "closed by the server"), before)
+
+
+async def test_an_open_channel_with_threads_answers_each_new_message_in_a_thread_of_its_own(world: World) -> None:
+    fake = world.fake
+    await world.start(history_scope="channel")
+    assert "thread" in await command(world, "settings channel open", {"threads": True})
+    message = await fake.user_message(fake.channel, "What is the tallest mountain?")
+    thread_id = int(message["id"])  # Discord gives a thread started from a message the message's id
+    await fake.wait_for(lambda: fake.texts(thread_id) == HELLO and world.bot.active_turns == 0, what="the answer")
+    assert fake.texts(fake.channel) == [], "the answer is in the thread, not the channel"
+    assert fake.channel_payload(thread_id)["name"] == "What is the tallest mountain?"
+
+    follow_up = await fake.user_message(thread_id, "and the second tallest?")
+    await fake.wait_for(lambda: len(fake.texts(thread_id)) == 2 and world.bot.active_turns == 0, what="a reply")
+    assert int(follow_up["id"]) < int(fake.bot_messages(thread_id)[-1].id)
+    assert [m["content"] for m in world.brain.requests[-1].messages[1:]] == [
+        "What is the tallest mountain?",
+        "Hello from the brain!",
+        "and the second tallest?",
+    ], "the thread is one conversation of its own"
+    assert len(fake.calls_matching("POST", r"/channels/\d+/messages/\d+/threads")) == 1, "no thread in a thread"
+
+
+async def test_a_blocked_member_gets_silence_in_channels_and_one_private_sentence_for_ask(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    assert "blocked" in await command(world, "settings block", {"who": fake.bob})
+    before = len(world.brain.requests)
+    await unanswered(world, await mention(world, "hello?", author=fake.bob), before)
+    asked = await fake.slash_command("ask", {"question": "hello?"}, user=fake.bob)
+    assert await interaction_text(world, asked) == NOT_FOR_YOU_HERE and asked.ephemeral
+    assert len(world.brain.requests) == before
+    assert await answer_to(world, await mention(world, "and me?")) == HELLO, "alice is not blocked"
+
+    assert "no rule any more" in await command(world, "settings remove-rule", {"who": fake.bob})
+    assert await answer_to(world, await mention(world, "unblocked?", author=fake.bob)) == HELLO
+
+
+async def test_a_blocked_role_and_a_blocked_channel_with_its_threads_get_no_answer(world: World) -> None:
+    fake = world.fake
+    elsewhere = fake.add_channel(fake.guild.id, "elsewhere")
+    pirates = fake.add_role(fake.guild.id, "pirates")
+    fake.give_role(fake.bob, fake.guild.id, pirates)
+    await world.start()
+    await command(world, "settings block", {"who": pirates})
+    before = len(world.brain.requests)
+    await unanswered(world, await mention(world, "arr", author=fake.bob), before)
+
+    await command(world, "settings block", {"channel": elsewhere})
+    thread = fake.add_thread(elsewhere, "a thread")
+    await unanswered(world, await fake.user_message(elsewhere, f"<@{fake.bot_id}> here?"), before)
+    await unanswered(world, await fake.user_message(thread, f"<@{fake.bot_id}> or here?"), before)
+    assert await answer_to(world, await mention(world, "general is fine")) == HELLO
+
+
+async def test_once_something_is_allowed_only_what_is_allowed_is_answered_and_blocked_wins(world: World) -> None:
+    fake = world.fake
+    allowed_channel = fake.add_channel(fake.guild.id, "allowed")
+    crew = fake.add_role(fake.guild.id, "crew")
+    carol = fake.add_user("carol")
+    fake.give_role(fake.bob, fake.guild.id, crew)
+    fake.give_role(carol, fake.guild.id, crew)
+    await world.start()
+
+    assert "allowed" in await command(world, "settings allow", {"channel": allowed_channel})
+    before = len(world.brain.requests)
+    await unanswered(world, await mention(world, "in general?"), before)
+    assert await answer_to(world, await fake.user_message(allowed_channel, f"<@{fake.bot_id}> here?")) == HELLO
+
+    await command(world, "settings allow", {"who": crew})
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(allowed_channel, f"<@{fake.bot_id}> me?"), before)  # alice
+    bob_asks = await fake.user_message(allowed_channel, f"<@{fake.bot_id}> crew here", author=fake.bob)
+    assert await answer_to(world, bob_asks) == HELLO
+
+    await command(world, "settings block", {"who": carol})
+    before = len(world.brain.requests)
+    carol_asks = await fake.user_message(allowed_channel, f"<@{fake.bot_id}> crew too", author=carol)
+    await unanswered(world, carol_asks, before)
+
+
+async def test_a_member_over_the_daily_limit_is_told_when_it_renews_and_no_model_is_called(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    assert "5 tokens a day" in await command(world, "settings limits", {"daily_tokens": 5})
+    assert await answer_to(world, await mention(world, "a first question")) == HELLO  # costs more than 5
+    requests = len(world.brain.requests)
+    over = await answer_to(world, await mention(world, "a second one"))
+    assert len(over) == 1 and "5 tokens" in over[0] and "<t:" in over[0] and ":R>" in over[0]
+    assert len(world.brain.requests) == requests
+    asked = await fake.slash_command("ask", {"question": "and by slash?"})
+    assert "renews" in await interaction_text(world, asked) and asked.ephemeral
+    assert len(world.brain.requests) == requests
+
+    usage = await command(world, "usage")
+    used = await world.service.usage.used_today(fake.guild.id, int(fake.alice["id"]))
+    assert used > 5 and f"**{used:,} tokens** of your **5 tokens** a day" in usage and "renews <t:" in usage
+    bob_asks = await mention(world, "bob has his own share", author=fake.bob)
+    assert await answer_to(world, bob_asks) == HELLO
+
+    assert "no daily limit" in await command(world, "settings limits", {"daily_tokens": 0})
+    assert await answer_to(world, await mention(world, "and now?")) == HELLO
+
+
+async def test_a_servers_cooldown_replaces_the_operators(world: World) -> None:
+    await world.start(user_cooldown_seconds=0)
+    assert "30 s" in await command(world, "settings limits", {"cooldown_seconds": 30})
+    await answer_to(world, await mention(world, "one"))
+    assert "Easy there" in (await answer_to(world, await mention(world, "two, right away")))[0]
+    await command(world, "settings limits", {"reset": True})
+    assert await answer_to(world, await mention(world, "three, after the reset")) == HELLO
+
+
+async def test_usage_in_dms_and_dms_switched_off_by_the_operator(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    dm = await fake.dm_message(fake.alice, "hello in private")
+    assert await answer_to(world, dm) == HELLO
+    usage = await command(world, "usage", dm=True)
+    assert "in our DMs" in usage and "No daily limit" in usage
+
+    await world.restart(dm_enabled=False)
+    before = len(world.brain.requests)
+    dm = await fake.dm_message(fake.alice, "still there?")
+    assert await answer_to(world, dm) == [DMS_OFF]
+    assert len(world.brain.requests) == before
+
+
+async def test_ping_shows_the_tokens_of_today(world: World) -> None:
+    await world.start()
+    await answer_to(world, await mention(world, "spend a little"))
+    total = await world.service.usage.today_total()
+    assert total > 0
+    assert f"Tokens today: {total:,}" in await command(world, "ping")

@@ -61,7 +61,6 @@ class KortanaBot(commands.AutoShardedBot):
         *,
         features: Iterable[Feature] = (),
         history_scope: Scope = "guild",
-        chat_channel_ids: list[int] | None = None,
         guild_ids: list[int] | None = None,
         cooldown_seconds: float = 2.0,
         message_content: bool = True,
@@ -87,7 +86,6 @@ class KortanaBot(commands.AutoShardedBot):
         )
         self.service = service
         self.version = version
-        self.chat_channel_ids = frozenset(chat_channel_ids or [])
         self.cooldown_seconds = cooldown_seconds
         self._features = list(features)
         self._scope: Scope = history_scope
@@ -130,14 +128,7 @@ class KortanaBot(commands.AutoShardedBot):
 
     async def rules_here(self, guild: discord.Guild | None, channel: object, user: discord.abc.User) -> Here:
         """What applies to `user` writing in `channel`: the server's settings over the environment's."""
-        return await rules_here(
-            self.service.server_settings,
-            guild,
-            channel,
-            user,
-            environment_open=self.chat_channel_ids,
-            environment_cooldown_s=self.cooldown_seconds,
-        )
+        return await rules_here(self.service.server_settings, guild, channel, user)
 
     def accept_turn(
         self, key: ConversationKey, *, guild_id: int = DM_GUILD_ID, cooldown_s: float | None = None

@@ -2,18 +2,17 @@
 channel open, and the turn's persona, model, daily limit and cooldown.
 
 A thread follows its parent channel (open, blocked, persona). The environment's CHAT_CHANNEL_IDS open a
-channel unless the server decided for that channel (`/settings channel close` wins). DMs have the operator's
-switch (DM_ENABLED) and the environment's settings.
+channel unless the server decided for that channel (`/settings channel close` wins: ServerSettings applies
+both). DMs have the operator's switch (DM_ENABLED) and the environment's settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 
 import discord
 
-from app.conversation.server_settings import Access, Effective, ServerSettings
+from app.conversation.server_settings import Access, ServerSettings
 
 DM_GUILD_ID = 0  # where DMs' tokens are charged
 
@@ -37,32 +36,24 @@ def channel_and_parent(channel: object) -> tuple[int, int | None]:
     return getattr(channel, "id", 0), None
 
 
-def is_open(effective: Effective, channel_id: int, parent_id: int | None, environment_open: Collection[int]) -> bool:
-    if effective.open.source != "environment":  # the server decided, for this channel, its parent or everywhere
-        return effective.open.value
-    return effective.open.value or channel_id in environment_open or parent_id in environment_open
-
-
 async def rules_here(
     settings: ServerSettings,
     guild: discord.Guild | None,
     channel: object,
     user: discord.abc.User,
-    *,
-    environment_open: Collection[int],
-    environment_cooldown_s: float,
 ) -> Here:
     channel_id, parent_id = channel_and_parent(channel)
     if guild is None:
         access = await settings.access(None, channel_id, None, user.id, ())
-        return Here(DM_GUILD_ID, access, True, False, None, None, None, environment_cooldown_s)
+        defaults = settings.defaults
+        return Here(DM_GUILD_ID, access, True, False, None, None, defaults.daily_tokens, defaults.cooldown_s)
     roles = [role.id for role in getattr(user, "roles", ())]
     access = await settings.access(guild.id, channel_id, parent_id, user.id, roles)
     effective = await settings.effective(guild.id, channel_id, parent_id)
     return Here(
         guild.id,
         access,
-        open=is_open(effective, channel_id, parent_id, environment_open),
+        open=effective.open.value,
         threads=effective.threads.value,
         persona=None if effective.persona.source == "environment" else effective.persona.value,
         model=effective.model.value,

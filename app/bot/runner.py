@@ -63,7 +63,6 @@ def build_bot(
         service,
         features=FEATURES,
         history_scope=settings.history_scope,
-        chat_channel_ids=settings.chat_channel_ids,
         guild_ids=settings.discord_guild_ids,
         cooldown_seconds=settings.user_cooldown_seconds,
         message_content=message_content,

@@ -25,15 +25,14 @@ def settings_text(
     channel_id: int,
     parent_id: int | None,
     effective: Effective,
-    open_here: bool,
     record: GuildSettingsRecord,
     environment_open: Collection[int],
 ) -> str:
-    """`open_here` is the open setting with CHAT_CHANNEL_IDS applied (see place_rules.is_open)."""
+    """`environment_open`: the server's channels in CHAT_CHANNEL_IDS."""
     place = f"<#{channel_id}>" if parent_id is None else f"this thread (it follows <#{parent_id}>)"
     lines = [
         f"⚙️ **My settings in {place}**, and where each comes from:",
-        f"• Every message answered, no mention needed: **{_yes(open_here)}** — {_from(effective.open)}",
+        f"• Every message answered, no mention needed: **{_yes(effective.open.value)}** — {_from(effective.open)}",
         f"• A thread for each new conversation: **{_yes(effective.threads.value)}** — {_from(effective.threads)}",
         f"• Daily tokens per member: **{_daily(effective.daily_tokens.value)}** — {_from(effective.daily_tokens)}",
         f"• Cooldown: **{seconds(effective.cooldown_s.value)}** between messages — {_from(effective.cooldown_s)}",

@@ -153,19 +153,21 @@ async def test_a_servers_cooldown_replaces_the_operators(world: World) -> None:
     assert await answer_to(world, await mention(world, "three, after the reset")) == HELLO
 
 
-async def test_usage_in_dms_and_dms_switched_off_by_the_operator(world: World) -> None:
+async def test_dms_have_the_operators_daily_limit_and_switch(world: World) -> None:
     fake = world.fake
-    await world.start()
+    await world.start(daily_token_limit=5)
     dm = await fake.dm_message(fake.alice, "hello in private")
     assert await answer_to(world, dm) == HELLO
     usage = await command(world, "usage", dm=True)
-    assert "in our DMs" in usage and "No daily limit" in usage
+    assert "of your **5 tokens** a day in our DMs" in usage
+    requests = len(world.brain.requests)
+    over = await answer_to(world, await fake.dm_message(fake.alice, "more?"))
+    assert "renews <t:" in over[0] and len(world.brain.requests) == requests
 
     await world.restart(dm_enabled=False)
-    before = len(world.brain.requests)
-    dm = await fake.dm_message(fake.alice, "still there?")
+    dm = await fake.dm_message(fake.bob, "still there?")
     assert await answer_to(world, dm) == [DMS_OFF]
-    assert len(world.brain.requests) == before
+    assert len(world.brain.requests) == requests
 
 
 async def test_ping_shows_the_tokens_of_today(world: World) -> None:

@@ -19,7 +19,7 @@ from app.bot.admin_checks import own_channel, own_role, require_manager
 from app.bot.bot import KortanaBot
 from app.bot.command_tree import Refusal
 from app.bot.persona_form import PersonaForm
-from app.bot.place_rules import channel_and_parent, is_open
+from app.bot.place_rules import channel_and_parent
 from app.bot.sentences import (
     NO_MODEL_CHOICE,
     ONE_TARGET,
@@ -249,7 +249,6 @@ class ServerSettingsCommands(commands.Cog):
         channel_id, parent_id = channel_and_parent(interaction.channel)
         effective = await self._settings.effective(guild.id, channel_id, parent_id)
         record = await self._settings.record(guild.id)
-        environment_open = [c for c in self.bot.chat_channel_ids if guild.get_channel(c) is not None]
-        open_here = is_open(effective, channel_id, parent_id, self.bot.chat_channel_ids)
-        text = settings_text(channel_id, parent_id, effective, open_here, record, environment_open)
+        environment_open = [c for c in self._settings.defaults.open_channels if guild.get_channel(c) is not None]
+        text = settings_text(channel_id, parent_id, effective, record, environment_open)
         await interaction.response.send_message(text, ephemeral=True)

@@ -22,14 +22,15 @@ from app.bot.conversation_keys import Scope, conversation_key
 from app.bot.cooldown import CooldownKey, per_user_and_server
 from app.bot.place_rules import DM_GUILD_ID, Here, rules_here
 from app.bot.reply_display import ReplyDisplay
-from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice
+from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice, daily_limit_reached
 from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
+from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
 from app.conversation.turn_display import show_turn
 from app.safe_text import error_cause
-from app.storage import ConversationKey
+from app.storage import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Turn:
     persona: str | None = None  # the server's or channel's persona; None: SYSTEM_PROMPT
     model: str | None = None  # the server's model (an ALLOWED_MODELS string); None: the operator's
     guild_id: int = DM_GUILD_ID  # where the answer's tokens are charged
+    daily_tokens: int | None = None  # the member's daily limit there; None: no limit
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -152,6 +154,19 @@ class KortanaBot(commands.AutoShardedBot):
         """Take the next place in the conversation's line, after `turn_refusal` said None."""
         return self._line.join(key)
 
+    async def daily_limit_notice(self, guild_id: int, user_id: int, daily_tokens: int | None) -> str | None:
+        """The notice for a member who used their `daily_tokens` in the server (DM_GUILD_ID: DMs), or None.
+        Once the member's use today was read, it is kept up to date in memory: asking again costs nothing."""
+        if daily_tokens is None:
+            return None
+        usage = self.service.usage
+        try:
+            used = await usage.used_today(guild_id, user_id)
+        except StorageUnavailable as error:  # the turn could not be stored either
+            log.warning("Cannot read a member's usage: %s", error.cause)
+            return NO_MEMORY
+        return None if used < daily_tokens else daily_limit_reached(daily_tokens, usage.resets_at())
+
     async def take_turn(
         self,
         place: Place,
@@ -171,14 +186,18 @@ class KortanaBot(commands.AutoShardedBot):
                 await acknowledge()
             async with place:
                 if not self.accepting_turns:  # its place came up after shutdown began
-                    await _say_restarting(turn)
+                    await _say_instead(turn, RESTARTING)
+                    return
+                # The turns before this one (the member's own, in this conversation) may have used the limit.
+                if (over := await self.daily_limit_notice(turn.guild_id, turn.key.user_id, turn.daily_tokens)):
+                    await _say_instead(turn, over)
                     return
                 bound_s = self.service.answer_bound_s
                 async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
                     await self._run(turn)
         except asyncio.CancelledError:
             if not place.reached:  # cut by shutdown while waiting: say so too
-                await _say_restarting(turn)
+                await _say_instead(turn, RESTARTING)
             raise
         finally:
             place.leave()
@@ -238,9 +257,9 @@ class KortanaBot(commands.AutoShardedBot):
                 log.warning("Shutting down: %d turn(s) did not end after the connection closed", len(stuck))
 
 
-async def _say_restarting(turn: Turn) -> None:
-    """A turn that never ran says why, in a reply of its own."""
+async def _say_instead(turn: Turn, text: str) -> None:
+    """A turn that never ran says why (`text`), in a reply of its own (a slash command: its private answer)."""
     try:
-        await ReplyStream(turn.surface, conversation=turn.key.log_id).fail(RESTARTING)
-    except Exception as error:  # noqa: BLE001 - shutting down: one log line, never a traceback
-        log.warning("Could not tell a user that Kor'tana is restarting: %s", error_cause(error))
+        await ReplyStream(turn.surface, conversation=turn.key.log_id).fail(text)
+    except Exception as error:  # noqa: BLE001 - maybe shutting down: one log line, never a traceback
+        log.warning("Could not tell a user why their turn did not run: %s", error_cause(error))

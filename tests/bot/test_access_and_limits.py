@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from app.bot.sentences import DMS_OFF, NOT_FOR_YOU_HERE
 from tests.bot.settings_kit import command, unanswered
+from tests.fakes.openai_server import Reply
 from tests.helpers import World, answer_to, interaction_text, mention
 
 HELLO = ["Hello from the brain!"]
@@ -176,3 +177,21 @@ async def test_ping_shows_the_tokens_of_today(world: World) -> None:
     total = await world.service.usage.today_total()
     assert total > 0
     assert f"Tokens today: {total:,}" in await command(world, "ping")
+
+
+async def test_a_turn_waiting_behind_the_answer_that_used_the_daily_limit_gets_the_notice_not_the_model(
+    world: World,
+) -> None:
+    fake = world.fake
+    await world.start()
+    await command(world, "settings limits", {"daily_tokens": 5})
+    world.brain.script = [Reply("Hello from the brain!", chunks=3, chunk_delay_s=0.2)]  # still running at the second
+    requests = len(world.brain.requests)
+    first = await mention(world, "a first question")
+    second = await mention(world, "and a second, right away")
+    answers = await answer_to(world, first, count=2)
+    assert answers[0] == HELLO[0]
+    assert "5 tokens" in answers[1] and "renews" in answers[1], answers
+    notice = fake.bot_messages(fake.channel)[-1]
+    assert notice.data["message_reference"]["message_id"] == second["id"], "the notice answers the second message"
+    assert len(world.brain.requests) == requests + 1, "only the first question reached the model"

@@ -19,7 +19,6 @@ from discord.ext import commands
 from app.bot.arrival_order import ArrivalOrder
 from app.bot.bot import KortanaBot, Turn
 from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
-from app.bot.place_rules import Here
 from app.bot.sentences import (
     ATTACHMENTS_ONLY,
     CANNOT_SEE_MESSAGE,
@@ -29,7 +28,6 @@ from app.bot.sentences import (
     EMPTY_QUESTION,
     NOT_FOR_YOU_HERE,
     RESTARTING,
-    daily_limit_reached,
 )
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply
 from app.bot.turns import Place
@@ -86,7 +84,7 @@ class Conversation(commands.Cog):
         text = self._without_own_mentions(message.content)
         if not clean_text(text):
             return ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION
-        if (over := await self._over_daily_limit(here, message.author.id)) is not None:
+        if (over := await bot.daily_limit_notice(here.guild_id, message.author.id, here.daily_tokens)):
             return over
         if (refusal := bot.turn_refusal(message.author.id, guild_id=here.guild_id, cooldown_s=here.cooldown_s)):
             return refusal
@@ -100,6 +98,7 @@ class Conversation(commands.Cog):
             persona=here.persona,
             model=here.model,
             guild_id=here.guild_id,
+            daily_tokens=here.daily_tokens,
         )
         return bot.join_line(key), turn, thread or message.channel
 
@@ -125,7 +124,7 @@ class Conversation(commands.Cog):
             return NO_MEMORY
         if not here.access.allowed:
             return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
-        if (over := await self._over_daily_limit(here, interaction.user.id)) is not None:
+        if (over := await bot.daily_limit_notice(here.guild_id, interaction.user.id, here.daily_tokens)):
             return over
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         place = bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
@@ -141,22 +140,9 @@ class Conversation(commands.Cog):
             persona=here.persona,
             model=here.model,
             guild_id=here.guild_id,
+            daily_tokens=here.daily_tokens,
         )
         return place, turn
-
-    async def _over_daily_limit(self, here: Here, user_id: int) -> str | None:
-        """The notice for a member who used their daily tokens here, or None (no model call is made for them)."""
-        if here.daily_tokens is None:
-            return None
-        usage = self.bot.service.usage
-        try:
-            used = await usage.used_today(here.guild_id, user_id)
-        except StorageUnavailable as error:  # the turn could not be stored either
-            log.warning("Cannot read a member's usage: %s", error.cause)
-            return NO_MEMORY
-        if used < here.daily_tokens:
-            return None
-        return daily_limit_reached(here.daily_tokens, usage.resets_at())
 
     async def _thread_for(self, message: discord.Message, text: str) -> discord.Thread | None:
         """A thread started from a new top-level message of an open channel that has a thread per conversation;

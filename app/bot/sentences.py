@@ -18,6 +18,7 @@ STILL_ANSWERING = "I'm still answering your earlier messages ⏳ — send this o
 
 
 DMS_OFF = "I don't chat in DMs here 🙂 — find me in a server we share."
+SLOW_RIGHT_NOW = "I'm a bit slow right now ⏳ — try again in a moment."
 NOT_FOR_YOU_HERE = "I can't answer you here — this server's admins have set me up that way."
 
 

@@ -9,6 +9,7 @@ there would be noise for everyone) and one private sentence for /ask.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -28,6 +29,7 @@ from app.bot.sentences import (
     EMPTY_QUESTION,
     NOT_FOR_YOU_HERE,
     RESTARTING,
+    SLOW_RIGHT_NOW,
 )
 from app.bot.streaming import NO_PINGS, ChannelReply, InteractionReply
 from app.bot.turns import Place
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 # What people write; joins, pins, boosts, thread starts and the like are not spoken to the bot.
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 THREAD_NAME_MAX = 100  # Discord's limit
+# /ask's checks (settings, usage, the wait behind the user's earlier message) come before its acknowledgement,
+# which Discord wants within 3 s: past this bound the question gets a private "try again" instead.
+ASK_CHECKS_BOUND_S = 2.0
 
 
 class Conversation(commands.Cog):
@@ -105,8 +110,13 @@ class Conversation(commands.Cog):
     @app_commands.command(name="ask", description="Ask Kor'tana something, with our conversation as context")
     @app_commands.describe(question="What would you like to ask?")
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 4000]) -> None:
-        async with self._arrivals.enter(interaction.user.id):  # queued before any await, as a message is
-            accepted = await self._accept_question(interaction, question)
+        in_order = self._arrivals.enter(interaction.user.id)  # queued before any await, as a message is
+        try:
+            async with asyncio.timeout(ASK_CHECKS_BOUND_S), in_order:
+                accepted = await self._accept_question(interaction, question)
+        except TimeoutError:  # no place was taken (that step has no await): the messages behind keep their order
+            log.warning("/ask's checks took over %g s: the question is refused", ASK_CHECKS_BOUND_S)
+            accepted = SLOW_RIGHT_NOW
         if isinstance(accepted, str):
             await interaction.response.send_message(accepted, ephemeral=True)  # private: costs the channel nothing
             return

@@ -1,8 +1,9 @@
 """The line of turns: each conversation's turns run one at a time, in the order their messages arrived, and
 one user has at most a few turns accepted (running or waiting) at once.
 
-A turn's place is taken synchronously when its message arrives, before any await, so nothing that happens
-afterwards (a slow typing call, a rate limit, a slow database) can let a later message overtake it.
+A turn's place is taken (`join`, no await) in the order its user's messages arrived: the checks before it pass
+in that order (the conversation cog's ArrivalOrder), so nothing that happens meanwhile or afterwards (a slow
+settings read, a thread's start, a slow typing call, a rate limit) can let a later message overtake it.
 """
 
 from __future__ import annotations

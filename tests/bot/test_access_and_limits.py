@@ -64,6 +64,17 @@ async def test_an_open_channel_with_threads_answers_each_new_message_in_a_thread
     assert len(fake.calls_matching("POST", r"/channels/\d+/messages/\d+/threads")) == 1, "no thread in a thread"
 
 
+async def test_a_threads_name_is_the_message_as_people_see_it_within_discords_cap(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    await command(world, "settings channel open", {"threads": True})
+    message = await fake.user_message(fake.channel, f"<@{fake.bob['id']}> said <#{fake.channel}> is " + "long " * 30)
+    await fake.wait_for(lambda: fake.texts(int(message["id"])) == HELLO, what="the answer in its thread")
+    name = fake.channel_payload(int(message["id"]))["name"]
+    assert name.lower().startswith("@bob said #general is long") and "<" not in name
+    assert len(name) == 100 and name.endswith("…")
+
+
 async def test_a_blocked_member_gets_silence_in_channels_and_one_private_sentence_for_ask(world: World) -> None:
     fake = world.fake
     await world.start()

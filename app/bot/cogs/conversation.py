@@ -47,6 +47,9 @@ THREAD_NAME_MAX = 100  # Discord's limit
 # /ask's checks (settings, usage, the wait behind the user's earlier message) come before its acknowledgement,
 # which Discord wants within 3 s: past this bound the question gets a private "try again" instead.
 ASK_CHECKS_BOUND_S = 2.0
+# Starting a message's thread happens in the user's arrival order (their next message waits for it): past this
+# bound the answer goes in the channel, as when Discord refuses the thread.
+THREAD_START_BOUND_S = 5.0
 
 
 class Conversation(commands.Cog):
@@ -93,7 +96,9 @@ class Conversation(commands.Cog):
             return over
         if (refusal := bot.turn_refusal(message.author.id, guild_id=here.guild_id, cooldown_s=here.cooldown_s)):
             return refusal
-        thread = await self._thread_for(message, text) if here.open and here.threads else None
+        # The cooldown's token is taken; the thread's start is the one await before the place is taken (bounded,
+        # and still in the user's arrival order, so no later message of theirs overtakes this one).
+        thread = await self._thread_for(message) if here.open and here.threads else None
         key = bot.key_for(message.author.id, message.guild, (thread or message.channel).id)
         turn = Turn(
             ChannelReply(message, into=thread),
@@ -154,16 +159,20 @@ class Conversation(commands.Cog):
         )
         return place, turn
 
-    async def _thread_for(self, message: discord.Message, text: str) -> discord.Thread | None:
-        """A thread started from a new top-level message of an open channel that has a thread per conversation;
-        None where there is none to start (the message is in a thread already) or Discord refused it."""
+    async def _thread_for(self, message: discord.Message) -> discord.Thread | None:
+        """A thread started from a new top-level message of an open channel that has a thread for each new
+        message; None where there is none to start (the message is in a thread already), or Discord refused it
+        or took longer than THREAD_START_BOUND_S (then the answer goes in the channel)."""
         if not isinstance(message.channel, discord.TextChannel):
             return None
         try:
-            return await message.create_thread(name=thread_name(text))
+            async with asyncio.timeout(THREAD_START_BOUND_S):
+                return await message.create_thread(name=thread_name(message.clean_content))
         except discord.HTTPException as error:  # e.g. no Create Public Threads permission: answer in the channel
             log.warning("Could not start a thread for a message (HTTP %s, code %s)", error.status, error.code)
-            return None
+        except TimeoutError:
+            log.warning("A thread took over %g s to start: the answer goes in the channel", THREAD_START_BOUND_S)
+        return None
 
     def _is_addressed(self, message: discord.Message) -> bool:
         """Spoken to the bot wherever it is: a mention, or a reply to one of its messages."""
@@ -203,6 +212,6 @@ class Conversation(commands.Cog):
 
 
 def thread_name(text: str) -> str:
-    """The message's first words, as a thread's name."""
+    """The message's first words, as a thread's name (`text` as people see it: `Message.clean_content`)."""
     words = " ".join(clean_text(text).split())
     return words if len(words) <= THREAD_NAME_MAX else words[: THREAD_NAME_MAX - 1].rstrip() + "…"

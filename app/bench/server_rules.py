@@ -1,8 +1,8 @@
 """`kortana bench settings`: what a server's settings and a member's daily limit add to a turn.
 
 The engine is instant. A plain turn is `respond` alone; a checked turn first does what the bot does for each message
-in a server — may this member talk here (`access`), the settings in effect in the channel (`effective`), their use
-today against the daily limit (`used_today`) — then answers with the server's persona, charged to the server. The
+in a server — may this member talk here and the settings in effect in the channel (`here`), their use today
+against the daily limit (`used_today`) — then answers with the server's persona, charged to the server. The
 server has a persona, a channel persona, a daily limit and access rules; everything is read once and cached, as on
 the bot. The two kinds of turn alternate in rounds on the same database, so drift hits both alike.
 """
@@ -88,9 +88,7 @@ async def _plain_turn(service: ConversationService, key: ConversationKey, text: 
 
 
 async def _checked_turn(service: ConversationService, key: ConversationKey, text: str) -> None:
-    settings = service.server_settings
-    access = await settings.access(GUILD, CHANNEL, None, key.user_id, [ROLE])
-    effective = await settings.effective(GUILD, CHANNEL)
+    access, effective = await service.server_settings.here(GUILD, CHANNEL, None, key.user_id, [ROLE])
     limit = effective.daily_tokens.value
     if not access.allowed or (limit is not None and await service.usage.used_today(GUILD, key.user_id) >= limit):
         raise AssertionError("the benchmark's member must be allowed to talk")

@@ -4,9 +4,12 @@ Precedence, for each setting: the channel's value (a thread takes its parent cha
 the environment's. Access: a blocked channel, user or role is never answered (blocked wins); once a server allows
 some channels (or some users and roles), only those are answered.
 
-Each server's settings are read once and kept for SETTINGS_CACHE_SECONDS; a change made through this object applies
-at once here, and reaches the other processes of a PostgreSQL deployment when their copy expires. A server whose
-settings cannot be read (the database is away) keeps its last copy; with none, it is StorageUnavailable.
+Each server's settings are read once, then kept: a turn never waits for them again. A copy older than
+SETTINGS_CACHE_SECONDS is still used, while one read in the background replaces it; so a change made in another
+process of a PostgreSQL deployment applies within that time and a read. A change made through this object applies
+at once here. A server whose settings cannot be read again (the database is away) keeps its last copy, and the read
+is tried again after FAILED_READ_RETRY_S; a server never read yet waits for its first read, which is
+StorageUnavailable when the database is away.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ ENVIRONMENT = "environment"
 MAX_DAILY_TOKENS = 100_000_000
 MAX_COOLDOWN_S = 3600.0
 MAX_CACHED_SERVERS = 10_000
+FAILED_READ_RETRY_S = 1.0
 
 
 class SettingRefused(Exception):
@@ -127,6 +131,7 @@ class ServerSettings:
         """`persona_fits(text)`: whether a persona leaves room for a conversation in the history budget."""
         self.defaults = defaults
         self.allowed_models = list(allowed_models)
+        self._allowed_names = {None, *(str(model) for model in self.allowed_models)}
         self.persona_max_chars = persona_max_chars
         self._store = store
         self._cache_s = cache_s
@@ -143,7 +148,17 @@ class ServerSettings:
     async def effective(self, guild_id: int, channel_id: int, parent_id: int | None = None) -> Effective:
         """The settings in effect in a channel; a thread gives its own id and its parent's, whose settings it
         follows."""
-        record = (await self._settings_of(guild_id)).record
+        return self._effective((await self._settings_of(guild_id)).record, channel_id, parent_id)
+
+    async def here(
+        self, guild_id: int, channel_id: int, parent_id: int | None, user_id: int, role_ids: Iterable[int] = ()
+    ) -> tuple[Access, Effective]:
+        """`access` and `effective` of one message in a server, from one look at its settings."""
+        cached = await self._settings_of(guild_id)
+        places = (channel_id,) if parent_id is None else (channel_id, parent_id)
+        return cached.rules.check(places, user_id, role_ids), self._effective(cached.record, channel_id, parent_id)
+
+    def _effective(self, record: GuildSettingsRecord, channel_id: int, parent_id: int | None) -> Effective:
         place = parent_id or channel_id
         channel = record.channels.get(place, PlaceSettings())
         channel_source = PARENT_CHANNEL if parent_id else CHANNEL
@@ -158,13 +173,14 @@ class ServerSettings:
 
         open_by_environment = place in defaults.open_channels or channel_id in defaults.open_channels
         daily = pick("daily_tokens", defaults.daily_tokens, per_channel=False)
+        model = pick("model", None, per_channel=False)  # one the operator no longer allows is not asked for
         return Effective(
             persona=pick("persona", defaults.persona),
             open=pick("open", open_by_environment),
             threads=pick("threads", False),
             daily_tokens=Sourced(daily.value or None, daily.source),  # 0 set by a server: no limit
             cooldown_s=pick("cooldown_s", defaults.cooldown_s, per_channel=False),
-            model=pick("model", None, per_channel=False),
+            model=model if model.value in self._allowed_names else Sourced(None, ENVIRONMENT),
         )
 
     async def access(
@@ -191,9 +207,11 @@ class ServerSettings:
         await self._store.change(guild_id, channel_id, checked, by=by)
         self._changed(guild_id)
 
-    async def set_rule(self, guild_id: int, kind: str, target_id: int, rule: str | None, *, by: int) -> None:
-        await self._store.set_rule(guild_id, kind, target_id, rule, by=by)
+    async def set_rule(self, guild_id: int, kind: str, target_id: int, rule: str | None, *, by: int) -> bool:
+        """Allow or block a user, role or channel (`rule` None removes its rule); False: nothing was there to remove."""
+        changed = await self._store.set_rule(guild_id, kind, target_id, rule, by=by)
         self._changed(guild_id)
+        return changed
 
     async def forget_channel(self, guild_id: int, channel_id: int) -> None:
         await self._store.forget_channel(guild_id, channel_id)
@@ -222,12 +240,12 @@ class ServerSettings:
         if name == "persona":
             return self.check_persona(str(value))
         if name == "model":
-            if str(value) not in {str(model) for model in self.allowed_models}:
+            if str(value) not in self._allowed_names:
                 raise SettingRefused(f"{value} is not among the models this bot's operator allows.")
             return str(value)
-        if name == "daily_tokens" and not (isinstance(value, int) and 0 <= value <= MAX_DAILY_TOKENS):
+        if name == "daily_tokens" and not (type(value) is int and 0 <= value <= MAX_DAILY_TOKENS):
             raise SettingRefused(f"A daily limit is a number of tokens from 0 (no limit) to {MAX_DAILY_TOKENS:,}.")
-        if name == "cooldown_s" and not (isinstance(value, int | float) and 0 <= value <= MAX_COOLDOWN_S):
+        if name == "cooldown_s" and not (type(value) in (int, float) and 0 <= value <= MAX_COOLDOWN_S):
             raise SettingRefused(f"A cooldown is from 0 to {MAX_COOLDOWN_S:g} seconds.")
         return value
 
@@ -235,24 +253,39 @@ class ServerSettings:
 
     async def _settings_of(self, guild_id: int) -> _Cached:
         cached = self._cached.get(guild_id)
-        if cached is not None and self._clock() - cached.read_at < self._cache_s:
-            return cached
+        if cached is None:  # never read (or changed here): the turn waits for the read
+            return await asyncio.shield(self._reading_of(guild_id))
+        if self._clock() - cached.read_at >= self._cache_s:
+            self._reading_of(guild_id)  # the turn goes on with this copy meanwhile
+        return cached
+
+    def _reading_of(self, guild_id: int) -> asyncio.Future[_Cached]:
+        """The server's read in progress, started if there is none: one at a time, however many turns want it."""
         reading = self._reading.get(guild_id)
-        if reading is None:  # one read per server at a time, however many turns wait for it
+        if reading is None:
             reading = asyncio.ensure_future(self._read(guild_id))
             self._reading[guild_id] = reading
             reading.add_done_callback(lambda done: self._read_ended(guild_id, done))
-        try:
-            return await asyncio.shield(reading)
-        except StorageUnavailable as error:
-            if cached is None:
-                raise
-            log.warning("Server settings could not be read again (%s); using the last copy", error.cause)
-            return cached
+        return reading
+
+    async def aclose(self) -> None:
+        """Stop the reads still running (the database is about to close)."""
+        for reading in list(self._reading.values()):
+            reading.cancel()
+        await asyncio.gather(*self._reading.values(), return_exceptions=True)
 
     def _read_ended(self, guild_id: int, read: asyncio.Future[_Cached]) -> None:
         if self._reading.get(guild_id) is read:
             del self._reading[guild_id]
+        if read.cancelled() or (error := read.exception()) is None:
+            return
+        stale = self._cached.get(guild_id)
+        if stale is not None and isinstance(error, StorageUnavailable):  # keep it; try again a little later
+            log.warning("Server settings could not be read again (%s); using the last copy", error.cause)
+            retry_at = self._clock() - self._cache_s + FAILED_READ_RETRY_S
+            self._cached[guild_id] = _Cached(stale.record, stale.rules, retry_at)
+        elif stale is not None:
+            log.error("Server settings could not be read again: %r", error)
 
     def _changed(self, guild_id: int) -> None:
         """This process changed the server's settings: the next turn reads them again, and a read that was already

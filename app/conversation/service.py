@@ -99,12 +99,12 @@ class ConversationService:
         memory_share: float = 0.33,
         recall_max_turns: int = 10,
         summaries: SummaryWriter | None = None,
+        server_settings: ServerSettings | None = None,
     ) -> None:
         """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the
-        summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries).
-
-        `server_settings` starts with the system prompt as the only default; `service_for` gives it the rest of
-        the environment's."""
+        summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries);
+        `server_settings`: what server admins set, over the environment's defaults (`service_for` builds them from
+        the settings; None: the system prompt is the only default)."""
         self._recall = recall
         self._memory_share = memory_share
         self._recall_max_turns = recall_max_turns
@@ -123,8 +123,10 @@ class ConversationService:
         # Counting the system prompt was a large part of a turn's own cost; it changes only with the persona and the
         # author.
         self._system_for = functools.lru_cache(maxsize=1024)(self._counted_system_for)
-        self.server_settings = ServerSettings(
-            ServerSettingsStore(store.database), Defaults(system_prompt), persona_fits=self.persona_fits
+        self.server_settings = server_settings or ServerSettings(
+            ServerSettingsStore(store.database),
+            Defaults(system_prompt),
+            persona_fits=functools.partial(persona_fits, counter=self._counter, budget=history_token_budget),
         )
         self.usage = UsageLedger(UsageStore(store.database))
         self._started = time.monotonic()
@@ -290,6 +292,7 @@ class ConversationService:
             await self._app_state.put(name, value)
 
     async def close(self) -> None:
+        await self.server_settings.aclose()
         await self._shown_answers.store_all()
         if self._summaries is not None:
             await self._summaries.aclose()
@@ -328,15 +331,21 @@ class ConversationService:
             return None
         return Memory(summary, found, self._memory_share, _display_name(author) or "user")
 
-    def persona_fits(self, persona: str) -> bool:
-        """Whether a persona as the system prompt leaves room in the history budget for a conversation."""
-        longest = self._counted_system_for(persona, "x" * MAX_AUTHOR_NAME)
-        return longest.tokens + PERSONA_ROOM_TOKENS <= self._budget
-
     def _counted_system_for(self, prompt: str, author: str) -> Text:
-        name = _display_name(author)
-        system = f"{prompt}\nYou are talking with {name}." if name else prompt
-        return Text.counted(defuse_chat_syntax(system), self._counter)
+        return Text.counted(defuse_chat_syntax(system_message(prompt, author)), self._counter)
+
+
+def system_message(prompt: str, author: str) -> str:
+    """The system prompt (or a server's persona) of a turn with `author`."""
+    name = _display_name(author)
+    return f"{prompt}\nYou are talking with {name}." if name else prompt
+
+
+def persona_fits(persona: str, *, counter: TokenCounter, budget: int) -> bool:
+    """Whether a persona as the system prompt, with the longest author name, leaves room for a conversation in the
+    history budget."""
+    longest = Text.counted(defuse_chat_syntax(system_message(persona, "x" * MAX_AUTHOR_NAME)), counter)
+    return longest.tokens + PERSONA_ROOM_TOKENS <= budget
 
 
 def _models_of(model: str | None) -> dict[str, str] | None:

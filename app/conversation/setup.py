@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings, SettingsError
 from app.conversation.server_settings import Defaults, ServerSettings
-from app.conversation.service import ConversationService
+from app.conversation.service import ConversationService, persona_fits
 from app.conversation.summary import open_summary_writer, summary_engine_order
-from app.conversation.tokens import EngineTokens, TokenCounter, token_counter
+from app.conversation.tokens import EngineTokens, NeverFailingCounter, TokenCounter, token_counter
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines import ECHO, CountsTokens, Engine
 from app.engines.chain import EngineChain
@@ -80,7 +81,23 @@ def service_for(
     """The service of `settings` (its prompt, budget and memory) over a store and a chain already opened; the
     benchmarks open theirs with it too, so they measure what the bot runs. `summary_engines`: the chain's engines
     that may write summaries, strongest first (`summary_engine_order`); none: no summaries."""
-    service = ConversationService(
+    server_settings = ServerSettings(
+        ServerSettingsStore(store.database),
+        Defaults(
+            persona=settings.system_prompt,
+            open_channels=frozenset(settings.chat_channel_ids),
+            cooldown_s=settings.user_cooldown_seconds,
+            daily_tokens=settings.daily_token_limit or None,
+            dm_enabled=settings.dm_enabled,
+        ),
+        cache_s=settings.settings_cache_seconds,
+        allowed_models=settings.allowed_models,
+        persona_max_chars=settings.persona_max_chars,
+        persona_fits=functools.partial(
+            persona_fits, counter=NeverFailingCounter(counter), budget=settings.history_token_budget
+        ),
+    )
+    return ConversationService(
         store,
         chain,
         counter,
@@ -95,22 +112,8 @@ def service_for(
         memory_share=settings.recall_share,
         recall_max_turns=settings.recall_max_turns,
         summaries=open_summary_writer(settings, store, chain, counter, summary_engines),
+        server_settings=server_settings,
     )
-    service.server_settings = ServerSettings(
-        ServerSettingsStore(store.database),
-        Defaults(
-            persona=settings.system_prompt,
-            open_channels=frozenset(settings.chat_channel_ids),
-            cooldown_s=settings.user_cooldown_seconds,
-            daily_tokens=settings.daily_token_limit or None,
-            dm_enabled=settings.dm_enabled,
-        ),
-        cache_s=settings.settings_cache_seconds,
-        allowed_models=settings.allowed_models,
-        persona_max_chars=settings.persona_max_chars,
-        persona_fits=service.persona_fits,
-    )
-    return service
 
 
 def open_store(database: AsyncEngine, history_token_budget: int) -> HistoryStore:

@@ -78,15 +78,15 @@ class ServerSettingsStore:
                 await connection.execute(upsert)
                 await connection.execute(empty)
 
-    async def set_rule(self, guild_id: int, kind: str, target_id: int, rule: str | None, *, by: int) -> None:
-        """Allow or block a user, a role or a channel in the server; `rule` None removes its rule."""
+    async def set_rule(self, guild_id: int, kind: str, target_id: int, rule: str | None, *, by: int) -> bool:
+        """Allow or block a user, a role or a channel in the server; `rule` None removes its rule. False: there was
+        no rule to remove."""
         if kind not in RULE_KINDS or (rule is not None and rule not in RULES):
             raise ValueError(f"not a rule: {kind} {rule}")
         with unavailable_as_storage_error():
             async with self._engine.begin() as connection:
                 if rule is None:
-                    await connection.execute(_rule_of(guild_id, kind, target_id))
-                    return
+                    return (await connection.execute(_rule_of(guild_id, kind, target_id))).rowcount > 0
                 values = {"rule": rule, "updated_by": by}
                 await connection.execute(
                     self._insert(access_rules)
@@ -96,6 +96,7 @@ class ServerSettingsStore:
                         set_={**values, "updated_at": func.current_timestamp()},
                     )
                 )
+                return True
 
     async def forget_channel(self, guild_id: int, channel_id: int) -> None:
         """A deleted channel's settings and rule go with it."""

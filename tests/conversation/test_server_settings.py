@@ -21,7 +21,7 @@ from app.conversation.server_settings import (
     SettingRefused,
     Sourced,
 )
-from app.storage import ServerSettingsStore, create_engine
+from app.storage import ServerSettingsStore, StorageUnavailable, create_engine
 from tests import workers
 
 GUILD, OTHER_GUILD = 111, 222
@@ -167,9 +167,47 @@ async def test_a_change_applies_at_once_here_and_after_the_cache_time_in_another
         there_clock.now += 4.9
         assert (await there.effective(GUILD, CHANNEL_A)).persona.source == ENVIRONMENT, "still its cached copy"
         there_clock.now += 0.2
-        assert (await there.effective(GUILD, CHANNEL_A)).persona == Sourced("new", SERVER)
+        # Expired: this turn still gets the old copy at once, and a read in the background replaces it.
+        assert (await there.effective(GUILD, CHANNEL_A)).persona.source == ENVIRONMENT
+        assert await _eventually(lambda: there.effective(GUILD, CHANNEL_A)) == Sourced("new", SERVER)
     finally:
+        await there.aclose()
         await other_engine.dispose()
+
+
+async def _eventually(effective, within_s: float = 5.0) -> Sourced:  # type: ignore[no-untyped-def]
+    """The persona in effect once it is not the environment's any more (a background read replaced the copy)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (persona := (await effective()).persona).source == ENVIRONMENT:
+        assert asyncio.get_running_loop().time() < deadline, "the background read never replaced the copy"
+        await asyncio.sleep(0.01)
+    return persona
+
+
+async def test_settings_that_cannot_be_read_again_keep_the_last_copy_and_no_turn_waits(engine) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    settings = settings_on(engine, clock, cache_s=5.0)
+    await settings.change(GUILD, None, {"persona": "kept"}, by=ADMIN)
+    assert (await settings.effective(GUILD, CHANNEL_A)).persona.value == "kept"
+    away = create_engine("postgresql+asyncpg://kortana@127.0.0.1:9/away", timeout_s=0.5)  # nothing listens there
+    settings._store = ServerSettingsStore(away)  # the database went away
+    try:
+        clock.now += 6
+        for _ in range(3):
+            assert (await settings.effective(GUILD, CHANNEL_A)).persona.value == "kept"
+            await asyncio.sleep(0.6)
+        with pytest.raises(StorageUnavailable):  # a server never read has nothing to fall back on
+            await settings.effective(OTHER_GUILD, CHANNEL_A)
+    finally:
+        await settings.aclose()
+        await away.dispose()
+
+
+async def test_a_model_the_operator_no_longer_allows_is_not_asked_for(engine) -> None:  # type: ignore[no-untyped-def]
+    await settings_on(engine).change(GUILD, None, {"model": str(MODEL)}, by=ADMIN)
+    assert (await settings_on(engine).effective(GUILD, CHANNEL_A)).model == Sourced(str(MODEL), SERVER)
+    unlisted = ServerSettings(ServerSettingsStore(engine), DEFAULTS, allowed_models=[])
+    assert (await unlisted.effective(GUILD, CHANNEL_A)).model == Sourced(None, ENVIRONMENT)
 
 
 async def test_turns_waiting_for_a_servers_settings_share_one_read(engine) -> None:  # type: ignore[no-untyped-def]

@@ -66,8 +66,9 @@ async def test_rules_are_set_replaced_and_removed(store: ServerSettingsStore) ->
         AccessRule("role", 6, "allow"),
         AccessRule("channel", CHANNEL, "block"),
     }
-    await store.set_rule(GUILD, "role", 6, None, by=ADMIN)
+    assert await store.set_rule(GUILD, "role", 6, None, by=ADMIN)
     assert AccessRule("role", 6, "allow") not in (await store.load(GUILD)).rules
+    assert not await store.set_rule(GUILD, "role", 6, None, by=ADMIN), "nothing left to remove"
     with pytest.raises(ValueError):
         await store.set_rule(GUILD, "emoji", 1, "block", by=ADMIN)
 

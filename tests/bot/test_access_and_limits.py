@@ -107,6 +107,26 @@ async def test_a_blocked_role_and_a_blocked_channel_with_its_threads_get_no_answ
     assert await answer_to(world, await mention(world, "general is fine")) == HELLO
 
 
+async def test_a_thread_the_bot_never_cached_follows_its_parent_and_one_that_cannot_be_known_is_not_answered(
+    world: World,
+) -> None:
+    fake = world.fake
+    elsewhere = fake.add_channel(fake.guild.id, "elsewhere")
+    under_blocked = fake.add_thread(elsewhere, "from long ago", archived=True)  # no THREAD_CREATE, not cached
+    under_open = fake.add_thread(fake.channel, "old talk", archived=True)
+    unknowable = fake.add_thread(fake.channel, "lost", archived=True)
+    await world.start()
+    await command(world, "settings block", {"channel": elsewhere})
+    await command(world, "settings channel open")
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(under_blocked, f"<@{fake.bot_id}> here?"), before)
+    assert await answer_to(world, await fake.user_message(under_open, "no mention needed")) == HELLO
+
+    fake.fail("GET", rf"/channels/{unknowable}", 403, code=50001, times=None)
+    before = len(world.brain.requests)
+    await unanswered(world, await fake.user_message(unknowable, f"<@{fake.bot_id}> and here?"), before)
+
+
 async def test_once_something_is_allowed_only_what_is_allowed_is_answered_and_blocked_wins(world: World) -> None:
     fake = world.fake
     allowed_channel = fake.add_channel(fake.guild.id, "allowed")

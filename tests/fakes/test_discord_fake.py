@@ -560,6 +560,19 @@ async def test_a_thread_is_announced_and_its_messages_arrive_in_a_discord_thread
         assert thread is not None and thread.parent_id == fake.channel and thread.name == "questions"
 
 
+async def test_a_message_in_a_thread_the_bot_never_cached_arrives_in_a_partial_messageable(fake: FakeDiscord) -> None:
+    old_thread = fake.add_thread(fake.channel, "from long ago", archived=True)
+    bot = thread_bot()
+    async with fake.running(bot):
+        assert bot.get_guild(fake.guild.id).get_thread(old_thread) is None, "not in GUILD_CREATE"
+        await fake.user_message(old_thread, "anyone still here?")
+        await fake.wait_for(lambda: bot.seen)
+        (channel,) = bot.seen
+        assert isinstance(channel, discord.PartialMessageable) and channel.id == old_thread
+        fetched = await bot.get_guild(fake.guild.id).fetch_channel(old_thread)
+        assert isinstance(fetched, discord.Thread) and fetched.parent_id == fake.channel and fetched.archived
+
+
 async def test_the_bot_starts_a_thread_from_a_message_and_writes_in_it(fake: FakeDiscord) -> None:
     bot = thread_bot()
     async with fake.running(bot):

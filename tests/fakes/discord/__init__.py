@@ -36,15 +36,16 @@ Servers (``guilds.py``):
   role_id)`` / ``take_role(...)`` (the member's ``roles`` in every member payload: messages,
   interactions, mentions, GUILD_CREATE; GUILD_MEMBER_UPDATE to live bots, which needs the Server Members
   intent, as on Discord).
-  ``add_thread(parent_channel_id, name, owner=, private=False) -> thread id``: a thread (type 11; 12 when
-  private) announced with THREAD_CREATE and in GUILD_CREATE's ``threads``; ``user_message(thread_id, ...)``
-  reaches discord.py with ``message.channel`` a ``discord.Thread``.  The bot's ``message.create_thread()``
-  (POST .../messages/{id}/threads: the thread takes the message's id; 160004 if it has one, 50024 in a
-  thread) and ``channel.create_thread()`` (POST /channels/{id}/threads) make threads too, need Create
-  Public / Private Threads, and the bot can post in them (Send Messages in Threads); messages in a thread
+  ``add_thread(parent_channel_id, name, owner=, private=False, archived=False) -> thread id``: a thread (type 11;
+  12 when private) announced with THREAD_CREATE and in GUILD_CREATE's ``threads``; ``user_message(thread_id,
+  ...)`` reaches discord.py with ``message.channel`` a ``discord.Thread`` (``archived=True``: a thread the bot has
+  not cached, neither announced nor in GUILD_CREATE; a message in it comes in a ``PartialMessageable``). The bot's
+  ``message.create_thread()`` (POST .../messages/{id}/threads: the thread takes the message's id; 160004 if it has
+  one, 50024 in a thread) and ``channel.create_thread()`` (POST /channels/{id}/threads) make threads too, need
+  Create Public / Private Threads, and the bot can post in them (Send Messages in Threads); messages in a thread
   are ``messages(thread_id)``.  ``delete_channel(channel_id)``: gone (REST 404 / 10003; CHANNEL_DELETE, or
-  THREAD_DELETE for a thread; a channel's threads go with it); ``channel_payload(id)`` shows any channel,
-  a deleted one as it was.  ``deny_send(thread_id)`` denies Send Messages in Threads in its parent.
+  THREAD_DELETE for a thread; a channel's threads go with it); ``channel_payload(id)`` shows any channel, a
+  deleted one as it was.  ``deny_send(thread_id)`` denies Send Messages in Threads in its parent.
 
 Injecting gateway events (each goes to the live connection of the owning shard; returns the payload):
   ``user_message(channel_id, content, author=, reply_to=, reply_ping=, webhook_id=, attachments=, **extra)``

@@ -133,15 +133,27 @@ class Guilds(DiscordState):
         *,
         owner: dict[str, Any] | None = None,
         private: bool = False,
+        archived: bool = False,
     ) -> int:
         """A thread under a text channel, started by ``owner`` (default alice); live bots get THREAD_CREATE,
-        later ones find it in GUILD_CREATE. Returns its id (a channel id: ``user_message`` posts in it)."""
+        later ones find it in GUILD_CREATE. Returns its id (a channel id: ``user_message`` posts in it).
+        ``archived``: an old thread discord.py has not cached (GUILD_CREATE lists active threads only, and no
+        THREAD_CREATE is sent; nor the THREAD_UPDATE Discord sends when a message unarchives it, as if the bot
+        missed it): a message in it reaches discord.py in a ``PartialMessageable``; GET /channels/{id} finds it."""
         kind = CHANNEL_PRIVATE_THREAD if private else CHANNEL_PUBLIC_THREAD
-        thread = self._new_thread(int(parent_channel_id), name, owner_id=int((owner or self.alice)["id"]), kind=kind)
+        owner_id = int((owner or self.alice)["id"])
+        thread = self._new_thread(int(parent_channel_id), name, owner_id=owner_id, kind=kind, archived=archived)
         return int(thread["id"])
 
     def _new_thread(
-        self, parent_id: int, name: str, *, owner_id: int, kind: int, thread_id: int | None = None
+        self,
+        parent_id: int,
+        name: str,
+        *,
+        owner_id: int,
+        kind: int,
+        thread_id: int | None = None,
+        archived: bool = False,
     ) -> dict[str, Any]:
         parent = self._channels.get(parent_id)
         assert parent is not None and parent["type"] == CHANNEL_TEXT, f"{parent_id} is not a live text channel"
@@ -163,7 +175,7 @@ class Guilds(DiscordState):
             "flags": 0,
             "applied_tags": [],
             "thread_metadata": {
-                "archived": False,
+                "archived": archived,
                 "auto_archive_duration": 1440,
                 "archive_timestamp": created,
                 "locked": False,
@@ -174,7 +186,8 @@ class Guilds(DiscordState):
         self._channels[thread_id] = thread
         self._channel_messages[thread_id] = []
         guild.thread_ids.append(thread_id)
-        self._announce("THREAD_CREATE", {**thread, "newly_created": True})
+        if not archived:
+            self._announce("THREAD_CREATE", {**thread, "newly_created": True})
         return thread
 
     async def _start_thread_from_message(self, request: web.Request) -> web.Response:

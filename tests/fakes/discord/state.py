@@ -529,7 +529,10 @@ class DiscordState:
             "stickers": [],
             "voice_states": [],
             "presences": [],
-            "threads": [dict(self._channels[tid]) for tid in guild.thread_ids],
+            "threads": [
+                dict(self._channels[tid]) for tid in guild.thread_ids
+                if not self._channels[tid]["thread_metadata"]["archived"]
+            ],
             "stage_instances": [],
             "guild_scheduled_events": [],
             "soundboard_sounds": [],

@@ -113,6 +113,12 @@ def channel_opened(channel_id: int, threads: bool) -> str:
     return f"Done ✨ In <#{channel_id}> and its threads I now answer every message, no mention needed.{how}"
 
 
+def thread_permissions_missing(missing: list[str]) -> str:
+    names = " and ".join(f"**{name}**" for name in missing)
+    them = "it" if len(missing) == 1 else "them"
+    return f"⚠️ But I don't have {names} there: until I'm given {them}, I answer in the channel or not at all."
+
+
 def channel_closed(channel_id: int) -> str:
     return f"Done ✨ In <#{channel_id}> and its threads I answer only mentions and replies to me."
 

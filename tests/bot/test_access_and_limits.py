@@ -3,8 +3,11 @@ conversation, allow and block rules for members, roles and channels, the daily l
 
 from __future__ import annotations
 
+import pytest
+
 from app.bot.sentences import DMS_OFF, NOT_FOR_YOU_HERE
 from tests.bot.settings_kit import command, unanswered
+from tests.fakes.discord import PERM_CREATE_PUBLIC_THREADS
 from tests.fakes.openai_server import Reply
 from tests.helpers import World, answer_to, interaction_text, mention
 
@@ -62,6 +65,42 @@ async def test_an_open_channel_with_threads_answers_each_new_message_in_a_thread
         "and the second tallest?",
     ], "the thread is one conversation of its own"
     assert len(fake.calls_matching("POST", r"/channels/\d+/messages/\d+/threads")) == 1, "no thread in a thread"
+
+
+@pytest.mark.parametrize("missing", ["Create Public Threads", "Send Messages in Threads"])
+async def test_opening_a_channel_with_threads_says_which_thread_permission_kortana_lacks(
+    world: World, missing: str
+) -> None:
+    fake = world.fake
+    await world.start()
+    assert "missing" not in await command(world, "settings channel open", {"threads": True})
+    if missing == "Create Public Threads":
+        fake.deny_bot(fake.channel, PERM_CREATE_PUBLIC_THREADS)
+    else:
+        fake.deny_send(fake.add_thread(fake.channel, "any thread"))  # denied in every thread of the channel
+    await fake.wait_for(lambda: _lacks(world, missing), what="CHANNEL_UPDATE")
+    answer = await command(world, "settings channel open", {"threads": True})
+    assert "Done" in answer and missing in answer and answer.count(missing) == 1, answer
+    assert (await world.service.server_settings.effective(fake.guild.id, fake.channel)).threads.value, "still stored"
+    assert "missing" not in await command(world, "settings channel open"), "without threads, none are needed"
+
+
+def _lacks(world: World, permission: str) -> bool:
+    channel = world.bot.get_channel(world.fake.channel)
+    allowed = channel.permissions_for(channel.guild.me)
+    return not getattr(allowed, permission.lower().replace(" ", "_"))
+
+
+async def test_a_thread_discord_refuses_gives_way_to_an_answer_in_the_channel(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    await command(world, "settings channel open", {"threads": True})
+    fake.deny_bot(fake.channel, PERM_CREATE_PUBLIC_THREADS)
+    message = await fake.user_message(fake.channel, "no threads for me?")
+    assert await answer_to(world, message) == HELLO
+    (refused,) = fake.calls_matching("POST", r"/channels/\d+/messages/\d+/threads")
+    assert refused.status == 403
+    assert fake.bot_messages(fake.channel)[-1].data["message_reference"]["message_id"] == message["id"]
 
 
 async def test_a_threads_name_is_the_message_as_people_see_it_within_discords_cap(world: World) -> None:

@@ -32,13 +32,18 @@ from app.bot.sentences import (
     persona_reset,
     rule_removed,
     rule_saved,
+    thread_permissions_missing,
 )
 from app.bot.settings_display import settings_text
 from app.conversation.server_settings import MAX_COOLDOWN_S, MAX_DAILY_TOKENS, ServerSettings
 
 DEFAULT_MODEL = "default"
 AUTOCOMPLETE_CHOICES = 25  # Discord's limit
-
+# What a thread for each new message needs of Kor'tana in the channel, by Discord's names.
+THREAD_PERMISSIONS = {
+    "create_public_threads": "Create Public Threads",
+    "send_messages_in_threads": "Send Messages in Threads",
+}
 
 
 class ChannelOption(app_commands.Transformer):
@@ -118,22 +123,27 @@ class ServerSettingsCommands(commands.Cog):
     async def open_channel(
         self, interaction: discord.Interaction, channel: Channel | None = None, threads: bool = False
     ) -> None:
-        guild, channel_id = self._channel_here(interaction, channel)
-        await self._settings.change(guild.id, channel_id, {"open": True, "threads": threads}, by=interaction.user.id)
-        await interaction.response.send_message(channel_opened(channel_id, threads), ephemeral=True)
+        guild, place = self._channel_here(interaction, channel)
+        await self._settings.change(guild.id, place.id, {"open": True, "threads": threads}, by=interaction.user.id)
+        text = channel_opened(place.id, threads)
+        if threads and (missing := missing_thread_permissions(place, guild.me)):
+            text += " " + thread_permissions_missing(missing)  # stored all the same: an admin may fix them later
+        await interaction.response.send_message(text, ephemeral=True)
 
     @channel.command(name="close", description="Answer only mentions and replies in a channel and its threads")
     @app_commands.describe(channel="The channel (default: this one)")
     async def close_channel(self, interaction: discord.Interaction, channel: Channel | None = None) -> None:
-        guild, channel_id = self._channel_here(interaction, channel)
-        await self._settings.change(guild.id, channel_id, {"open": False, "threads": None}, by=interaction.user.id)
-        await interaction.response.send_message(channel_closed(channel_id), ephemeral=True)
+        guild, place = self._channel_here(interaction, channel)
+        await self._settings.change(guild.id, place.id, {"open": False, "threads": None}, by=interaction.user.id)
+        await interaction.response.send_message(channel_closed(place.id), ephemeral=True)
 
-    def _channel_here(self, interaction: discord.Interaction, channel: Channel | None) -> tuple[discord.Guild, int]:
+    def _channel_here(
+        self, interaction: discord.Interaction, channel: Channel | None
+    ) -> tuple[discord.Guild, discord.abc.GuildChannel]:
         """The server and the named channel, or the one the command was used in (a thread: its parent)."""
         guild = require_manager(interaction)
         channel_id = channel.id if channel is not None else channel_and_parent(interaction.channel)[0]
-        return guild, own_channel(self.bot, guild, channel_id).id
+        return guild, own_channel(self.bot, guild, channel_id)
 
     # --- access ----------------------------------------------------------------------------------------
 
@@ -252,3 +262,9 @@ class ServerSettingsCommands(commands.Cog):
         environment_open = [c for c in self._settings.defaults.open_channels if guild.get_channel(c) is not None]
         text = settings_text(channel_id, parent_id, effective, record, environment_open)
         await interaction.response.send_message(text, ephemeral=True)
+
+
+def missing_thread_permissions(channel: discord.abc.GuildChannel, me: discord.Member) -> list[str]:
+    """The permissions, of THREAD_PERMISSIONS, that `me` lacks in `channel`."""
+    granted = channel.permissions_for(me)
+    return [name for flag, name in THREAD_PERMISSIONS.items() if not getattr(granted, flag)]

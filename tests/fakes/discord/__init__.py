@@ -45,7 +45,8 @@ Servers (``guilds.py``):
   Create Public / Private Threads, and the bot can post in them (Send Messages in Threads); messages in a thread
   are ``messages(thread_id)``.  ``delete_channel(channel_id)``: gone (REST 404 / 10003; CHANNEL_DELETE, or
   THREAD_DELETE for a thread; a channel's threads go with it); ``channel_payload(id)`` shows any channel, a
-  deleted one as it was.  ``deny_send(thread_id)`` denies Send Messages in Threads in its parent.
+  deleted one as it was.  ``deny_send(thread_id)`` denies Send Messages in Threads in its parent;
+  ``deny_bot(channel_id, permissions)`` denies the bot any of them there (``PERM_CREATE_PUBLIC_THREADS``, ...).
 
 Injecting gateway events (each goes to the live connection of the owning shard; returns the payload):
   ``user_message(channel_id, content, author=, reply_to=, reply_ping=, webhook_id=, attachments=, **extra)``
@@ -121,7 +122,9 @@ from tests.fakes.discord.state import (
     ALL_PERMISSIONS,
     DEFAULT_PERMISSIONS,
     PERM_ADMINISTRATOR,
+    PERM_CREATE_PUBLIC_THREADS,
     PERM_MANAGE_GUILD,
+    PERM_SEND_MESSAGES_IN_THREADS,
     FakeGuild,
     FakeInteraction,
     FakeMessage,
@@ -134,7 +137,9 @@ __all__ = [
     "DEFAULT_PERMISSIONS",
     "DISCORD_LIKE_RATE_LIMITS",
     "PERM_ADMINISTRATOR",
+    "PERM_CREATE_PUBLIC_THREADS",
     "PERM_MANAGE_GUILD",
+    "PERM_SEND_MESSAGES_IN_THREADS",
     "BotRunner",
     "FakeDiscord",
     "FakeGuild",

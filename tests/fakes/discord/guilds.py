@@ -124,6 +124,12 @@ class Guilds(DiscordState):
             self._set_deny(int(channel_id), PERM_SEND_MESSAGES)
             self._announce("CHANNEL_UPDATE", self._channels[int(channel_id)])
 
+    def deny_bot(self, channel_id: int, permissions: int) -> None:
+        """From now on the bot lacks ``permissions`` in this text channel (and its threads): a member overwrite,
+        as a server admin would set it; live bots get CHANNEL_UPDATE."""
+        self._set_deny(int(channel_id), permissions)
+        self._announce("CHANNEL_UPDATE", self._channels[int(channel_id)])
+
     # ----------------------------------------------------------------------------------------- threads
 
     def add_thread(

@@ -16,6 +16,7 @@ from app.bot.sentences import (
     ONE_TARGET,
     ROLE_ELSEWHERE,
 )
+from app.conversation.setup import open_service
 from app.storage import PlaceSettings
 from tests.bot.settings_kit import command, persona_form, set_persona, system_prompt, unanswered
 from tests.fakes.discord import PERM_MANAGE_GUILD
@@ -128,6 +129,20 @@ async def test_bad_input_gets_one_sentence_and_changes_nothing(world: World, cas
     assert await command(world, "settings show") == before
     record = await world.service.server_settings.record(fake.guild.id)
     assert record.server == PlaceSettings() and not record.channels and not record.rules
+
+
+async def test_remove_rule_goes_by_the_database_not_by_this_processs_copy(world: World) -> None:
+    fake = world.fake
+    await world.start(settings_cache_seconds=60)
+    await command(world, "settings show")  # the server's settings are read, and kept for a minute
+    other_process = await open_service(world.settings())
+    try:
+        await other_process.server_settings.set_rule(fake.guild.id, "user", int(fake.bob["id"]), "block", by=1)
+    finally:
+        await other_process.close()
+    assert "no rule any more" in await command(world, "settings remove-rule", {"who": fake.bob})
+    assert "has no rule, so nothing was changed" in await command(world, "settings remove-rule", {"who": fake.bob})
+    assert (await world.service.server_settings.record(fake.guild.id)).rules == ()
 
 
 async def test_without_allowed_models_no_model_can_be_picked(world: World) -> None:

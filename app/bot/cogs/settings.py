@@ -177,13 +177,12 @@ class ServerSettingsCommands(commands.Cog):
     ) -> None:
         guild = require_manager(interaction)
         kind, target_id = self._target(guild, who, channel)
-        if rule is None:
-            record = await self._settings.record(guild.id)
-            if not any(r.kind == kind and r.target_id == target_id for r in record.rules):
-                await interaction.response.send_message(no_rule(kind, target_id), ephemeral=True)
-                return
-        await self._settings.set_rule(guild.id, kind, target_id, rule, by=interaction.user.id)
-        text = rule_removed(kind, target_id) if rule is None else rule_saved(rule, kind, target_id)
+        # The database says whether there was a rule: this process's copy may miss another process's change.
+        changed = await self._settings.set_rule(guild.id, kind, target_id, rule, by=interaction.user.id)
+        if rule is not None:
+            text = rule_saved(rule, kind, target_id)
+        else:
+            text = rule_removed(kind, target_id) if changed else no_rule(kind, target_id)
         await interaction.response.send_message(text, ephemeral=True)
 
     def _target(

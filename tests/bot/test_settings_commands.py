@@ -15,6 +15,7 @@ from app.bot.sentences import (
     NO_MODEL_CHOICE,
     ONE_TARGET,
     ROLE_ELSEWHERE,
+    model_saved,
 )
 from app.conversation.setup import open_service
 from app.storage import PlaceSettings
@@ -147,7 +148,19 @@ async def test_remove_rule_goes_by_the_database_not_by_this_processs_copy(world:
 
 async def test_without_allowed_models_no_model_can_be_picked(world: World) -> None:
     await world.start()
-    assert await command(world, "settings model", {"model": "default"}) == NO_MODEL_CHOICE
+    assert await command(world, "settings model", {"model": "brain:small-model"}) == NO_MODEL_CHOICE
+    assert (await world.service.server_settings.record(world.fake.guild.id)).server == PlaceSettings()
+
+
+async def test_a_model_the_operator_no_longer_allows_is_not_asked_for_and_can_be_cleared(world: World) -> None:
+    fake = world.fake
+    await world.start(allowed_models="brain:small-model", brain_model="standard-model")
+    await command(world, "settings model", {"model": "brain:small-model"})
+    await world.restart(allowed_models="")
+    await answer_to(world, await mention(world, "which model now?"))
+    assert world.brain.requests[-1].body["model"] == "standard-model"
+    assert await command(world, "settings model", {"model": "default"}) == model_saved(None)
+    assert (await world.service.server_settings.record(fake.guild.id)).server.model is None
 
 
 async def test_a_picked_model_is_asked_for_on_its_tier(world: World) -> None:

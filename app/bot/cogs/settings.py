@@ -232,15 +232,13 @@ class ServerSettingsCommands(commands.Cog):
     async def model(self, interaction: discord.Interaction, model: str) -> None:
         guild = require_manager(interaction)
         allowed = [str(choice) for choice in self._settings.allowed_models]
-        if not allowed:
-            raise Refusal(NO_MODEL_CHOICE)
         chosen = model.strip()
-        if chosen.lower() == DEFAULT_MODEL:
+        if chosen.lower() == DEFAULT_MODEL:  # also with none allowed: it clears a model the operator took away
             picked: str | None = None
         elif chosen in allowed:
             picked = chosen
         else:
-            raise Refusal(model_not_allowed(allowed))
+            raise Refusal(model_not_allowed(allowed) if allowed else NO_MODEL_CHOICE)
         await self._settings.change(guild.id, None, {"model": picked}, by=interaction.user.id)
         await interaction.response.send_message(model_saved(picked), ephemeral=True)
 

@@ -109,7 +109,7 @@ def persona_reset(channel_id: int | None) -> str:
 
 
 def channel_opened(channel_id: int, threads: bool) -> str:
-    how = " Each new message there starts a thread for its conversation." if threads else ""
+    how = " Each new message there gets a thread of its own, where I answer." if threads else ""
     return f"Done ✨ In <#{channel_id}> and its threads I now answer every message, no mention needed.{how}"
 
 

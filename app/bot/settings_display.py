@@ -33,7 +33,7 @@ def settings_text(
     lines = [
         f"⚙️ **My settings in {place}**, and where each comes from:",
         f"• Every message answered, no mention needed: **{_yes(effective.open.value)}** — {_from(effective.open)}",
-        f"• A thread for each new conversation: **{_yes(effective.threads.value)}** — {_from(effective.threads)}",
+        f"• A thread for each new message: **{_yes(effective.threads.value)}** — {_from(effective.threads)}",
         f"• Daily tokens per member: **{_daily(effective.daily_tokens.value)}** — {_from(effective.daily_tokens)}",
         f"• Cooldown: **{seconds(effective.cooldown_s.value)}** between messages — {_from(effective.cooldown_s)}",
         f"• Model: **{effective.model.value or 'the default models'}** — {_from(effective.model)}",

@@ -1,5 +1,5 @@
-"""Who Kor'tana answers where, as a server's admins set it: open channels and their threads, a thread per
-conversation, allow and block rules for members, roles and channels, the daily limit and /usage, DMs."""
+"""Who Kor'tana answers where, as a server's admins set it: open channels and their threads, a thread for each
+new message, allow and block rules for members, roles and channels, the daily limit and /usage, DMs."""
 
 from __future__ import annotations
 

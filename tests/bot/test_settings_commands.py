@@ -183,7 +183,7 @@ async def test_show_says_what_is_in_effect_and_where_each_value_comes_from(world
     shown = await command(world, "settings show")
     lines = {line.split(":")[0].strip("• "): line for line in shown.splitlines()}
     assert "**yes** — *set for this channel*" in lines["Every message answered, no mention needed"]
-    assert "**yes** — *set for this channel*" in lines["A thread for each new conversation"]
+    assert "**yes** — *set for this channel*" in lines["A thread for each new message"]
     assert "**5,000 tokens** — *server-wide*" in lines["Daily tokens per member"]
     assert "**3 s** between messages — *the operator's default*" in lines["Cooldown"]
     assert f"<@{fake.bob['id']}>" in lines["Blocked"]
@@ -192,6 +192,15 @@ async def test_show_says_what_is_in_effect_and_where_each_value_comes_from(world
     thread = fake.add_thread(fake.channel, "a thread")
     in_thread = await command(world, "settings show", channel_id=thread)
     assert "*from the parent channel*" in in_thread and f"it follows <#{fake.channel}>" in in_thread
+
+
+async def test_in_a_thread_channel_open_and_close_mean_its_parent_even_one_the_bot_never_cached(world: World) -> None:
+    fake = world.fake
+    old_thread = fake.add_thread(fake.channel, "from long ago", archived=True)
+    await world.start()
+    assert f"<#{fake.channel}>" in await command(world, "settings channel open", channel_id=old_thread)
+    assert (await world.service.server_settings.record(fake.guild.id)).channels[fake.channel].open
+    assert f"<#{fake.channel}>" in await command(world, "settings channel close", channel_id=old_thread)
 
 
 async def test_settings_survive_a_restart(world: World) -> None:

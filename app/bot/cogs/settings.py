@@ -118,7 +118,7 @@ class ServerSettingsCommands(commands.Cog):
     @channel.command(name="open", description="Answer every message in a channel and its threads, no mention needed")
     @app_commands.describe(
         channel="The channel (default: this one)",
-        threads="Start a thread for each new conversation, so the channel stays readable",
+        threads="Start a thread for each new message there and answer in it, so the channel stays readable",
     )
     async def open_channel(
         self, interaction: discord.Interaction, channel: Channel | None = None, threads: bool = False
@@ -142,7 +142,11 @@ class ServerSettingsCommands(commands.Cog):
     ) -> tuple[discord.Guild, discord.abc.GuildChannel]:
         """The server and the named channel, or the one the command was used in (a thread: its parent)."""
         guild = require_manager(interaction)
-        channel_id = channel.id if channel is not None else channel_and_parent(interaction.channel)[0]
+        if channel is not None:
+            channel_id = channel.id
+        else:  # a thread discord.py has not cached is known only by its id and its parent's
+            here, parent = channel_and_parent(interaction.channel)
+            channel_id = parent or here
         return guild, own_channel(self.bot, guild, channel_id)
 
     # --- access ----------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """KortanaBot: discord.py's Bot with Kor'tana's features as cogs, the line its turns wait in, and its shutdown.
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
-`accepting_turns`, `rules_here`, `key_for`, `accept_turn`, `take_turn`, `active_turns`, `service`. There are no
-text commands: a message is never parsed as a prefix command.
+`accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
+`join_line`), `take_turn`, `active_turns`, `service`. There are no text commands: a message is never parsed
+as a prefix command.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ async def test_ask_answers_in_time_while_its_checks_wait_and_the_users_later_mes
     fake = world.fake
     await world.start()
     await command(world, "settings channel open", {"threads": True})
-    fake.delay("POST", THREAD_STARTS, 3.0)  # the first message's checks hold the user's next ones that long
+    fake.delay("POST", THREAD_STARTS, 4.0)  # the first message's checks hold the user's next ones that long
     first = await fake.user_message(fake.channel, "a first question")
     await fake.wait_for(lambda: fake.calls_matching("POST", THREAD_STARTS), what="the first thread's start")
 

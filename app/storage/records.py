@@ -95,7 +95,7 @@ class PlaceSettings:
 
     persona: str | None = None
     open: bool | None = None  # every message there is answered, without a mention
-    threads: bool | None = None  # an open channel starts a thread for each new conversation
+    threads: bool | None = None  # an open channel starts a thread for each new message there
     daily_tokens: int | None = None  # each member's daily budget; 0: no limit
     cooldown_s: float | None = None  # between one member's turns
     model: str | None = None  # an ALLOWED_MODELS entry, tier:model

@@ -26,16 +26,16 @@ class KortanaTree(app_commands.CommandTree):
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(original, Refusal | SettingRefused):
             log.debug("Slash command /%s refused: %s", name, original)
-            await _tell(interaction, str(original))
+            await tell_privately(interaction, str(original))
             return
         if isinstance(original, StorageUnavailable):  # the database's short cause; its driver error may quote SQL
             log.error("Slash command /%s failed: the database is unavailable (%s)", name, error_cause(original))
         else:
             log.error("Slash command /%s failed", name, exc_info=error)
-        await _tell(interaction, failure_sentence(original))
+        await tell_privately(interaction, failure_sentence(original))
 
 
-async def _tell(interaction: discord.Interaction, sentence: str) -> None:
+async def tell_privately(interaction: discord.Interaction, sentence: str) -> None:
     """The caller's private answer, whether the command was acknowledged already or not."""
     try:
         if interaction.response.is_done():

@@ -9,7 +9,7 @@ import logging
 import discord
 
 from app.bot.admin_checks import own_channel, require_manager
-from app.bot.command_tree import Refusal
+from app.bot.command_tree import Refusal, tell_privately
 from app.bot.sentences import PERSONA_FORM_TITLE, persona_saved
 from app.conversation.events import failure_sentence
 from app.conversation.server_settings import ServerSettings, SettingRefused
@@ -61,10 +61,4 @@ class PersonaForm(discord.ui.Modal):
             else:
                 log.error("/settings persona failed", exc_info=error)
             sentence = failure_sentence(error)
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(sentence, ephemeral=True)
-            else:
-                await interaction.response.send_message(sentence, ephemeral=True)
-        except discord.HTTPException:
-            pass  # the interaction expired: nothing more to tell
+        await tell_privately(interaction, sentence)

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     daily_token_limit: int = Field(0, ge=0)  # each member's tokens per UTC day, in each server and in DMs; 0: none
     # How long running turns may finish at shutdown; unset = the longest a turn can take (every tier's deadline).
     shutdown_grace_seconds: float | None = Field(None, ge=0)
+    # Text files attached to a message: the bytes read of each (a larger one is cut), how many, how long to wait.
+    attachment_max_bytes: int = Field(200_000, ge=1000, le=10_000_000)
+    attachment_max_files: int = Field(5, ge=0, le=10)
+    attachment_download_seconds: float = Field(10.0, gt=0, le=60)
 
     # Storage
     # repr=False: a URL may carry a password (user:password@host).

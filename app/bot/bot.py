@@ -2,8 +2,8 @@
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
 `accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
-`join_line`), `take_turn`, `active_turns`, `service`. There are no text commands: a message is never parsed
-as a prefix command.
+`join_line`), `take_turn`, `active_turns`, `service`, `file_rules`. There are no text commands: a message is
+never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
+from app.bot.attachments import FileRules
 from app.bot.command_sync import sync_commands
 from app.bot.command_tree import KortanaTree
 from app.bot.conversation_keys import Scope, conversation_key
@@ -55,6 +56,7 @@ class Turn:
     model: str | None = None  # the server's model (an ALLOWED_MODELS string); None: the operator's
     guild_id: int = DM_GUILD_ID  # where the answer's tokens are charged
     daily_tokens: int | None = None  # the member's daily limit there; None: no limit
+    notices: tuple[str, ...] = ()  # told under the answer (e.g. about the message's files)
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -71,6 +73,7 @@ class KortanaBot(commands.AutoShardedBot):
         show_engine_footer: bool = True,
         version: str = "dev",
         edit_interval: float = 1.0,
+        file_rules: FileRules | None = None,
         **client_options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -98,6 +101,7 @@ class KortanaBot(commands.AutoShardedBot):
         self._grace_s = service.answer_bound_s if shutdown_grace_s is None else shutdown_grace_s
         self._show_footer = show_engine_footer
         self._edit_interval = edit_interval
+        self.file_rules = file_rules or FileRules()  # how much of a message's attached files is read
         self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
         self._shutdown: asyncio.Task[None] | None = None
 
@@ -208,6 +212,9 @@ class KortanaBot(commands.AutoShardedBot):
         """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display)."""
         key = turn.key
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
+        display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)
+        for notice in turn.notices:
+            display.notice(notice)
         try:
             await show_turn(
                 self.service.respond(
@@ -219,7 +226,7 @@ class KortanaBot(commands.AutoShardedBot):
                     model=turn.model,
                     guild_id=turn.guild_id,
                 ),
-                ReplyDisplay(stream, empty_sentence=turn.empty_reply),
+                display,
                 log_id=key.log_id,
                 brain_name=self.service.brain_name,
                 engine_footer=self._show_footer,

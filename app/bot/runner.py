@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import discord
 import yarl
 
+from app.bot.attachments import FileRules
 from app.bot.bot import KortanaBot
 from app.bot.cogs import FEATURES
 from app.config import Settings
@@ -69,6 +70,9 @@ def build_bot(
         shutdown_grace_s=settings.shutdown_grace_seconds,
         show_engine_footer=settings.show_engine_footer,
         version=version,
+        file_rules=FileRules(
+            settings.attachment_max_bytes, settings.attachment_max_files, settings.attachment_download_seconds
+        ),
         **client_options,
     )
 

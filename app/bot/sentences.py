@@ -6,6 +6,8 @@ from datetime import datetime
 
 import discord
 
+from app.bot.file_text import byte_size
+
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
 EMPTY_QUESTION = "Ask me something with a few words in it 🙂"
@@ -15,6 +17,31 @@ CANNOT_SEE_REPLY = (
 )
 CANNOT_SEE_MESSAGE = "I can't see messages here that don't mention me 🙈 — mention me and I'll answer."
 STILL_ANSWERING = "I'm still answering your earlier messages ⏳ — send this one again once I've replied."
+
+
+# Files attached to a message
+READABLE_KINDS = ".txt, .md, .log, .csv, .json, .py, .js and other code"
+
+
+def names(files: list[str]) -> str:
+    shown = ", ".join(f"**{name}**" for name in files[:10])
+    return shown if len(files) <= 10 else f"{shown} and {len(files) - 10} more"
+
+
+def files_unreadable(files: list[str]) -> str:
+    return f"I can read text files ({READABLE_KINDS}); I can't read {names(files)} 📎"
+
+
+def files_failed(files: list[str]) -> str:
+    return f"I couldn't download {names(files)} 😔 — attach it again in a moment?"
+
+
+def files_skipped(files: list[str], max_files: int) -> str:
+    return f"I read at most {max_files} files a message, so I skipped {names(files)}."
+
+
+def file_cut(name: str, size: int, read: int) -> str:
+    return f"**{name}** is {byte_size(size)}: I read only its first {byte_size(read)}."
 
 
 DMS_OFF = "I don't chat in DMs here 🙂 — find me in a server we share."

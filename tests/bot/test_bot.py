@@ -7,7 +7,13 @@ import sqlite3
 
 import pytest
 
-from app.bot.sentences import ATTACHMENTS_ONLY, CANNOT_SEE_MESSAGE, CANNOT_SEE_REPLY, EMPTY_MENTION
+from app.bot.sentences import (
+    ATTACHMENTS_ONLY,
+    CANNOT_SEE_MESSAGE,
+    CANNOT_SEE_REPLY,
+    EMPTY_MENTION,
+    files_unreadable,
+)
 from app.conversation.events import NO_MEMORY
 from app.storage import StorageUnavailable
 from tests.fakes.openai_server import HttpError, Reply, refused_base_url
@@ -162,7 +168,7 @@ async def test_a_too_fast_user_gets_a_notice_instead_of_a_model_call(world: Worl
     [
         ("", None, EMPTY_MENTION),
         ("\u200b\u200b", None, EMPTY_MENTION),
-        ("", [{"filename": "cat.png", "size": 1234}], ATTACHMENTS_ONLY),
+        ("", [{"filename": "cat.png", "size": 1234}], files_unreadable(["cat.png"])),
     ],
 )
 async def test_empty_mentions_and_attachments_only_get_a_short_answer(

@@ -1,10 +1,13 @@
 """Talking with Kor'tana: the messages it answers (mentions, replies to it, DMs, open channels and their threads)
 and /ask, within what the server allows (access, daily limit, cooldown) and with its persona and model.
 
-Which messages are spoken to the bot, and what it says when it will not answer one (empty, attachments only,
-text it cannot see, a shutdown, a full queue, too fast, the daily limit reached, DMs off): at most one such
+Which messages are spoken to the bot, and what it says when it will not answer one (empty, only files it cannot
+read, text it cannot see, a shutdown, a full queue, too fast, the daily limit reached, DMs off): at most one such
 notice per user per notice interval. A member the server blocked gets silence in its channels (a notice
 there would be noise for everyone) and one private sentence for /ask.
+
+A message's text files are part of its turn, after the user's words (app/bot/attachments); the files it cannot
+read get one sentence, under the answer or instead of one when nothing else is left.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from app.bot.arrival_order import ArrivalOrder
+from app.bot.attachments import ChosenFiles, ReadFiles, cdn_fetcher, choose_files, read_files, turn_text
 from app.bot.bot import KortanaBot, Turn
 from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
 from app.bot.sentences import (
@@ -89,13 +93,22 @@ class Conversation(commands.Cog):
             return RESTARTING
         if self._text_is_hidden(message):
             return CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE
-        text = self._without_own_mentions(message.content)
-        if not clean_text(text):
-            return ATTACHMENTS_ONLY if message.attachments or message.stickers else EMPTY_MENTION
+        words = clean_text(self._without_own_mentions(message.content))
+        chosen = choose_files(message.attachments, bot.file_rules)
+        if not words and not chosen.to_read:
+            if message.attachments:
+                return chosen.refusal()
+            return ATTACHMENTS_ONLY if message.stickers else EMPTY_MENTION
         if (over := await bot.daily_limit_notice(here.guild_id, message.author.id, here.daily_tokens)):
             return over
         if (refusal := bot.turn_refusal(message.author.id, guild_id=here.guild_id, cooldown_s=here.cooldown_s)):
             return refusal
+        # Downloads are bounded (each within ATTACHMENT_DOWNLOAD_SECONDS, all at once) and in the user's
+        # arrival order, as a thread's start.
+        files = await self._read_files(chosen)
+        if not words and not files.blocks:
+            return " ".join(files.notices())
+        text = turn_text(words, files.blocks)
         # The cooldown's token is taken; the thread's start is the one await before the place is taken (bounded,
         # and still in the user's arrival order, so no later message of theirs overtakes this one).
         thread = await self._thread_for(message) if here.open and here.threads else None
@@ -109,8 +122,15 @@ class Conversation(commands.Cog):
             model=here.model,
             guild_id=here.guild_id,
             daily_tokens=here.daily_tokens,
+            notices=tuple(files.notices()),
         )
         return bot.join_line(key), turn, thread or message.channel
+
+    async def _read_files(self, chosen: ChosenFiles) -> ReadFiles:
+        if not chosen.to_read:  # nothing to download: no session
+            return ReadFiles.unread(chosen)
+        async with cdn_fetcher(self.bot.http) as fetch:
+            return await read_files(chosen, fetch, self.bot.file_rules)
 
     @app_commands.command(name="ask", description="Ask Kor'tana something, with our conversation as context")
     @app_commands.describe(question="What would you like to ask?")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from tests.fakes.discord.state import DiscordState, now_iso
+from tests.fakes.discord.wire import error_body, json_response
 
 
 class UserEvents(DiscordState):
@@ -24,7 +27,10 @@ class UserEvents(DiscordState):
         """Post a message as a user (default alice) and send MESSAGE_CREATE; returns the payload.
 
         ``webhook_id``: posted by a webhook (author is a bot user named after it).
-        ``attachments``: e.g. [{"filename": "a.png", "size": 10}] (ids/urls are filled in).
+        ``attachments``: e.g. [{"filename": "a.py", "content": b"print(1)", "content_type": "text/x-python"}]:
+        the fake keeps ``content`` and serves it at the attachment's url (``{cdn_base_url}/{id}/{filename}``;
+        ``size`` is its length unless given). Without ``content`` (e.g. [{"filename": "a.png", "size": 10}])
+        the url answers 404. ``fail("GET", r"/attachments/.*", 404)`` and ``delay(...)`` script the download.
         """
         if webhook_id is not None and author is None:
             author = {
@@ -40,14 +46,20 @@ class UserEvents(DiscordState):
         )
         for attachment in attachments or []:
             aid = self._snowflake()
+            described = dict(attachment)
+            content = described.pop("content", None)
+            filename = described.get("filename", "file.bin")
+            if content is not None:
+                self._attachment_bytes[aid] = bytes(content)
+            url = f"{self.cdn_base_url}/{aid}/{filename}"
             data["attachments"].append(
                 {
                     "id": str(aid),
-                    "filename": "file.bin",
-                    "size": 0,
-                    "url": f"https://cdn.example.invalid/{aid}",
-                    "proxy_url": f"https://cdn.example.invalid/{aid}",
-                    **attachment,
+                    "filename": filename,
+                    "size": len(content) if content is not None else 0,
+                    "url": url,
+                    "proxy_url": url,
+                    **described,
                 }
             )
         data.update(extra)
@@ -83,3 +95,10 @@ class UserEvents(DiscordState):
             data["guild_id"] = msg.data["guild_id"]
         await self.dispatch("MESSAGE_DELETE", data)
 
+
+    async def _get_attachment(self, request: web.Request) -> web.Response:
+        """GET {cdn_base_url}/{id}/{filename}: the bytes a user attached (no Authorization, as the CDN)."""
+        content = self._attachment_bytes.get(int(request.match_info["attachment_id"]))
+        if content is None:
+            return json_response(error_body(0, "404: Not Found"), status=404)
+        return web.Response(body=content, content_type="application/octet-stream")

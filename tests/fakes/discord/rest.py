@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.discord.state import DiscordState, FakeMessage, RestCall
-from tests.fakes.discord.wire import API_PREFIX, BODY, BUCKET, CALL, HttpError, error_body, json_response
+from tests.fakes.discord.wire import API_PREFIX, BODY, BUCKET, CALL, CDN_PREFIX, HttpError, error_body, json_response
 
 
 class RestApi(DiscordState):
@@ -53,6 +53,7 @@ class RestApi(DiscordState):
         ]
         for method, path, handler in routes:
             router.add_route(method, p + path, handler)
+        router.add_get(CDN_PREFIX + "/{attachment_id}/{filename}", self._get_attachment)
         router.add_route("*", "/{tail:.*}", self._not_found)
 
     @web.middleware
@@ -110,7 +111,7 @@ class RestApi(DiscordState):
             return raw.decode("utf-8", "replace"), []
 
     def _check_auth(self, request: web.Request, path: str) -> web.Response | None:
-        if path.startswith(("/webhooks/", "/interactions/")):
+        if path.startswith(("/webhooks/", "/interactions/", CDN_PREFIX + "/")):
             return None  # token-in-URL routes need no Authorization header
         auth = request.headers.get("Authorization", "")
         token = auth[4:] if auth.startswith("Bot ") else ""

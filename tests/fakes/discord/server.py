@@ -26,7 +26,7 @@ from tests.fakes.discord.state import (
     FakeMessage,
     RestCall,
 )
-from tests.fakes.discord.wire import API_PREFIX
+from tests.fakes.discord.wire import API_PREFIX, CDN_PREFIX
 
 
 class FakeDiscord(
@@ -89,6 +89,7 @@ class FakeDiscord(
         self._dm_by_user: dict[int, int] = {}
         self._messages: dict[int, FakeMessage] = {}
         self._channel_messages: dict[int, list[int]] = {}
+        self._attachment_bytes: dict[int, bytes] = {}  # attachment id -> what the user uploaded
         self._deleted_channels: dict[int, dict[str, Any]] = {}  # id -> the channel as it was
         self._guild_id_base = (int(time.time() * 1000) - DISCORD_EPOCH_MS) // 840 * 840
         self._changed = asyncio.Event()
@@ -120,6 +121,10 @@ class FakeDiscord(
     @property
     def api_base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}{API_PREFIX}"
+
+    @property
+    def cdn_base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}{CDN_PREFIX}"
 
     @property
     def gateway_url(self) -> str:

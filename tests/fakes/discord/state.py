@@ -267,6 +267,15 @@ class DiscordState:
         """(server) The gateway's ws:// URL, as REST's /gateway and the gateway's READY give it."""
         raise NotImplementedError
 
+    @property
+    def cdn_base_url(self) -> str:
+        """(server) Where the files users attach are served (Discord's CDN): ``{cdn_base_url}/{id}/{filename}``."""
+        raise NotImplementedError
+
+    async def _get_attachment(self, request: web.Request) -> web.Response:
+        """(events) Serve the bytes of a file a user attached, as Discord's CDN does."""
+        raise NotImplementedError
+
     async def dispatch(self, event: str, data: dict[str, Any], shard_id: int | None = None) -> bool:
         """(gateway) Send a DISPATCH event to the live connection of the shard that owns it; False if dropped."""
         raise NotImplementedError

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 API_PREFIX = "/api/v10"
+CDN_PREFIX = "/attachments"  # the files users attach, as Discord's CDN serves them
 
 
 # Per-request storage keys (web.RequestKey where aiohttp has it, to avoid NotAppKeyWarning).

@@ -50,7 +50,10 @@ Servers (``guilds.py``):
 
 Injecting gateway events (each goes to the live connection of the owning shard; returns the payload):
   ``user_message(channel_id, content, author=, reply_to=, reply_ping=, webhook_id=, attachments=, **extra)``
-  (mentions are parsed from ``<@id>`` / ``<@!id>`` / ``<@&id>`` / ``@everyone`` in the content, a reply gets
+  (``attachments=[{"filename": "a.py", "content": b"...", "content_type": "text/x-python"}]``: the bytes are
+  served at the attachment's url, ``{cdn_base_url}/{id}/{filename}``, without auth, as Discord's CDN; script
+  ``fail``/``delay`` on ``GET /attachments/...``; mentions are parsed from ``<@id>`` / ``<@!id>`` /
+  ``<@&id>`` / ``@everyone`` in the content, a reply gets
   ``message_reference`` + ``referenced_message`` and pings the replied author), ``dm_message(user, content)``,
   ``edit_user_message(message_id, content)`` (MESSAGE_UPDATE), ``delete_message(message_id)``
   (MESSAGE_DELETE), ``slash_command(path, options, user=, channel_id=, dm=)`` (INTERACTION_CREATE type 2;

@@ -114,6 +114,16 @@ async def test_a_threads_name_is_the_message_as_people_see_it_within_discords_ca
     assert len(name) == 100 and name.endswith("…")
 
 
+async def test_a_file_alone_in_a_channel_with_threads_names_its_thread_after_the_file(world: World) -> None:
+    fake = world.fake
+    await world.start()
+    await command(world, "settings channel open", {"threads": True})
+    file = {"filename": "notes.txt", "content": b"remember the milk", "content_type": "text/plain"}
+    message = await fake.user_message(fake.channel, "", attachments=[file])
+    await fake.wait_for(lambda: fake.texts(int(message["id"])) == HELLO, what="the answer in its thread")
+    assert fake.channel_payload(int(message["id"]))["name"] == "notes.txt"
+
+
 async def test_a_blocked_member_gets_silence_in_channels_and_one_private_sentence_for_ask(world: World) -> None:
     fake = world.fake
     await world.start()

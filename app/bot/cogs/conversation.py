@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # What people write; joins, pins, boosts, thread starts and the like are not spoken to the bot.
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 THREAD_NAME_MAX = 100  # Discord's limit
+FALLBACK_THREAD_NAME = "Kor'tana"  # for a message with no words (a file alone): Discord refuses an empty name
 # /ask's checks (settings, usage, the wait behind the user's earlier message) come before its acknowledgement,
 # which Discord wants within 3 s: past this bound the question gets a private "try again" instead.
 ASK_CHECKS_BOUND_S = 2.0
@@ -187,7 +188,9 @@ class Conversation(commands.Cog):
             return None
         try:
             async with asyncio.timeout(THREAD_START_BOUND_S):
-                return await message.create_thread(name=thread_name(message.clean_content))
+                files = " ".join(attachment.filename for attachment in message.attachments)
+                name = thread_name(message.clean_content) or thread_name(files) or FALLBACK_THREAD_NAME
+                return await message.create_thread(name=name)
         except discord.HTTPException as error:  # e.g. no Create Public Threads permission: answer in the channel
             log.warning("Could not start a thread for a message (HTTP %s, code %s)", error.status, error.code)
         except TimeoutError:

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     shard_count: int | None = Field(None, ge=1)
     shard_ids: IdList = []
     show_engine_footer: bool = True
+    show_thinking_time: bool = False  # a line "thought for N s" under the answer of a reasoning model
     # auto: ask for it, and connect without it if the developer portal has it off; on: require it; off: never.
     message_content_intent: Literal["auto", "on", "off"] = "auto"
     dm_enabled: bool = True  # the operator's switch for direct messages (servers decide their own channels)

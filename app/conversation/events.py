@@ -29,6 +29,7 @@ class FinalReply:
     text: str
     engine: str
     latency_s: float
+    thought_s: float | None = None  # how long a reasoning model thought, when the operator shows it; else None
 
 
 TurnEvent = EngineStarted | TextChunk | Notice | FinalReply

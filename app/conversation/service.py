@@ -39,7 +39,7 @@ from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.turn_text import clean_text
 from app.conversation.usage import UsageLedger
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, defuse_chat_syntax, history_allowance
-from app.engines import ECHO, ChatMessage, EngineStarted, TokenUsage
+from app.engines import ECHO, ChatMessage, EngineStarted, Reasoned, TokenUsage
 from app.engines.chain import EngineChain, EngineStatus
 from app.storage import (
     AppState,
@@ -100,11 +100,14 @@ class ConversationService:
         recall_max_turns: int = 10,
         summaries: SummaryWriter | None = None,
         server_settings: ServerSettings | None = None,
+        show_thinking_time: bool = False,
     ) -> None:
         """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the
         summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries);
         `server_settings`: what server admins set, over the environment's defaults (`service_for` builds them from
-        the settings; None: the system prompt is the only default)."""
+        the settings; None: the system prompt is the only default); `show_thinking_time`: a reasoning model's
+        final reply says how long it thought (`FinalReply.thought_s`)."""
+        self._show_thinking_time = show_thinking_time
         self._recall = recall
         self._memory_share = memory_share
         self._recall_max_turns = recall_max_turns
@@ -172,6 +175,7 @@ class ConversationService:
             engine = ""
             parts: list[str] = []
             reported: TokenUsage | None = None
+            thought: Reasoned | None = None
             notified_cut = False
             models = _models_of(model)
             stream = self._chain.stream(build_messages, self._budget, prefer=prefer, models=models)
@@ -179,6 +183,8 @@ class ConversationService:
                 async for item in items:
                     if isinstance(item, TokenUsage):
                         reported = item
+                    elif isinstance(item, Reasoned):  # the thoughts themselves never reach the service
+                        thought = item
                     elif isinstance(item, EngineStarted):
                         engine = item.engine
                         if item.replaces_partial:
@@ -210,7 +216,8 @@ class ConversationService:
             )
             self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
             try:
-                yield FinalReply(reply, engine, latency)
+                thought_s = thought.seconds if thought is not None and self._show_thinking_time else None
+                yield FinalReply(reply, engine, latency, thought_s)
             finally:  # also when the front end stops reading right after the answer
                 await self._shown_answers.store(key, answer)
                 if self._summaries is not None and started.has_older and started.history:

@@ -113,6 +113,7 @@ def service_for(
         recall_max_turns=settings.recall_max_turns,
         summaries=open_summary_writer(settings, store, chain, counter, summary_engines),
         server_settings=server_settings,
+        show_thinking_time=settings.show_thinking_time,
     )
 
 

@@ -3,7 +3,8 @@
 Every front end walks the same ladder; only how a thing looks is theirs (a `TurnDisplay`):
 - text chunks stream in; an engine that takes over mid-answer replaces what was shown;
 - notices reach the display as they come; the final reply is shown once, with the engine that answered when it
-  is not the brain (and the front end shows that);
+  is not the brain (and the front end shows that), and how long a reasoning model thought as a notice of its own
+  when the reply says it (SHOW_THINKING_TIME): shown, never stored;
 - an empty message gets the front end's own sentence; an unreachable database gets NO_MEMORY; any other error
   gets SORRY; an error after the answer was shown is only logged (the answer stands);
 - a cut turn (cancelled, e.g. by a shutdown) says `cut_sentence` if it has one and nothing was shown yet.
@@ -62,6 +63,11 @@ class TurnDisplay(Protocol):
         ...
 
 
+def thinking_note(seconds: float) -> str:
+    """The line that says how long a reasoning model thought."""
+    return "💭 thought for under 1 s" if seconds < 1 else f"💭 thought for {round(seconds)} s"
+
+
 async def show_turn(
     events: AsyncGenerator[TurnEvent, None],
     display: TurnDisplay,
@@ -85,6 +91,8 @@ async def show_turn(
                 elif isinstance(event, FinalReply):
                     shown = True
                     answered_by = event.engine if engine_footer and event.engine != brain_name else None
+                    if event.thought_s is not None:
+                        display.notice(thinking_note(event.thought_s))
                     await display.show(event.text, answered_by)
     except asyncio.CancelledError:
         if not shown and cut_sentence is not None:  # end visibly, not with a partial answer left for good

@@ -20,7 +20,10 @@ never queues), never starts on a one-at-a-time engine that a turn is using or wa
 when a turn finds the tier full: the turn cancels it, and the background answer is thrown away as BUSY.
 
 Text from engines is made valid Unicode chunk by chunk (a surrogate pair split across two chunks is joined),
-so what is counted, stored and shown can always be encoded.
+so what is counted, stored and shown can always be encoded. A reasoning model's `<think>` blocks are taken out of
+every engine's text on the way (`reasoning.ReasoningFilter`; echo's own text is left as it is): an engine that
+only thought gave an empty answer, and the next engine is asked. How long the engine that answered thought
+(`Reasoned`, measured here for `<think>` blocks, or reported by the engine) closes its stream with its usage.
 
 What an answer cost (`TokenUsage`, when its engine reports it) closes the stream, after the text; the usage of an
 engine that failed, or answered nothing, is never passed on. A turn may ask a tier for another model than its
@@ -48,12 +51,14 @@ from app.engines.contract import (
     EngineError,
     EngineStarted,
     ErrorKind,
+    Reasoned,
     ReportsStatus,
     Reserving,
     ServesModels,
     TokenUsage,
     WarmStart,
 )
+from app.engines.reasoning import ReasoningFilter
 from app.safe_text import error_cause, redact_url_credentials, valid_unicode
 
 log = logging.getLogger(__name__)
@@ -246,10 +251,10 @@ class EngineChain:
         history_budget: int,
         prefer: str | None = None,
         models: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[EngineStarted | str | TokenUsage]:
+    ) -> AsyncIterator[EngineStarted | str | Reasoned | TokenUsage]:
         """Stream one answer: `EngineStarted` before the first chunk of each engine that answers, then text, and
-        last, when the engine that answered reported it, the answer's `TokenUsage` (never one of an engine that
-        failed: the answer shown is the only one charged).
+        last, when the engine that answered reasoned, `Reasoned`, and when it reported it, the answer's
+        `TokenUsage` (never one of an engine that failed: the answer shown is the only one charged).
 
         `build_messages(budget)` returns the window of system prompt, history and new message in `budget` tokens.
         `models` maps a tier's engine name to the model to ask that tier for (a tier that does not serve models
@@ -277,6 +282,7 @@ class EngineChain:
                 for halvings in range(2):  # asked again with half the window only when the first was too long
                     started = False
                     usage: TokenUsage | None = None
+                    reasoned: Reasoned | None = None
                     try:
                         budget = min(history_budget, link.engine.context_window - self._max_tokens) // 2**halvings
                         answer = self._call(link, build_messages(budget), showed_partial, deadline, engine=engine)
@@ -285,10 +291,14 @@ class EngineChain:
                                 if isinstance(item, TokenUsage):  # held until the answer is whole; the last counts
                                     usage = item
                                     continue
+                                if isinstance(item, Reasoned):  # held too; the chain's and the engine's own: the longer
+                                    reasoned = item if reasoned is None or item.seconds > reasoned.seconds else reasoned
+                                    continue
                                 started = True
                                 yield item
                         if not started:
-                            raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
+                            only = "only reasoning, no answer" if reasoned is not None else "empty answer"
+                            raise EngineError(ErrorKind.UNAVAILABLE, only)
                     except Exception as error:  # any error while handling this engine is this engine's failure
                         showed_partial |= started
                         failure = _as_engine_error(error)
@@ -306,6 +316,8 @@ class EngineChain:
                         link.breaker.release(permit)  # cancelled or abandoned: not the engine's fault
                         raise
                     link.breaker.record_success()
+                    if reasoned is not None:
+                        yield reasoned
                     if usage is not None:
                         yield usage
                     return
@@ -459,18 +471,23 @@ class EngineChain:
         max_tokens: int | None = None,
         *,
         engine: Engine | None = None,
-    ) -> AsyncIterator[EngineStarted | str | TokenUsage]:
-        """`EngineStarted` and the engine's chunks as valid text (its `TokenUsage` reports as they come, neither text
-        nor a start), before `deadline` (loop time; None: no limit), in at most `max_tokens` (None: the chain's).
-        `engine`: the link's engine asking for another model (None: the link's own).
+    ) -> AsyncIterator[EngineStarted | str | Reasoned | TokenUsage]:
+        """`EngineStarted` and the engine's chunks as valid text without reasoning (its `TokenUsage` and `Reasoned`
+        reports as they come, neither text nor a start; a `Reasoned` for its `<think>` blocks last), before
+        `deadline` (loop time; None: no limit), in at most `max_tokens` (None: the chain's). `engine`: the link's
+        engine asking for another model (None: the link's own).
 
-        The deadline covers the engine's time only: time the consumer holds a chunk does not count.
+        The deadline covers the engine's time only: time the consumer holds a chunk does not count, neither in the
+        deadline nor in how long the engine thought.
         """
         loop = asyncio.get_running_loop()
         started_at = loop.time()
         link.calls += 1
         first = True
         held_back = ""
+        held_s = 0.0  # the consumer's time holding chunks, so far
+        thoughts = None if link is self._echo else ReasoningFilter()  # echo's text is ours, quoting the user
+        thought_until = started_at
         asked = link.engine if engine is None else engine
         chunks = asked.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
         try:
@@ -485,11 +502,15 @@ class EngineChain:
                     text, held_back = valid_unicode(held_back), ""
                 elif isinstance(chunk, str):
                     text, held_back = _valid_text(held_back, chunk)
-                elif isinstance(chunk, TokenUsage):
+                elif isinstance(chunk, TokenUsage | Reasoned):
                     yield chunk  # as it came: `stream` passes it on only once the answer is whole
                     continue
                 else:
                     raise TypeError(f"the engine yielded {type(chunk).__name__}, not text")
+                if thoughts is not None:
+                    text = thoughts.feed(text) + (thoughts.finish() if ended else "")
+                    if thoughts.reasoned_in_last:
+                        thought_until = loop.time() - held_s
                 if text:
                     if first:
                         first = False
@@ -497,9 +518,12 @@ class EngineChain:
                         yield EngineStarted(link.engine.name, replaces_partial)
                     held_from = loop.time()
                     yield text
+                    held_s += loop.time() - held_from
                     if deadline is not None:
                         deadline += loop.time() - held_from
                 if ended:
+                    if thoughts is not None and thoughts.reasoned:
+                        yield Reasoned(thought_until - started_at)
                     return
         finally:
             await _close_within(chunks, STREAM_CLOSE_GRACE_S, link.engine.name)

@@ -16,6 +16,10 @@ and TGI take) and yield it as a `TokenUsage` after the text when the server repo
 APIs refuse the field (400 or 422 naming it, Groq's and Mistral's for one): the answer is asked for again
 without it, and that server is asked without it from then on.
 
+A reasoning model's thoughts that the server streams apart from the answer (`reasoning_content`, as DeepSeek,
+vLLM and llama.cpp server name it, or `reasoning`) are never yielded as text: only how long they lasted, as a
+`Reasoned` after the text. Thoughts inside the text (`<think>`) are the chain's to take out.
+
 `with_model` gives the same engine asking for another model of its server (`ServesModels`).
 """
 
@@ -43,7 +47,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
 
-from app.engines.contract import ChatMessage, EngineError, ErrorKind, TokenUsage
+from app.engines.contract import ChatMessage, EngineError, ErrorKind, Reasoned, TokenUsage
 from app.safe_text import redact_url_credentials
 
 log = logging.getLogger(__name__)
@@ -89,19 +93,32 @@ class ChatApiEngine:
         self._temperature = temperature
         self._server = _Server()
 
-    async def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str | TokenUsage]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> AsyncIterator[str | Reasoned | TokenUsage]:
         # A fresh client per answer: the client keeps every stream in its cleanup stack until it is closed,
         # so a long-lived one grows with each call. Closing it here bounds the stream's lifetime.
+        asked_at = time.monotonic()
+        held_s = 0.0  # the consumer's time holding text: not the model's
+        thought_until: float | None = None
         try:
             async with self._new_client() as client:
                 chunks = await self._open_stream(client, list(messages), max_tokens)
                 usage = None
                 async with aclosing(chunks):
                     async for chunk in chunks:
-                        if chunk.choices and (text := chunk.choices[0].delta.content):
-                            yield text
+                        if chunk.choices:
+                            delta = chunk.choices[0].delta
+                            if _reasoning_of(delta):
+                                thought_until = time.monotonic() - held_s
+                            if text := delta.content:
+                                held_from = time.monotonic()
+                                yield text
+                                held_s += time.monotonic() - held_from
                         if chunk.usage is not None:  # in the last chunk, or (llama.cpp server) with its text
                             usage = chunk.usage
+                if thought_until is not None:
+                    yield Reasoned(thought_until - asked_at)
                 reported = _token_usage(usage)
                 if reported is not None:
                     yield reported
@@ -205,6 +222,15 @@ class ChatApiEngine:
 def _refuses_stream_options(error: HfHubHTTPError) -> bool:
     """A validation error about `stream_options` itself, as a server that does not know the field answers."""
     return error.response.status_code in (400, 422) and bool(_NAMES_STREAM_OPTIONS.search(_server_text(error)))
+
+
+def _reasoning_of(delta: object) -> str | None:
+    """The thoughts a delta carries apart from its text: `reasoning` (a field of huggingface_hub's delta) or
+    `reasoning_content` (which the library keeps as an extra key of the delta, a dict)."""
+    reasoning = getattr(delta, "reasoning", None)
+    if not reasoning and isinstance(delta, dict):
+        reasoning = delta.get("reasoning_content")
+    return reasoning if isinstance(reasoning, str) else None
 
 
 def _token_usage(usage: object) -> TokenUsage | None:

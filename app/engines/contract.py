@@ -3,8 +3,10 @@ says about them. A plugin brain (`BRAIN=package.module:attribute`) implements `E
 
 Required, `Engine`: a name, a context window, a streamed answer, and `aclose`. The answer is text chunks; an
 engine that knows what the answer cost may yield one `TokenUsage` after its text (an engine that yields only
-text is just as valid: the conversation layer then counts the tokens itself). Optional capabilities are small
-protocols of their own; the chain checks them once, when it takes an engine in:
+text is just as valid: the conversation layer then counts the tokens itself). A reasoning model's thoughts are
+never text of the answer: the chain drops `<think>` blocks from every engine's text, and an engine that gets
+the reasoning apart (a `reasoning_content` field) yields only a `Reasoned`, how long it thought, after its text.
+Optional capabilities are small protocols of their own; the chain checks them once, when it takes an engine in:
 
 - `WarmStart`: `start()` loads the engine ahead of the first turn (the local model).
 - `Reserving`: `reserved()` waits until the engine is free for one answer (an engine that serves one at a time);
@@ -88,14 +90,24 @@ class TokenUsage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True, slots=True)
+class Reasoned:
+    """The model reasoned before or while answering, for `seconds` of the answer's time; its thoughts are not
+    part of the answer and are never shown or stored."""
+
+    seconds: float
+
+
 @runtime_checkable
 class Engine(Protocol):
     name: str
     context_window: int  # tokens the engine accepts, prompt and answer together
 
-    def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str | TokenUsage]:
-        """Yield the answer as text chunks, and optionally then one `TokenUsage`; raise EngineError (never a raw
-        library error) on failure."""
+    def stream(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> AsyncIterator[str | Reasoned | TokenUsage]:
+        """Yield the answer as text chunks, and optionally then one `Reasoned` and one `TokenUsage`; raise
+        EngineError (never a raw library error) on failure."""
         ...
 
     async def aclose(self) -> None: ...

@@ -82,6 +82,15 @@ async def test_the_brain_is_not_named_and_the_footer_can_be_turned_off() -> None
     assert (await show(turn(FinalReply("hi", "echo", 0.1)), engine_footer=False)).seen == [("show", "hi", "None")]
 
 
+async def test_how_long_a_model_thought_is_a_notice_before_the_answer_only_when_the_reply_says_it() -> None:
+    thought = await show(turn(TextChunk("hi"), FinalReply("hi", "brain", 5.0, thought_s=4.4)))
+    assert thought.seen == [("add", "hi"), ("notice", "💭 thought for 4 s"), ("show", "hi", "None")]
+    assert (await show(turn(FinalReply("hi", "brain", 0.1, thought_s=0.3)))).seen[0] == (
+        "notice", "💭 thought for under 1 s",
+    )
+    assert (await show(turn(FinalReply("hi", "brain", 5.0)))).seen == [("show", "hi", "None")]
+
+
 @pytest.mark.parametrize(
     ("error", "seen"),
     [

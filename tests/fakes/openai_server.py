@@ -15,7 +15,10 @@ Each request takes the next behaviour from the script; when the script is empty 
 
 A streamed `Reply` ends with a usage chunk (empty `choices`) when the request asks for it
 (`stream_options.include_usage`), as OpenAI and vLLM send it; a `Reply` can also send its usage unasked, in its
-last chunk with the finish reason (llama-cpp-python's server), or send usage of its own. With
+last chunk with the finish reason (llama-cpp-python's server), or send usage of its own. A `Reply` with
+`reasoning` streams it first, in deltas of their own under `reasoning_field` (`reasoning_content`, as DeepSeek
+and vLLM send a reasoning model's thoughts, or `reasoning`); a reasoning model that thinks inside its text is a
+`Reply` whose text holds `<think>...</think>`. With
 `refuses_stream_options` the server answers a request carrying `stream_options` with a 422 naming the field, as
 an OpenAI-compatible API that forbids unknown fields does (Mistral's; Groq's says it with a 400).
 
@@ -46,7 +49,8 @@ class Reply:
     `stall_after_chunks` sends that many pieces and then goes silent forever, keeping the connection open.
     A request without `"stream": true` gets the whole text as one JSON answer after the summed delays (no stall).
     `usage` replaces the counted usage (words stand in for tokens); `usage_with_finish` sends it, asked or not, in
-    the chunk with the finish reason instead of a chunk of its own.
+    the chunk with the finish reason instead of a chunk of its own. `reasoning` goes before the text, in
+    `reasoning_chunks` deltas that carry it under `reasoning_field` and no content.
     """
 
     text: str = "Hello from the fake server!"
@@ -55,16 +59,15 @@ class Reply:
     stall_after_chunks: int | None = None
     usage: dict[str, Any] | None = None
     usage_with_finish: bool = False
+    reasoning: str = ""
+    reasoning_chunks: int = 1
+    reasoning_field: str = "reasoning_content"
 
     def pieces(self) -> list[str]:
-        count = max(1, min(self.chunks, len(self.text)))
-        size, extra = divmod(len(self.text), count)
-        pieces, start = [], 0
-        for index in range(count):
-            end = start + size + (1 if index < extra else 0)
-            pieces.append(self.text[start:end])
-            start = end
-        return pieces
+        return _pieces(self.text, self.chunks)
+
+    def reasoning_pieces(self) -> list[str]:
+        return _pieces(self.reasoning, self.reasoning_chunks) if self.reasoning else []
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,11 @@ class FakeChatServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": behaviour.text},
+                        "message": {
+                            "role": "assistant",
+                            "content": behaviour.text,
+                            **({behaviour.reasoning_field: behaviour.reasoning} if behaviour.reasoning else {}),
+                        },
                         "finish_reason": "stop",
                     }
                 ],
@@ -307,6 +314,9 @@ class FakeChatServer:
             await send("[DONE]")
         else:
             assert isinstance(behaviour, Reply)
+            for thought in behaviour.reasoning_pieces():
+                await asyncio.sleep(behaviour.chunk_delay_s)
+                await send(_chunk(model, {"role": "assistant", "content": None, behaviour.reasoning_field: thought}))
             for index, piece in enumerate(behaviour.pieces()):
                 if index == behaviour.stall_after_chunks:
                     await self._stopping.wait()
@@ -334,6 +344,17 @@ def refused_base_url() -> Iterator[str]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def _pieces(text: str, chunks: int) -> list[str]:
+    count = max(1, min(chunks, len(text)))
+    size, extra = divmod(len(text), count)
+    pieces, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
 
 
 def _retry_after_header(retry_after: float | None) -> dict[str, str]:

@@ -57,6 +57,7 @@ class Turn:
     guild_id: int = DM_GUILD_ID  # where the answer's tokens are charged
     daily_tokens: int | None = None  # the member's daily limit there; None: no limit
     notices: tuple[str, ...] = ()  # told under the answer (e.g. about the message's files)
+    with_files: bool = False  # the text ends with attached files (stored within half the budget, see respond)
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -225,6 +226,7 @@ class KortanaBot(commands.AutoShardedBot):
                     persona=turn.persona,
                     model=turn.model,
                     guild_id=turn.guild_id,
+                    with_files=turn.with_files,
                 ),
                 display,
                 log_id=key.log_id,

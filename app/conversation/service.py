@@ -38,7 +38,7 @@ from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.turn_text import clean_text
 from app.conversation.usage import UsageLedger
-from app.conversation.window import PER_MESSAGE_TOKENS, Text, defuse_chat_syntax, history_allowance
+from app.conversation.window import PER_MESSAGE_TOKENS, Text, cut_to_fit, defuse_chat_syntax, history_allowance
 from app.engines import ECHO, ChatMessage, EngineStarted, Reasoned, TokenUsage
 from app.engines.chain import EngineChain, EngineStatus
 from app.storage import (
@@ -57,6 +57,10 @@ from app.storage import (
 log = logging.getLogger(__name__)
 CUT_NOTICE = "Your message was very long, so I only read the first part of it."
 MAX_AUTHOR_NAME = 64
+# A message with files is stored with at most this share of the history budget (cut, with the marker, and the user
+# told), so that the turns after it can still send it beside their own. (The file is still in Discord.)
+FILES_STORED_SHARE = 0.5
+MAX_CHARS_PER_TOKEN = 16  # more than any text takes (English ~4.9 bytes a token)
 PERSONA_ROOM_TOKENS = 256  # what a persona must leave of the history budget: a few turns of conversation
 
 
@@ -144,12 +148,17 @@ class ConversationService:
         persona: str | None = None,
         model: str | None = None,
         guild_id: int = 0,
+        with_files: bool = False,
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
         the answer is stored after `FinalReply` is yielded.
 
         `persona` replaces the system prompt for this turn; `model` (an ALLOWED_MODELS entry, tier:model) is asked
-        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal)."""
+        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal).
+        `with_files`: the text ends with attached files; a turn longer than half the budget is then stored cut (the
+        files' end), so that the turns after it can still send it. A message without files is stored whole."""
+        if with_files:  # beyond this many characters no budget could take the files: the work below stays bounded
+            text = text[: MAX_CHARS_PER_TOKEN * self._budget]
         text = clean_text(text)
         if not text:
             raise EmptyMessage("nothing to answer")
@@ -160,6 +169,10 @@ class ConversationService:
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
             system = self._system_for(persona or self._system_prompt, author)
             newest = Text.counted(defuse_chat_syntax(text), self._counter)
+            stored_cut = with_files and newest.tokens > self._budget * FILES_STORED_SHARE
+            if stored_cut:
+                text = cut_to_fit(text, int(self._budget * FILES_STORED_SHARE), self._counter, defuse_chat_syntax)
+                newest = Text.counted(defuse_chat_syntax(text), self._counter)
             allowance = history_allowance(system, newest, self._budget)
             started = await self._store.start_turn(
                 conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
@@ -176,7 +189,9 @@ class ConversationService:
             parts: list[str] = []
             reported: TokenUsage | None = None
             thought: Reasoned | None = None
-            notified_cut = False
+            notified_cut = stored_cut
+            if stored_cut:
+                yield Notice(CUT_NOTICE)
             models = _models_of(model)
             stream = self._chain.stream(build_messages, self._budget, prefer=prefer, models=models)
             async with aclosing(stream) as items:

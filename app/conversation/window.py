@@ -15,7 +15,7 @@ the defused text, since that is what a model reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
@@ -140,16 +140,23 @@ def chat_messages(system_content: str, window: Sequence[StoredMessage], newest: 
 
 def _cut_to_fit(newest: Text, room: int, counter: TokenCounter) -> Text:
     """The longest prefix of the message that, with the cut marker, fits in `room` tokens."""
+    cut = cut_to_fit(newest.content, room, counter)
+    return Text(cut, counter.count(cut))
+
+
+def cut_to_fit(text: str, room: int, counter: TokenCounter, measure: Callable[[str], str] = str) -> str:
+    """The longest prefix of `text` that, with the cut marker, counts at most `room` tokens once `measure`d (the
+    text as it will be sent: e.g. defused)."""
     marker_tokens = counter.count(CUT_MARKER)
-    low, high = 0, len(newest.content)
+    low, high = 0, len(text)
     while low < high:  # binary search on characters: counting is monotone enough for prefixes
         middle = (low + high + 1) // 2
-        if counter.count(newest.content[:middle]) + marker_tokens <= room:
+        if counter.count(measure(text[:middle])) + marker_tokens <= room:
             low = middle
         else:
             high = middle - 1
-    cut = newest.content[:low] + CUT_MARKER
-    while low > 0 and counter.count(cut) > room:  # a tokenizer may merge differently at the cut
+    cut = text[:low] + CUT_MARKER
+    while low > 0 and counter.count(measure(cut)) > room:  # a tokenizer may merge differently at the cut
         low -= 1
-        cut = newest.content[:low] + CUT_MARKER
-    return Text(cut, counter.count(cut))
+        cut = text[:low] + CUT_MARKER
+    return cut

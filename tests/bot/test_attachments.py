@@ -54,7 +54,7 @@ async def test_an_oversized_file_is_cut_with_a_marker_and_the_user_is_told(world
     assert len(sent) < 1200
 
 
-async def test_a_turn_over_the_token_budget_cuts_the_file_not_the_users_words(world: World) -> None:
+async def test_a_turn_over_half_the_token_budget_cuts_the_file_not_the_users_words(world: World) -> None:
     await world.start(history_token_budget=1000)
     long_file = b"".join(b"value_%d = %d\n" % (n, n * n) for n in range(400))
     words = "Please explain the pattern in these numbers."
@@ -64,7 +64,11 @@ async def test_a_turn_over_the_token_budget_cuts_the_file_not_the_users_words(wo
     sent = user_contents(world.brain.requests[-1])[0]
     assert sent.startswith(f"{words}\n\n[file: squares.py]") and sent.endswith(CUT_MARKER)
     stored = (await world.service.export(alice_key(world)))[0].content
-    assert stored.endswith("value_399 = 159201\n```"), "the whole file is stored; only what is sent is cut"
+    assert stored == sent, "stored as sent: a message is kept within half the budget"
+    # So a later turn still sends it, with what came before it.
+    follow_up = await mention(world, "and the last value?")
+    await answer_to(world, follow_up)
+    assert user_contents(world.brain.requests[-1]) == [sent, "Hello from the brain!", "and the last value?"]
 
 
 async def test_a_binary_file_alone_gets_one_sentence_and_no_model_call(world: World) -> None:

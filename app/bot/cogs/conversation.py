@@ -124,6 +124,7 @@ class Conversation(commands.Cog):
             guild_id=here.guild_id,
             daily_tokens=here.daily_tokens,
             notices=tuple(files.notices()),
+            with_files=bool(files.blocks),
         )
         return bot.join_line(key), turn, thread or message.channel
 

@@ -296,9 +296,12 @@ class EngineChain:
                                     continue
                                 started = True
                                 yield item
+                        if not started and reasoned is not None:
+                            # Out of tokens while thinking, most likely: this request's, not a sick engine (its
+                            # breaker stays as it is).
+                            raise EngineError(ErrorKind.BAD_REQUEST, f"only reasoning, no answer ({MORE_TOKENS})")
                         if not started:
-                            only = "only reasoning, no answer" if reasoned is not None else "empty answer"
-                            raise EngineError(ErrorKind.UNAVAILABLE, only)
+                            raise EngineError(ErrorKind.UNAVAILABLE, "empty answer")
                     except Exception as error:  # any error while handling this engine is this engine's failure
                         showed_partial |= started
                         failure = _as_engine_error(error)
@@ -511,6 +514,10 @@ class EngineChain:
                     text = thoughts.feed(text) + (thoughts.finish() if ended else "")
                     if thoughts.reasoned_in_last:
                         thought_until = loop.time() - held_s
+                    if thoughts.retracted:  # what was shown was thought: the front end replaces it
+                        thoughts.retracted = False
+                        if not first:
+                            yield EngineStarted(link.engine.name, replaces_partial=True)
                 if text:
                     if first:
                         first = False
@@ -552,6 +559,7 @@ class EngineChain:
 
 
 ANSWER_BOUND_MARGIN_S = 1.0
+MORE_TOKENS = "a reasoning model may need a larger MAX_TOKENS"
 STREAM_CLOSE_GRACE_S = 0.5  # for an engine's cleanup once cancelled or closed: local work; longer is stuck
 _END = object()
 _HONOURS_RETRY_AFTER = (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE)

@@ -10,6 +10,10 @@ answer. The filter lets only the rest through, chunk by chunk, whatever way the 
   before a think block that opens the answer. An answer whose visible text is only whitespace around
   reasoning is empty: the model only thought.
 
+- A `</think>` before any `<think>`: the model's chat template opened the block itself (DeepSeek-R1's and Qwen3's
+  thinking templates put `<think>` in the prompt), so everything before it was reasoning. What was shown of it is
+  taken back (`retracted`: the chain tells the front end to replace the text shown so far).
+
 Tags are matched as models write them, lowercase; a `<think>` inside a block is reasoning, the first `</think>`
 closes it.
 """
@@ -23,7 +27,7 @@ CLOSE_TAG = "</think>"
 class ReasoningFilter:
     """Feed it an answer's chunks in order, then `finish`; what each call returns is the text to show."""
 
-    __slots__ = ("_held", "_inside", "_trim", "_lead", "_shown", "reasoned", "reasoned_in_last")
+    __slots__ = ("_held", "_inside", "_trim", "_lead", "_shown", "reasoned", "reasoned_in_last", "retracted")
 
     def __init__(self) -> None:
         self._held = ""  # a possible partial tag at the end of the last chunk
@@ -33,6 +37,7 @@ class ReasoningFilter:
         self._shown = False  # visible text went out
         self.reasoned = False  # the answer had reasoning
         self.reasoned_in_last = False  # the last chunk fed carried reasoning (or a tag)
+        self.retracted = False  # the text shown so far was reasoning after all (a `</think>` came with no `<think>`)
 
     def feed(self, chunk: str) -> str:
         """The part of `chunk` (after what was held back) to show now."""
@@ -52,8 +57,18 @@ class ReasoningFilter:
                 text = text[end + len(CLOSE_TAG):]
                 continue
             start = text.find(OPEN_TAG)
+            stray = -1 if self.reasoned else text.find(CLOSE_TAG)
+            if stray >= 0 and (start < 0 or stray < start):  # the template opened the block: all so far was thought
+                self.retracted = self._shown
+                visible.clear()
+                self._shown, self._lead, self._trim = False, "", True
+                self.reasoned = self.reasoned_in_last = True
+                text = text[stray + len(CLOSE_TAG):]
+                continue
             if start < 0:
                 keep = _partial_tag_at_end(text, OPEN_TAG)
+                if not self.reasoned:  # a `</think>` may still come and take back what is shown
+                    keep = max(keep, _partial_tag_at_end(text, CLOSE_TAG))
                 visible.append(self._visible(text[: len(text) - keep]))
                 self._held = text[len(text) - keep:] if keep else ""
                 break

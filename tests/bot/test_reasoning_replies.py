@@ -36,6 +36,18 @@ async def test_think_blocks_are_never_shown_while_streaming_nor_stored_nor_sent_
     assert world.brain.requests[-1].messages[2] == {"role": "assistant", "content": ANSWER}
 
 
+async def test_thoughts_whose_opening_tag_was_in_the_prompt_are_taken_back_and_never_stored(world: World) -> None:
+    # DeepSeek-R1's and Qwen3's thinking templates open the block in the prompt: the model streams its thoughts,
+    # then `</think>`, then the answer.
+    world.brain.script = [Reply(f"{THOUGHTS}\n</think>\n\n{ANSWER}", chunks=30, chunk_delay_s=0.03)]
+    await world.start()
+
+    asked = await mention(world, "how is the weather?")
+    assert await answer_to(world, asked) == [ANSWER]
+    history = await world.service.export(key_of_alice(world))
+    assert [m.content for m in history] == ["how is the weather?", ANSWER]
+
+
 async def test_an_answer_of_thoughts_alone_goes_to_the_next_engine(world: World) -> None:
     world.brain.script = [Reply("", reasoning=THOUGHTS, reasoning_chunks=4)]
     await world.start()

@@ -75,7 +75,13 @@ async def test_an_answer_that_is_only_thinking_is_empty_and_the_next_engine_answ
     assert items[0] == EngineStarted("huggingface", replaces_partial=False)
     assert shown(items) == "Hi from the second tier!"
     assert not [item for item in items if isinstance(item, Reasoned)]  # the answer shown did not think
-    assert (status_of(chain, "brain").failures, status_of(chain, "brain").last_error_kind) == (1, "unavailable")
+    brain = status_of(chain, "brain")
+    # Out of tokens while thinking is this request's, not a sick engine: the breaker does not count it.
+    assert (brain.failures, brain.last_error_kind, brain.breaker) == (1, "bad_request", "closed")
+    for _ in range(5):
+        brain_server.script = [Reply(THINKING, chunks=2)]
+        await turn_of(chain)
+    assert status_of(chain, "brain").breaker == "closed"
 
 
 async def test_an_unclosed_think_block_hides_the_rest_of_the_answer(

@@ -12,14 +12,25 @@ from app.engines.reasoning import ReasoningFilter
 
 
 def shown(*chunks: str) -> str:
+    """The text a front end ends up showing: what a retraction takes back is replaced, as the chain has it."""
     thoughts = ReasoningFilter()
-    return "".join(thoughts.feed(chunk) for chunk in chunks) + thoughts.finish()
+    text = ""
+    for chunk in chunks:
+        visible = thoughts.feed(chunk)
+        if thoughts.retracted:
+            thoughts.retracted, text = False, ""
+        text += visible
+    return text + thoughts.finish()
 
 
 def expected(text: str) -> str:
     """What the module promises, written as a whole-text rule: the filter must stream to the same result."""
+    opening, stray = text.find("<think>"), text.find("</think>")
+    thought_first = stray >= 0 and (opening < 0 or stray < opening)  # the template opened the block
+    if thought_first:
+        text = text[stray + len("</think>"):].lstrip()
     if "<think>" not in text:
-        return text
+        return "" if thought_first and text.isspace() else text
     before, *after_blocks = re.split(r"<think>.*?(?:</think>|\Z)", text, flags=re.DOTALL)
     visible = ("" if before.isspace() else before) + "".join(part.lstrip() for part in after_blocks)
     return "" if visible.isspace() else visible
@@ -60,6 +71,12 @@ def test_only_a_possible_start_of_a_tag_waits_for_the_next_chunk() -> None:
 
 def test_an_unclosed_think_block_makes_the_rest_reasoning() -> None:
     assert shown("Sure. <think>Hmm, ", "maybe I should </thi") == "Sure. "
+
+
+@pytest.mark.parametrize("cut", range(len("I should be warm.</think>\n\nHi there!") + 1))
+def test_a_closing_tag_with_no_opening_one_takes_back_what_came_before_it(cut: int) -> None:
+    answer = "I should be warm.</think>\n\nHi there!"  # the chat template opened the block in the prompt
+    assert shown(answer[:cut], answer[cut:]) == "Hi there!"
 
 
 def test_several_blocks_are_all_left_out() -> None:

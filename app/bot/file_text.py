@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 
 # Longest BOMs first: UTF-32-LE's begins with UTF-16-LE's.
 _BOMS = (
@@ -29,7 +30,8 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-MAX_REPLACED_SHARE = 0.1  # more replaced characters than this share of the text: not text
+MAX_REPLACED_SHARE = 0.1  # more characters no text holds than this share of the text: not text
+_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Co", "Cn", "Cs"})
 REPLACEMENT = "\ufffd"
 _FILE_NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f\[\]`]")
 _BACKTICK_RUNS = re.compile(r"`{3,}")
@@ -38,21 +40,29 @@ _BACKTICK_RUNS = re.compile(r"`{3,}")
 def decode_text(data: bytes, *, cut: bool = False) -> str | None:
     """The text of a file's bytes, or None when they are not text. `cut`: the bytes are the first part of a
     longer file, so a character split at the end is dropped, not replaced."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            return _decode(data[len(bom):], encoding, cut=cut)
-    if b"\x00" in data:
+    encoding = next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data:  # NUL bytes are binary, unless UTF-16/32 (a BOM) made them
         return None
-    text = _decode(data, "utf-8", cut=cut)
-    if text.count(REPLACEMENT) > MAX_REPLACED_SHARE * max(1, len(text)):
+    text = _decode(data, encoding or "utf-8", cut=cut)
+    # A BOM followed by anything is still no proof of text: too many characters no text holds say binary. (Without
+    # one, UTF-8 decoding marks every byte it cannot read: counting the replacements is enough, and quicker.)
+    odd = text.count(REPLACEMENT) if encoding is None else sum(map(_not_text, text))
+    if odd > MAX_REPLACED_SHARE * max(1, len(text)):
         return None
     return text
+
+
+def _not_text(character: str) -> bool:
+    """A character that text files do not hold: replaced, a control (but tab and line ends), private or unassigned."""
+    if character == REPLACEMENT:
+        return True
+    return character not in "\t\n\r" and unicodedata.category(character) in _NOT_TEXT_CATEGORIES
 
 
 def _decode(data: bytes, encoding: str, *, cut: bool) -> str:
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     # Not final when cut: an incomplete sequence at the end stays in the decoder instead of becoming "�".
-    return decoder.decode(data, final=not cut)
+    return decoder.decode(data, final=not cut).removeprefix("\ufeff")
 
 
 def file_block(name: str, text: str, cut_note: str | None = None) -> str:

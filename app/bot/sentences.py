@@ -24,7 +24,8 @@ READABLE_KINDS = ".txt, .md, .log, .csv, .json, .py, .js and other code"
 
 
 def names(files: list[str]) -> str:
-    shown = ", ".join(f"**{name}**" for name in files[:10])
+    """File names as shown in the channel: bold, with their own markdown and mentions made plain text."""
+    shown = ", ".join(f"**{_plain(name)}**" for name in files[:10])
     return shown if len(files) <= 10 else f"{shown} and {len(files) - 10} more"
 
 
@@ -41,7 +42,11 @@ def files_skipped(files: list[str], max_files: int) -> str:
 
 
 def file_cut(name: str, size: int, read: int) -> str:
-    return f"**{name}** is {byte_size(size)}: I read only its first {byte_size(read)}."
+    return f"**{_plain(name)}** is {byte_size(size)}: I read only its first {byte_size(read)}."
+
+
+def _plain(name: str) -> str:
+    return discord.utils.escape_markdown(discord.utils.escape_mentions(name))
 
 
 DMS_OFF = "I don't chat in DMs here 🙂 — find me in a server we share."

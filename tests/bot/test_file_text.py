@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 from dataclasses import dataclass
 
 from hypothesis import given
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from app.bot.attachments import DownloadFailed, FileRules, choose_files, is_text_file, read_files, turn_text
 from app.bot.file_text import byte_size, cut_note, decode_text, file_block
+from app.bot.sentences import files_unreadable
 
 
 def test_utf8_and_boms_decode_and_latin1_does_not_crash() -> None:
@@ -25,6 +27,17 @@ def test_binary_bytes_are_not_text() -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
     assert decode_text(png) is None
     assert decode_text(bytes(range(128, 256)) * 4) is None  # no NUL, but mostly undecodable
+
+
+def test_a_byte_order_mark_before_binary_bytes_does_not_make_them_text() -> None:
+    assert decode_text(codecs.BOM_UTF16_LE + bytes(range(256)) * 4) is None
+    assert decode_text(codecs.BOM_UTF8 + b"\x00\x01\x02\x03" * 50) is None
+    assert decode_text(codecs.BOM_UTF16_LE + "ok".encode("utf-16-le")) == "ok"
+
+
+def test_file_names_in_notices_are_shown_as_plain_text() -> None:
+    shown = files_unreadable(["<@&123456789012345678>**x**.png"])
+    assert "<@&123456789012345678>" not in shown and "\\*\\*x\\*\\*" in shown
 
 
 def test_a_cut_in_the_middle_of_a_character_drops_it() -> None:

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float | None = Field(None, ge=0)
     # Text files attached to a message: the bytes read of each (a larger one is cut), how many, how long to wait.
     attachment_max_bytes: int = Field(200_000, ge=1000, le=10_000_000)
-    attachment_max_files: int = Field(5, ge=0, le=10)
+    attachment_max_files: int = Field(5, ge=1, le=10)
     attachment_download_seconds: float = Field(10.0, gt=0, le=60)
 
     # Storage

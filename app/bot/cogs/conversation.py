@@ -110,8 +110,8 @@ class Conversation(commands.Cog):
         if not words and not files.blocks:
             return " ".join(files.notices())
         text = turn_text(words, files.blocks)
-        # The cooldown's token is taken; the thread's start is the one await before the place is taken (bounded,
-        # and still in the user's arrival order, so no later message of theirs overtakes this one).
+        # The cooldown's token is taken; the downloads above and the thread's start are the awaits before the place
+        # is taken (each bounded, and still in the user's arrival order, so no later message of theirs overtakes this).
         thread = await self._thread_for(message) if here.open and here.threads else None
         key = bot.key_for(message.author.id, message.guild, (thread or message.channel).id)
         turn = Turn(

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -144,12 +144,14 @@ class ConversationService:
         persona: str | None = None,
         model: str | None = None,
         guild_id: int = 0,
+        on_stored: Callable[[int], object] | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
         the answer is stored after `FinalReply` is yielded.
 
         `persona` replaces the system prompt for this turn; `model` (an ALLOWED_MODELS entry, tier:model) is asked
-        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal)."""
+        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal);
+        `on_stored` is called with the turn's id once the user's message is stored (see `edit_user_message`)."""
         text = clean_text(text)
         if not text:
             raise EmptyMessage("nothing to answer")
@@ -164,6 +166,8 @@ class ConversationService:
             started = await self._store.start_turn(
                 conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
             )
+            if on_stored is not None:
+                on_stored(started.turn_id)
             memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
             contexts: list[Context] = []
 
@@ -240,6 +244,26 @@ class ConversationService:
             forgotten = await self._store.reset(await self._store.conversation_id(key))
             self._shown_answers.drop(key)
             return forgotten
+
+    async def edit_user_message(self, key: ConversationKey, turn_id: int, text: str) -> bool:
+        """Replace the stored text of the turn's user message (its author edited it while it was answered; the
+        answer being made keeps the text it was asked). False: nothing to edit (an empty text, an erased turn).
+        It takes no lock: the turn it edits holds the conversation's."""
+        text = clean_text(text)
+        if not text:
+            return False
+        tokens = Text.counted(defuse_chat_syntax(text), self._counter).tokens
+        return await self._store.edit_message(await self._store.conversation_id(key), turn_id, text, tokens)
+
+    async def withdraw_turn(self, key: ConversationKey, turn_id: int) -> int:
+        """Erase one turn whose message its author deleted while it was answered: the message, and its answer
+        if one was stored or kept meanwhile (never stored later). Call it after the turn ended, before the
+        conversation's next one; returns how many stored messages went."""
+        async with self._locks.hold(key):
+            await self._shown_answers.settle(key)  # a write still running must not land after the delete
+            erased = await self._store.delete_turn(await self._store.conversation_id(key), turn_id)
+            self._shown_answers.drop(key, turn_id=turn_id)
+            return erased
 
     async def forget(self, user_id: int) -> int:
         """Erase every conversation of the user, in every scope (/forget); returns how many messages went.

@@ -2,8 +2,8 @@
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
 `accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
-`join_line`), `take_turn`, `active_turns`, `service`, `file_rules`. There are no text commands: a message is
-never parsed as a prefix command.
+`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `active_turns`, `service`, `file_rules`. There are no
+text commands: a message is never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
-from app.bot.attachments import FileRules
+from app.bot.attachments import FileRules, turn_text
 from app.bot.command_sync import sync_commands
 from app.bot.command_tree import KortanaTree
 from app.bot.conversation_keys import Scope, conversation_key
 from app.bot.cooldown import CooldownKey, per_user_and_server
+from app.bot.in_flight import TurnInFlight, TurnsInFlight
 from app.bot.place_rules import DM_GUILD_ID, Here, rules_here
 from app.bot.reply_display import ReplyDisplay
 from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice, daily_limit_reached
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # How long a turn cut by shutdown may take to say so before the connection closes anyway.
 RESTART_NOTICE_BOUND_S = 5.0
+# How long an edit waits for its running turn to store the user's message, and how long a deleted message's
+# turn may take to delete its reply and erase its stored turn.
+IN_FLIGHT_BOUND_S = 5.0
 
 Feature = Callable[["KortanaBot"], commands.Cog]  # a cog class, or anything that makes one for the bot
 
@@ -57,7 +61,8 @@ class Turn:
     guild_id: int = DM_GUILD_ID  # where the answer's tokens are charged
     daily_tokens: int | None = None  # the member's daily limit there; None: no limit
     notices: tuple[str, ...] = ()  # told under the answer (e.g. about the message's files)
-    with_files: bool = False  # the text ends with attached files (stored within half the budget, see respond)
+    message_id: int | None = None  # the Discord message it answers: its edits and deletion reach the turn
+    files: tuple[str, ...] = ()  # the text's file blocks, kept after an edited text
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -104,6 +109,7 @@ class KortanaBot(commands.AutoShardedBot):
         self._edit_interval = edit_interval
         self.file_rules = file_rules or FileRules()  # how much of a message's attached files is read
         self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
+        self._in_flight = TurnsInFlight()  # those that answer a message, by its id
         self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
@@ -187,6 +193,9 @@ class KortanaBot(commands.AutoShardedBot):
         task = asyncio.current_task()
         assert task is not None
         self._turn_tasks.add(task)
+        in_flight = TurnInFlight(task, turn.key, turn.text, turn.files)
+        if turn.message_id is not None:
+            self._in_flight.track(turn.message_id, in_flight)
         try:
             if acknowledge is not None:
                 await acknowledge()
@@ -200,33 +209,73 @@ class KortanaBot(commands.AutoShardedBot):
                     return
                 bound_s = self.service.answer_bound_s
                 async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
-                    await self._run(turn)
+                    await self._run(turn, in_flight)
         except asyncio.CancelledError:
-            if not place.reached:  # cut by shutdown while waiting: say so too
+            if in_flight.withdrawn:  # before the place is left: the next turn must not read the erased one
+                await self._erase(turn, in_flight)
+            elif not place.reached:  # cut by shutdown while waiting: say so too
                 await _say_instead(turn, RESTARTING)
             raise
         finally:
             place.leave()
             self._turn_tasks.discard(task)
+            if turn.message_id is not None:
+                self._in_flight.end(turn.message_id, in_flight)
 
-    async def _run(self, turn: Turn) -> None:
+    async def edit_turn(self, message_id: int, words: str) -> None:
+        """The user edited a message being answered (`words`: its new text, cleaned): a turn still waiting asks
+        the edited text; one that started keeps its answer, and its stored message becomes the edited text. An
+        edit to nothing changes nothing; a message not being answered is not ours to follow."""
+        in_flight = self._in_flight.get(message_id)
+        if in_flight is None or in_flight.withdrawn:
+            return
+        text = turn_text(words, in_flight.files)
+        if not text:
+            return
+        if not in_flight.started:
+            in_flight.text = text
+            return
+        turn_id = await in_flight.stored_turn(IN_FLIGHT_BOUND_S)
+        if turn_id is None:
+            return
+        try:
+            await self.service.edit_user_message(in_flight.key, turn_id, text, with_files=bool(in_flight.files))
+        except StorageUnavailable as error:
+            log.warning("Could not store an edited message: %s", error.cause)
+
+    async def withdraw_turn(self, message_id: int) -> None:
+        """The user deleted a message being answered: the turn stops, its reply is deleted and nothing of it
+        stays stored. Once its message is stored (waited for, bounded) the turn is cut; it erases itself."""
+        in_flight = self._in_flight.get(message_id)
+        if in_flight is None or in_flight.withdrawn:
+            return
+        in_flight.withdrawn = True
+        if in_flight.stream is not None:
+            in_flight.stream.stop_showing()
+        await in_flight.stored_turn(IN_FLIGHT_BOUND_S)  # cut while storing, the turn could not erase its message
+        in_flight.task.cancel()
+
+    async def _run(self, turn: Turn, in_flight: TurnInFlight) -> None:
         """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display)."""
         key = turn.key
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
         display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)
         for notice in turn.notices:
             display.notice(notice)
+        in_flight.stream = stream
+        in_flight.started = True  # from here on an edit goes to the stored message
         try:
             await show_turn(
                 self.service.respond(
                     key,
                     turn.author,
-                    turn.text,
+                    in_flight.text,
                     prefer=turn.prefer,
                     persona=turn.persona,
                     model=turn.model,
                     guild_id=turn.guild_id,
-                    with_files=turn.with_files,
+                    with_files=bool(turn.files),
+                    on_stored=in_flight.note_stored,
                 ),
                 display,
                 log_id=key.log_id,
@@ -236,6 +285,20 @@ class KortanaBot(commands.AutoShardedBot):
             )
         finally:
             await stream.close()
+
+    async def _erase(self, turn: Turn, in_flight: TurnInFlight) -> None:
+        """A withdrawn turn's end: its reply deleted and its stored turn erased, within IN_FLIGHT_BOUND_S."""
+        try:
+            async with asyncio.timeout(IN_FLIGHT_BOUND_S):
+                if in_flight.stream is not None:
+                    await in_flight.stream.delete_shown()
+                if in_flight.turn_id is not None:
+                    await self.service.withdraw_turn(turn.key, in_flight.turn_id)
+        except Exception as error:  # noqa: BLE001 - the turn is cut anyway: one log line, never a traceback
+            log.warning(
+                "Could not erase a turn whose message was deleted in conversation %s: %s",
+                turn.key.log_id, error_cause(error),
+            )  # fmt: skip
 
     # --- shutdown -------------------------------------------------------------------------------------
 

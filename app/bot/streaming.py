@@ -131,6 +131,21 @@ class ReplyStream:
         async with self._flush_lock:
             pass
 
+    def stop_showing(self) -> None:
+        """Nothing more of this answer reaches Discord (its question was deleted); an edit in flight ends."""
+        self.broken = True
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+
+    async def delete_shown(self) -> None:
+        """Stop showing the answer and delete what was shown of it, after any edit in flight."""
+        self.stop_showing()
+        async with self._flush_lock:
+            pages, self._pages, self._shown = self._pages, [], []
+        for page in pages:
+            with contextlib.suppress(discord.HTTPException):  # already gone
+                await page.delete()
+
     def _schedule(self) -> None:
         if self.broken or (self._scheduled is not None and not self._scheduled.done()):
             return

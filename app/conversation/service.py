@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,17 +149,17 @@ class ConversationService:
         model: str | None = None,
         guild_id: int = 0,
         with_files: bool = False,
+        on_stored: Callable[[int], object] | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
         the answer is stored after `FinalReply` is yielded.
 
         `persona` replaces the system prompt for this turn; `model` (an ALLOWED_MODELS entry, tier:model) is asked
-        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal).
+        for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal);
+        `on_stored` is called with the turn's id once the user's message is stored (see `edit_user_message`).
         `with_files`: the text ends with attached files; a turn longer than half the budget is then stored cut (the
         files' end), so that the turns after it can still send it. A message without files is stored whole."""
-        if with_files:  # beyond this many characters no budget could take the files: the work below stays bounded
-            text = text[: MAX_CHARS_PER_TOKEN * self._budget]
-        text = clean_text(text)
+        text, newest, stored_cut = self._as_stored(text, with_files)
         if not text:
             raise EmptyMessage("nothing to answer")
         # The lock is taken before any await: turns keep their order of arrival.
@@ -168,15 +168,12 @@ class ConversationService:
             await self._shown_answers.store_kept(key)
             # What is sent is defused and counted as sent; what is stored is what the user wrote.
             system = self._system_for(persona or self._system_prompt, author)
-            newest = Text.counted(defuse_chat_syntax(text), self._counter)
-            stored_cut = with_files and newest.tokens > self._budget * FILES_STORED_SHARE
-            if stored_cut:
-                text = cut_to_fit(text, int(self._budget * FILES_STORED_SHARE), self._counter, defuse_chat_syntax)
-                newest = Text.counted(defuse_chat_syntax(text), self._counter)
             allowance = history_allowance(system, newest, self._budget)
             started = await self._store.start_turn(
                 conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
             )
+            if on_stored is not None:
+                on_stored(started.turn_id)
             memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
             contexts: list[Context] = []
 
@@ -255,6 +252,40 @@ class ConversationService:
             forgotten = await self._store.reset(await self._store.conversation_id(key))
             self._shown_answers.drop(key)
             return forgotten
+
+    async def edit_user_message(
+        self, key: ConversationKey, turn_id: int, text: str, *, with_files: bool = False
+    ) -> bool:
+        """Replace the stored text of the turn's user message (its author edited it while it was answered; the
+        answer being made keeps the text it was asked), stored as `respond` stores it. False: nothing to edit (an
+        empty text, an erased turn). It takes no lock: the turn it edits holds the conversation's."""
+        text, counted, _ = self._as_stored(text, with_files)
+        if not text:
+            return False
+        return await self._store.edit_message(await self._store.conversation_id(key), turn_id, text, counted.tokens)
+
+    def _as_stored(self, text: str, with_files: bool) -> tuple[str, Text, bool]:
+        """A user's text as it is stored (cleaned; with files, within FILES_STORED_SHARE of the budget), the same
+        defused and counted as it is sent, and whether it was cut."""
+        if with_files:  # beyond this many characters no budget could take the files: the work below stays bounded
+            text = text[: MAX_CHARS_PER_TOKEN * self._budget]
+        text = clean_text(text)
+        counted = Text.counted(defuse_chat_syntax(text), self._counter)
+        room = int(self._budget * FILES_STORED_SHARE)
+        if not with_files or counted.tokens <= room:
+            return text, counted, False
+        text = cut_to_fit(text, room, self._counter, defuse_chat_syntax)
+        return text, Text.counted(defuse_chat_syntax(text), self._counter), True
+
+    async def withdraw_turn(self, key: ConversationKey, turn_id: int) -> int:
+        """Erase one turn whose message its author deleted while it was answered: the message, and its answer
+        if one was stored or kept meanwhile (never stored later). Call it after the turn ended, before the
+        conversation's next one; returns how many stored messages went."""
+        async with self._locks.hold(key):
+            await self._shown_answers.settle(key)  # a write still running must not land after the delete
+            erased = await self._store.delete_turn(await self._store.conversation_id(key), turn_id)
+            self._shown_answers.drop(key, turn_id=turn_id)
+            return erased
 
     async def forget(self, user_id: int) -> int:
         """Erase every conversation of the user, in every scope (/forget); returns how many messages went.

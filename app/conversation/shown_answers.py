@@ -101,9 +101,12 @@ class ShownAnswers:
         if answer is not None and answer.write is not None:
             await asyncio.wait([answer.write])
 
-    def drop(self, key: ConversationKey) -> None:
-        """Forget the conversation's kept answer (its conversation was reset)."""
-        self._kept.pop(key, None)
+    def drop(self, key: ConversationKey, *, turn_id: int | None = None) -> None:
+        """Forget the conversation's kept answer (its conversation was reset), or only the answer of `turn_id`
+        (that turn was erased)."""
+        kept = self._kept.get(key)
+        if kept is not None and (turn_id is None or kept.turn_id == turn_id):
+            del self._kept[key]
 
     def keys_of(self, user_id: int) -> list[ConversationKey]:
         """The conversations of a user that have a kept answer."""

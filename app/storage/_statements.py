@@ -92,6 +92,32 @@ FIND_ANSWER = select(messages.c.id).where(
     messages.c.turn_id == bindparam("turn_id"),
     messages.c.role == bindparam("role"),
 )
+# --- one turn: its user edited or deleted their message ------------------------------------------------
+# (An UPDATE's bound names must differ from its columns' names, as in SAVE_SUMMARY.)
+EDIT_USER_MESSAGE = (
+    update(messages)
+    .where(
+        messages.c.conversation_id == bindparam("of_conversation"),
+        messages.c.id == bindparam("message_id"),
+        messages.c.role == "user",
+    )
+    .values(content=bindparam("new_content"), token_count=bindparam("new_token_count"))
+)
+# Locked before the delete (PostgreSQL), as QUESTIONS_OF_CONVERSATION for a reset: an answer being inserted
+# beside the question commits first, and the delete sees it.
+QUESTION_OF_TURN = (
+    select(messages.c.id)
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        messages.c.id == bindparam("turn_id"),
+        messages.c.role == "user",
+    )
+    .with_for_update()
+)
+# The question (its own turn) and every answer to it, walking ix_messages_conversation_turn.
+DELETE_TURN = delete(messages).where(
+    messages.c.conversation_id == bindparam("conversation_id"), bindparam("turn_id") == TURN_ORDER
+)
 FIND_CONVERSATION = select(conversations.c.id).where(
     conversations.c.user_id == bindparam("user_id"), conversations.c.scope == bindparam("scope")
 )

@@ -159,6 +159,24 @@ class HistoryStore(ABC):
         row = message_row(conversation_id, message, turn_id=turn_id, turn_key=uuid.uuid4().hex, latency_ms=latency_ms)
         return await self._written(self._log_id(conversation_id), lambda: self._append(conversation_id, message, row))
 
+    async def edit_message(self, conversation_id: int, message_id: int, content: str, token_count: int) -> bool:
+        """Replace the text of a stored user message (its author edited it) and its token count; the search index
+        follows. False: no such user message is stored (erased meanwhile)."""
+        conversation_id = self._current(conversation_id)
+        values = {
+            "of_conversation": conversation_id,
+            "message_id": message_id,
+            "new_content": content,
+            "new_token_count": token_count,
+        }
+        return await self._written(self._log_id(conversation_id), lambda: self._edit_message(conversation_id, values))
+
+    async def delete_turn(self, conversation_id: int, turn_id: int) -> int:
+        """Erase one turn: the user message `turn_id` (as `start_turn` returned it) and its answer; an answer
+        written later is not stored (its question is gone). Returns how many messages were erased."""
+        conversation_id = self._current(conversation_id)
+        return await self._written(self._log_id(conversation_id), lambda: self._delete_turn(conversation_id, turn_id))
+
     @abstractmethod
     async def recent(
         self, conversation_id: int, token_budget: int, overhead_per_message: int = 0
@@ -276,6 +294,14 @@ class HistoryStore(ABC):
     @abstractmethod
     async def _reset(self, conversation_id: int) -> int:
         """Delete every message of the conversation; returns how many were deleted."""
+
+    @abstractmethod
+    async def _edit_message(self, conversation_id: int, values: dict) -> bool:
+        """Run EDIT_USER_MESSAGE with the values; True if a row was updated."""
+
+    @abstractmethod
+    async def _delete_turn(self, conversation_id: int, turn_id: int) -> int:
+        """Delete the turn's question and answers; returns how many rows went."""
 
     @abstractmethod
     async def _start_summary(self, conversation_id: int) -> SummaryDraft:

@@ -16,12 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.storage._statements import (
     DELETE_CONVERSATION,
     DELETE_MESSAGES_OF_USER,
+    DELETE_TURN,
+    EDIT_USER_MESSAGE,
     ERASE_SUMMARIES_OF_USER,
     ERASE_SUMMARY,
     FIND_ANSWER,
     FIND_BY_TURN_KEY,
     FIND_CONVERSATION,
     NO_MESSAGE,
+    QUESTION_OF_TURN,
     QUESTIONS_OF_CONVERSATION,
     QUESTIONS_OF_USER,
     RECENT,
@@ -171,6 +174,25 @@ class PostgresHistoryStore(HistoryStore):
             return result.rowcount or 0, conversation_ids
 
         return await self._retrying(delete_all, "#user")
+
+    async def _edit_message(self, conversation_id: int, values: dict) -> bool:
+        async def edit() -> bool:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(EDIT_USER_MESSAGE, values)
+            return result.rowcount == 1
+
+        return await self._retrying(edit, self._log_id(conversation_id))
+
+    async def _delete_turn(self, conversation_id: int, turn_id: int) -> int:
+        async def delete_one() -> int:
+            parameters = {"conversation_id": conversation_id, "turn_id": turn_id}
+            async with self._engine.begin() as connection:
+                await connection.execute(ADVISORY_LOCK, {"conversation_id": conversation_id})
+                await connection.execute(QUESTION_OF_TURN, parameters)  # see QUESTION_OF_TURN
+                result = await connection.execute(DELETE_TURN, parameters)
+            return result.rowcount or 0
+
+        return await self._retrying(delete_one, self._log_id(conversation_id))
 
     async def _reset(self, conversation_id: int) -> int:
         async def delete_all() -> int:

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.storage._statements import (
     DELETE_CONVERSATION,
     DELETE_MESSAGES_OF_USER,
+    DELETE_TURN,
+    EDIT_USER_MESSAGE,
     ERASE_SUMMARIES_OF_USER,
     ERASE_SUMMARY,
     FIND_ANSWER,
@@ -68,6 +70,8 @@ _ERASE_SUMMARY = SqlStatement(ERASE_SUMMARY)
 _USER_CONVERSATIONS = SqlStatement(USER_CONVERSATIONS)
 _DELETE_MESSAGES_OF_USER = SqlStatement(DELETE_MESSAGES_OF_USER)
 _ERASE_SUMMARIES_OF_USER = SqlStatement(ERASE_SUMMARIES_OF_USER)
+_EDIT_USER_MESSAGE = SqlStatement(EDIT_USER_MESSAGE)
+_DELETE_TURN = SqlStatement(DELETE_TURN)
 T = TypeVar("T")
 _STALE = -1  # an epoch no job reports: no usable cached window, read from the database
 
@@ -216,6 +220,22 @@ class SqliteHistoryStore(HistoryStore):
         forgotten = await self._run(job)
         self._windows.forget(conversation_id)
         return forgotten
+
+    async def _edit_message(self, conversation_id: int, values: dict) -> bool:
+        def job(connection: sqlite3.Connection) -> bool:
+            edited = _EDIT_USER_MESSAGE.run(connection, **values).rowcount == 1
+            self._epoch += 1  # as in _reset: every window read before this edit (or queued behind it) is stale
+            return edited
+
+        return await self._run_in(conversation_id, job)
+
+    async def _delete_turn(self, conversation_id: int, turn_id: int) -> int:
+        def job(connection: sqlite3.Connection) -> int:
+            erased = _DELETE_TURN.run(connection, conversation_id=conversation_id, turn_id=turn_id).rowcount
+            self._epoch += 1  # as in _reset
+            return erased
+
+        return await self._run_in(conversation_id, job)
 
     def _forget_conversation(self, conversation_id: int) -> None:
         self._windows.forget(conversation_id)

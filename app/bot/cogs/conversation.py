@@ -8,6 +8,9 @@ there would be noise for everyone) and one private sentence for /ask.
 
 A message's text files are part of its turn, after the user's words (app/bot/attachments); the files it cannot
 read get one sentence, under the answer or instead of one when nothing else is left.
+
+A message edited while its turn waits is answered as edited; edited once the turn started, its stored text is
+updated. A message deleted while it is answered stops its turn: the reply is deleted and nothing of it stays.
 """
 
 from __future__ import annotations
@@ -124,9 +127,22 @@ class Conversation(commands.Cog):
             guild_id=here.guild_id,
             daily_tokens=here.daily_tokens,
             notices=tuple(files.notices()),
-            with_files=bool(files.blocks),
+            message_id=message.id,
+            files=tuple(files.blocks),
         )
         return bot.join_line(key), turn, thread or message.channel
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Raw: the message being answered may have left discord.py's cache. An edit that carries no text (an
+        embed resolved, a pin) is no edit of the words."""
+        content = payload.data.get("content")
+        if isinstance(content, str):
+            await self.bot.edit_turn(payload.message_id, clean_text(self._without_own_mentions(content)))
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self.bot.withdraw_turn(payload.message_id)
 
     async def _read_files(self, chosen: ChosenFiles) -> ReadFiles:
         if not chosen.to_read:  # nothing to download: no session

@@ -110,14 +110,16 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def make_chain(make_api_engine: MakeApiEngine, hf_server: FakeChatServer, clock: FakeClock):
-    """`make_chain(brain, brain_deadline_s=DEADLINE_S, **options)`: brain (an engine or a base URL) → HF (the
-    `hf_server`) → echo."""
+    """`make_chain(brain, brain_deadline_s=DEADLINE_S, hf_deadline_s=DEADLINE_S, **options)`: brain (an engine or a
+    base URL) → HF (the `hf_server`) → echo."""
     chains: list[EngineChain] = []
 
-    def make(brain: Engine | str, brain_deadline_s: float = DEADLINE_S, **options: object) -> EngineChain:
+    def make(
+        brain: Engine | str, brain_deadline_s: float = DEADLINE_S, hf_deadline_s: float = DEADLINE_S, **options: object
+    ) -> EngineChain:
         if isinstance(brain, str):
             brain = make_api_engine(brain, "brain")
-        tiers = [Tier(brain, brain_deadline_s), Tier(make_api_engine(hf_server.base_url, "hf"), DEADLINE_S)]
+        tiers = [Tier(brain, brain_deadline_s), Tier(make_api_engine(hf_server.base_url, "hf"), hf_deadline_s)]
         chain = EngineChain(
             tiers, EchoEngine(), max_tokens=MAX_TOKENS, clock=clock, **options  # type: ignore[arg-type]
         )
@@ -745,7 +747,8 @@ async def test_with_a_hanging_brain_no_turn_of_many_users_exceeds_the_answer_bou
 ) -> None:
     brain_server.default = Hang()
     brain = BreakerWitness(make_api_engine(brain_server.base_url, "brain"))
-    chain = make_chain(brain, max_concurrent_calls=2, failure_threshold=2)
+    # HF answers 16 turns at once, each on a fresh client: on a loaded 2-core machine that took more than 0.4 s.
+    chain = make_chain(brain, hf_deadline_s=3.0, max_concurrent_calls=2, failure_threshold=2)
     brain.chain = chain
     first = [asyncio.create_task(timed(ask(chain))) for _ in range(2)]
     while brain_server.in_flight < 2:

@@ -7,7 +7,8 @@ Map:
 - settings and services: `settings_for`, `engine_chain`, `history_store`, `conversation_service`, with the test
   defaults in one place (the test system prompt, a 3,000-token budget, short engine deadlines, echo last);
 - child processes: `child_environment`, the only builder of a child's environment;
-- engines: `api_engine` (a ChatApiEngine with short test timeouts) and `BreakerWitness`;
+- engines: `api_engine` (a ChatApiEngine with short test timeouts), `BreakerWitness`, and what a chain reports and
+  shows (`status_of`, `shown_text`);
 - the bot end to end: `World` (the fake Discord, brain and HF servers, and the bot on the test's database),
   `start_shard`, and what a user does and sees: `mention`, `answer_to`, `interaction_text`, `user_contents`.
 
@@ -32,8 +33,8 @@ from app.config import Settings
 from app.conversation.service import ConversationService
 from app.conversation.setup import open_service, open_store
 from app.conversation.tokens import EstimatedTokens, TokenCounter
-from app.engines import ChatMessage, Engine
-from app.engines.chain import EngineChain, Tier
+from app.engines import ChatMessage, Engine, EngineStarted
+from app.engines.chain import EngineChain, EngineStatus, Tier
 from app.engines.chat_api import ChatApiEngine
 from app.engines.echo import EchoEngine
 from app.storage import HistoryStore, create_engine
@@ -154,6 +155,23 @@ def api_engine(base_url: str, name: str = "brain", **overrides: object) -> ChatA
     )
     settings.update(overrides)
     return ChatApiEngine(name=name, base_url=base_url, **settings)  # type: ignore[arg-type]
+
+
+def status_of(chain: EngineChain, name: str) -> EngineStatus:
+    """The chain's status report of the engine `name`."""
+    return next(status for status in chain.status() if status.name == name)
+
+
+def shown_text(items: Sequence[object]) -> str:
+    """The text a front end ends up showing of a chain's stream: an engine that replaces a partial answer starts it
+    again."""
+    text = ""
+    for item in items:
+        if isinstance(item, EngineStarted):
+            text = "" if item.replaces_partial else text
+        elif isinstance(item, str):
+            text += item
+    return text
 
 
 class BreakerWitness:

@@ -28,7 +28,7 @@ from tests.fakes.openai_server import (
     Reply,
     StreamErrorEvent,
 )
-from tests.helpers import BreakerWitness, MakeApiEngine
+from tests.helpers import BreakerWitness, MakeApiEngine, status_of
 
 SYSTEM: ChatMessage = {"role": "system", "content": "You are Kor'tana."}
 HISTORY: list[ChatMessage] = [
@@ -97,10 +97,6 @@ async def first_event_after(chain: EngineChain) -> tuple[EngineStarted, float]:
         assert isinstance(event, EngineStarted)
         return event, time.perf_counter() - started
     raise AssertionError("no answer")
-
-
-def status_of(chain: EngineChain, name: str):
-    return next(status for status in chain.status() if status.name == name)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from app.engines import ChatMessage, EngineError, EngineStarted, ErrorKind
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from tests.fakes.openai_server import FakeChatServer, Hang, HttpError, Reply
-from tests.helpers import MakeApiEngine
+from tests.helpers import MakeApiEngine, status_of
 
 PROMPT: list[ChatMessage] = [
     {"role": "system", "content": "You summarise."},
@@ -42,10 +42,6 @@ async def ask(chain: EngineChain) -> tuple[str, str]:
         elif isinstance(item, str):
             text += item
     return engine, text
-
-
-def status_of(chain: EngineChain, name: str):
-    return next(status for status in chain.status() if status.name == name)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from app.engines import ChatMessage, EngineStarted, Reasoned, TokenUsage
 from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from tests.fakes.openai_server import FakeChatServer, Reply
-from tests.helpers import MakeApiEngine
+from tests.helpers import MakeApiEngine, shown_text, status_of
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are Kor'tana."},
@@ -34,20 +34,6 @@ async def turn_of(chain: EngineChain) -> list[object]:
     return [item async for item in chain.stream(window, 3000)]
 
 
-def shown(items: list[object]) -> str:
-    text = ""
-    for item in items:
-        if isinstance(item, EngineStarted):
-            text = "" if item.replaces_partial else text
-        elif isinstance(item, str):
-            text += item
-    return text
-
-
-def status_of(chain: EngineChain, name: str):
-    return next(status for status in chain.status() if status.name == name)
-
-
 @pytest.mark.parametrize("chunks", [1, 3, 7, 40, 200])
 async def test_think_blocks_split_across_chunks_are_never_shown(
     brain_server: FakeChatServer, make_api_engine: MakeApiEngine, chunks: int
@@ -56,7 +42,7 @@ async def test_think_blocks_split_across_chunks_are_never_shown(
 
     items = await turn_of(chain_of(make_api_engine(brain_server.base_url)))
 
-    assert shown(items) == "Hello! How are you?"
+    assert shown_text(items) == "Hello! How are you?"
     assert [item for item in items if isinstance(item, EngineStarted)] == [EngineStarted("brain", False)]
     reasoned, usage = items[-2:]
     assert isinstance(reasoned, Reasoned) and 0 <= reasoned.seconds < DEADLINE_S
@@ -73,7 +59,7 @@ async def test_an_answer_that_is_only_thinking_is_empty_and_the_next_engine_answ
     items = await turn_of(chain)
 
     assert items[0] == EngineStarted("huggingface", replaces_partial=False)
-    assert shown(items) == "Hi from the second tier!"
+    assert shown_text(items) == "Hi from the second tier!"
     assert not [item for item in items if isinstance(item, Reasoned)]  # the answer shown did not think
     brain = status_of(chain, "brain")
     # Out of tokens while thinking is this request's, not a sick engine: the breaker does not count it.
@@ -89,7 +75,7 @@ async def test_an_unclosed_think_block_hides_the_rest_of_the_answer(
 ) -> None:
     brain_server.script = [Reply("Let me see. <think>Hmm, the user might mean", chunks=4)]
 
-    assert shown(await turn_of(chain_of(make_api_engine(brain_server.base_url)))) == "Let me see. "
+    assert shown_text(await turn_of(chain_of(make_api_engine(brain_server.base_url)))) == "Let me see. "
 
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
@@ -122,7 +108,7 @@ async def test_an_answer_of_reasoning_deltas_alone_is_empty_and_the_next_engine_
 
     items = await turn_of(chain)
 
-    assert shown(items) == "An answer." and items[0] == EngineStarted("huggingface", False)
+    assert shown_text(items) == "An answer." and items[0] == EngineStarted("huggingface", False)
     assert "think" not in "".join(item for item in items if isinstance(item, str))
     assert status_of(chain, "brain").failures == 1
 
@@ -140,7 +126,7 @@ async def test_how_long_the_model_thought_in_its_text_is_measured_to_its_last_th
 
     [reasoned] = [item for item in items if isinstance(item, Reasoned)]
     assert 0.15 <= reasoned.seconds <= took - 0.3
-    assert shown(items) == answer
+    assert shown_text(items) == answer
 
 
 async def test_when_every_engine_only_thought_echo_answers_as_when_they_failed(
@@ -151,7 +137,7 @@ async def test_when_every_engine_only_thought_echo_answers_as_when_they_failed(
     items = await turn_of(chain_of(make_api_engine(brain_server.base_url)))
 
     assert items[0] == EngineStarted("echo", replaces_partial=False)
-    assert "Hello there!" in shown(items) and "think" not in shown(items)
+    assert "Hello there!" in shown_text(items) and "think" not in shown_text(items)
     assert not [item for item in items if isinstance(item, Reasoned | TokenUsage)]
 
 
@@ -161,7 +147,7 @@ async def test_echo_quotes_what_the_user_wrote_tags_and_all() -> None:
 
     items = [item async for item in chain.stream(lambda budget: said, 3000)]
 
-    assert "What does <think> mean?" in shown(items)
+    assert "What does <think> mean?" in shown_text(items)
 
 
 async def test_a_background_answer_never_holds_the_thoughts(

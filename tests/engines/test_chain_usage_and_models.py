@@ -13,7 +13,7 @@ from app.engines.chain import EngineChain, Tier
 from app.engines.echo import EchoEngine
 from app.engines.plugin import CallableBrain
 from tests.fakes.openai_server import FakeChatServer, HttpError, Reply
-from tests.helpers import MakeApiEngine
+from tests.helpers import MakeApiEngine, shown_text, status_of
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are Kor'tana."},  # the fake counts words: 3
@@ -28,20 +28,6 @@ def window(budget: int) -> list[ChatMessage]:
 
 async def turn_of(chain: EngineChain, **options: object) -> list[EngineStarted | str | TokenUsage]:
     return [item async for item in chain.stream(window, 3000, **options)]  # type: ignore[arg-type]
-
-
-def shown(items: list[EngineStarted | str | TokenUsage]) -> str:
-    text = ""
-    for item in items:
-        if isinstance(item, EngineStarted):
-            text = "" if item.replaces_partial else text
-        elif isinstance(item, str):
-            text += item
-    return text
-
-
-def status_of(chain: EngineChain, name: str):
-    return next(status for status in chain.status() if status.name == name)
 
 
 class Reporting:
@@ -91,7 +77,7 @@ async def test_the_answering_servers_usage_is_the_turns_last_item_and_no_text(
     assert items[0] == EngineStarted("brain", replaces_partial=False)
     assert [type(item) for item in items[1:]] == [str, str, str, TokenUsage]
     assert items[-1] == TokenUsage(prompt_tokens=5, completion_tokens=6)
-    assert shown(items) == "Hi Sam, lovely to see you."
+    assert shown_text(items) == "Hi Sam, lovely to see you."
 
 
 async def test_engines_that_yield_only_text_still_answer_and_report_no_usage() -> None:
@@ -123,7 +109,7 @@ async def test_the_usage_of_an_engine_that_failed_after_reporting_it_is_not_pass
 
     assert [item for item in items if isinstance(item, TokenUsage)] == [TokenUsage(5, 3)]
     assert items[-1] == TokenUsage(5, 3) and items[-3] == EngineStarted("huggingface", replaces_partial=True)
-    assert shown(items) == "A whole answer."
+    assert shown_text(items) == "A whole answer."
     assert status_of(chain, "brain").failures == 1
 
 
@@ -179,9 +165,9 @@ async def test_the_chosen_model_is_asked_of_its_tier_only(
     second = await turn_of(chain, models={"brain": "qwen2.5:7b"})
     third = await turn_of(chain)
 
-    assert shown(first) == "Hello from Hugging Face!"
-    assert shown(second) == "from the chosen brain"
-    assert shown(third) == "Hello from the brain!"
+    assert shown_text(first) == "Hello from Hugging Face!"
+    assert shown_text(second) == "from the chosen brain"
+    assert shown_text(third) == "Hello from the brain!"
     assert [request.body["model"] for request in brain_server.requests] == ["qwen2.5:7b", "qwen2.5:7b", "llama3.1:8b"]
     assert [request.body["model"] for request in hf_server.requests] == ["meta-llama/Llama-3.1-8B-Instruct"]
     assert [item.engine for item in first if isinstance(item, EngineStarted)] == ["huggingface"]
@@ -195,7 +181,7 @@ async def test_a_model_chosen_for_the_second_tier_is_asked_when_the_first_fails(
 
     items = await turn_of(chain, models={"huggingface": "Qwen/Qwen2.5-72B-Instruct"})
 
-    assert shown(items) == "Hello from Hugging Face!" and isinstance(items[-1], TokenUsage)
+    assert shown_text(items) == "Hello from Hugging Face!" and isinstance(items[-1], TokenUsage)
     assert brain_server.requests[0].body["model"] == "llama3.1:8b"
     assert hf_server.requests[0].body["model"] == "Qwen/Qwen2.5-72B-Instruct"
 
@@ -210,10 +196,10 @@ async def test_a_failing_chosen_model_opens_its_tiers_breaker_for_every_turn(
         else Reply("Hello from the brain!")
 
     for _ in range(2):
-        assert shown(await turn_of(chain, models={"brain": "gone"})) == "Hello from Hugging Face!"
+        assert shown_text(await turn_of(chain, models={"brain": "gone"})) == "Hello from Hugging Face!"
     assert status_of(chain, "brain").breaker == "open"
 
-    assert shown(await turn_of(chain)) == "Hello from Hugging Face!"
+    assert shown_text(await turn_of(chain)) == "Hello from Hugging Face!"
     assert len(brain_server.requests) == 2, "the open breaker spares the brain the default model's turn too"
 
 
@@ -223,7 +209,7 @@ async def test_a_model_for_a_tier_that_serves_one_model_is_not_asked_for() -> No
 
     items = await turn_of(chain, models={"brain": "qwen2.5:7b", "huggingface": "not in this chain"})
 
-    assert shown(items) == "the only model I have"
+    assert shown_text(items) == "the only model I have"
     assert chain.models_served() == {}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -107,7 +107,8 @@ roles = st.sampled_from(["user", "assistant"])
 
 
 def _history(counter: TokenCounter, pairs: list[tuple[str, str]]) -> list[StoredMessage]:
-    return [StoredMessage(role, text, counter.count(text)) for role, text in pairs]
+    """Stored as the service stores them: counted as a model reads them, defused."""
+    return [StoredMessage(role, text, counter.count(defuse_chat_syntax(text))) for role, text in pairs]
 
 
 def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -> None:
@@ -139,6 +140,7 @@ def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -
 
 @settings(max_examples=200, deadline=None)
 @given(pairs=st.lists(st.tuples(roles, words), max_size=30), newest=words, budget=st.integers(120, 1500))
+@example(pairs=[("user", "<THINK>")], newest="0", budget=120)  # defusing adds a token: found by a CI run
 def test_window_properties_with_the_estimate(pairs, newest, budget) -> None:
     _check_window(EstimatedTokens(), pairs, newest, budget)
 

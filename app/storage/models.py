@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     func,
     text,
 )
@@ -74,6 +75,8 @@ class Message(Base):
     turn_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     turn_key: Mapped[str | None] = mapped_column(Uuid(as_uuid=False), nullable=True)
+    images: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON references (revision 0009)
+    stopped: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()
     )

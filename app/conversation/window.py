@@ -146,17 +146,45 @@ def _cut_to_fit(newest: Text, room: int, counter: TokenCounter) -> Text:
 
 def cut_to_fit(text: str, room: int, counter: TokenCounter, measure: Callable[[str], str] = str) -> str:
     """The longest prefix of `text` that, with the cut marker, counts at most `room` tokens once `measure`d (the
-    text as it will be sent: e.g. defused)."""
+    text as it will be sent: e.g. defused). A code block the cut leaves open is closed before the marker, so the
+    marker reads as ours, not as the end of the file the block quotes."""
     marker_tokens = counter.count(CUT_MARKER)
+
+    def cut_at(end: int) -> str:
+        return text[:end] + closing_fence(text[:end]) + CUT_MARKER
+
     low, high = 0, len(text)
     while low < high:  # binary search on characters: counting is monotone enough for prefixes
         middle = (low + high + 1) // 2
-        if counter.count(measure(text[:middle])) + marker_tokens <= room:
+        if counter.count(measure(text[:middle] + closing_fence(text[:middle]))) + marker_tokens <= room:
             low = middle
         else:
             high = middle - 1
-    cut = text[:low] + CUT_MARKER
+    cut = cut_at(low)
     while low > 0 and counter.count(measure(cut)) > room:  # a tokenizer may merge differently at the cut
         low -= 1
-        cut = text[:low] + CUT_MARKER
+        cut = cut_at(low)
     return cut
+
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def closing_fence(text: str) -> str:
+    """What closes the Markdown code block `text` leaves open ("\n```", say), or "" when none is open."""
+    if "```" not in text and "~~~" not in text:
+        return ""
+    opened: str | None = None
+    for line in text.split("\n"):
+        fence = _FENCE_LINE.match(line)
+        if fence is None:
+            continue
+        marks, rest = fence.groups()
+        if opened is None:
+            if not (marks[0] == "`" and "`" in rest):  # a backtick fence's info string holds no backtick
+                opened = marks
+        elif marks[0] == opened[0] and len(marks) >= len(opened) and not rest.strip():
+            opened = None
+    if opened is None:
+        return ""
+    return opened if text.endswith("\n") else "\n" + opened

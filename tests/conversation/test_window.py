@@ -13,6 +13,8 @@ from app.conversation.window import (
     PER_MESSAGE_TOKENS,
     Text,
     build_window,
+    closing_fence,
+    cut_to_fit,
     defuse_chat_syntax,
     fixed_cost,
 )
@@ -111,6 +113,13 @@ def _history(counter: TokenCounter, pairs: list[tuple[str, str]]) -> list[Stored
     return [StoredMessage(role, text, counter.count(defuse_chat_syntax(text))) for role, text in pairs]
 
 
+def _is_a_cut_of(text: str, cut: str) -> bool:
+    """Whether `cut` is a prefix of `text`, with the code block it left open closed."""
+    return any(
+        (prefix := text[:end]) + closing_fence(prefix) == cut for end in range(len(cut), max(-1, len(cut) - 64), -1)
+    )
+
+
 def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -> None:
     system = Text.counted("You are Kor'tana.", counter)
     newest = Text.counted(newest_text, counter)
@@ -122,7 +131,7 @@ def _check_window(counter: TokenCounter, pairs, newest_text: str, budget: int) -
     assert sent[-1]["role"] == "user"
     if window.newest_was_cut:
         assert sent[-1]["content"].endswith(CUT_MARKER)
-        assert newest_text.startswith(sent[-1]["content"][: -len(CUT_MARKER)])
+        assert _is_a_cut_of(newest_text, sent[-1]["content"][: -len(CUT_MARKER)])
     else:
         assert sent[-1]["content"] == newest_text
     middle = sent[1:-1]
@@ -158,3 +167,29 @@ def test_a_message_bigger_than_the_budget_is_cut_with_a_marker() -> None:
     assert window.newest_was_cut
     assert window.messages[-1]["content"].endswith(CUT_MARKER)
     assert window.tokens <= 500
+
+
+@pytest.mark.parametrize(
+    ("text", "closing"),
+    [
+        ("words", ""),
+        ("a\n```\nprint(1)", "\n```"),
+        ("a\n```py\nprint(1)\n", "```"),
+        ("a\n```\nx\n```\nafter", ""),
+        ("a\n````\nx\n```\ny", "\n````"),  # three backticks do not close four
+        ("~~~\nx", "\n~~~"),
+        ("inline ``` is no fence", ""),
+        ("```x```", ""),  # a backtick fence's info string cannot hold a backtick: inline code
+    ],
+)
+def test_closing_fence(text: str, closing: str) -> None:
+    assert closing_fence(text) == closing
+
+
+def test_a_cut_inside_a_code_block_closes_it_before_the_marker() -> None:
+    counter = EstimatedTokens()
+    text = "look at this\n\n[file: a.py]\n```\n" + "print(1)\n" * 2000 + "```"
+    cut = cut_to_fit(text, 200, counter)
+    assert cut.endswith("\n```" + CUT_MARKER)
+    assert counter.count(cut) <= 200
+    assert closing_fence(cut.removesuffix(CUT_MARKER)) == ""

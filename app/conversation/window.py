@@ -100,7 +100,9 @@ def fit_newest(system: Text, newest: Text, budget: int, counter: TokenCounter) -
     the system prompt, its longest prefix that fits with the cut marker."""
     if fixed_cost(system, newest) <= budget:
         return newest, False
-    return _cut_to_fit(newest, budget - fixed_cost(system, Text("", 0)), counter), True
+    extra = max(0, newest.tokens - counter.count(newest.content))  # what its text does not count: its images
+    cut = _cut_to_fit(newest, budget - fixed_cost(system, Text("", extra)), counter)
+    return Text(cut.content, cut.tokens + extra), True
 
 
 def turn_of(message: StoredMessage) -> int | None:

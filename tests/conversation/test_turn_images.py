@@ -57,3 +57,17 @@ async def test_an_image_alone_is_answered(open_test_service) -> None:
     assert events[-1].text
     [question, _] = await service.export(ALICE)
     assert (question.content, question.token_count) == ("", DEFAULT_IMAGE_TOKENS)
+
+
+def test_a_newest_message_cut_to_fit_keeps_its_images_cost_within_the_budget() -> None:
+    from app.conversation.window import Text, build_window
+
+    counter = EstimatedTokens()
+    system = Text.counted("be kind", counter)
+    words = "word " * 2000
+    newest = Text(words, counter.count(words) + 2 * DEFAULT_IMAGE_TOKENS)
+    window = build_window(system, [], newest, 3000, counter)
+    assert window.newest_was_cut
+    sent = window.messages[-1]["content"]
+    assert window.tokens <= 3000
+    assert counter.count(sent) + 2 * DEFAULT_IMAGE_TOKENS + counter.count(system.content) <= 3000

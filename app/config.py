@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     attachment_max_bytes: int = Field(200_000, ge=1000, le=10_000_000)
     attachment_max_files: int = Field(5, ge=1, le=10)
     attachment_download_seconds: float = Field(10.0, gt=0, le=60)
+    # Images attached to a message, for an engine that sees (BRAIN_VISION, HF_VISION): sent as the Discord CDN URL,
+    # or inline (downloaded, at most IMAGE_MAX_BYTES, sent as a data: URL); each counts IMAGE_TOKENS in the budget.
+    image_delivery: Literal["url", "inline"] = "url"
+    image_max_bytes: int = Field(5_000_000, ge=1000, le=20_000_000)
+    image_tokens: int = Field(765, ge=0, le=10_000)
 
     # Storage
     # repr=False: a URL may carry a password (user:password@host).
@@ -106,6 +111,9 @@ class Settings(BaseSettings):
     allowed_models: Annotated[list[AllowedModel], NoDecode] = []
     breaker_failure_threshold: int = Field(3, ge=1)
     max_concurrent_engine_calls: int = Field(8, ge=1)
+    # The tier's model takes images (OpenAI-style image_url parts); never guessed from a model's name.
+    brain_vision: bool = False
+    hf_vision: bool = False
 
     # Conversation
     system_prompt: str = DEFAULT_SYSTEM_PROMPT

@@ -2,7 +2,8 @@
 within the size cap and the download bound (`read_files`), as the blocks the user's turn carries.
 
 A file is text by its content type (text/*, JSON, XML, YAML, …) or, since Discord may send none, by its
-extension (documents, logs, data and source code). The others are named in one sentence. Each text file is
+extension (documents, logs, data and source code); an image (png, jpeg, webp, gif) goes to the engines as an
+image (app/bot/images). The others are named in one sentence. Each text file is
 downloaded from Discord's CDN streaming, never more than `FileRules.max_bytes` (a larger file is cut there,
 with a marker in its block and a notice to the user), within `FileRules.download_bound_s`, and decoded by
 `app.bot.file_text` (bytes that turn out not to be text are named like the others).
@@ -62,6 +63,11 @@ _SOURCE_CODE = (
 )
 TEXT_EXTENSIONS = frozenset(f"{_DOCUMENTS_AND_DATA} {_SOURCE_CODE}".split())
 TEXT_FILE_NAMES = frozenset({"dockerfile", "makefile", "readme", "license", "changelog", "procfile", "gemfile"})
+# The images an engine that sees takes (app/bot/images), by content type, or by extension when Discord sends none.
+IMAGE_CONTENT_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+IMAGE_EXTENSIONS = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +102,14 @@ Fetch = Callable[[str, int], Awaitable[tuple[bytes, bool]]]
 
 @dataclass(frozen=True, slots=True)
 class ChosenFiles:
-    """A message's attachments sorted: the text files to read (at most `max_files`), the rest by name."""
+    """A message's attachments sorted: the text files to read and the images (at most `max_files` of both), the
+    rest by name."""
 
     to_read: list[Attachment]
-    unreadable: list[str]  # not text by type or extension
-    skipped: list[str]  # text, beyond max_files
+    unreadable: list[str]  # neither text nor an image, by type or extension
+    skipped: list[str]  # text or images, beyond max_files
     max_files: int
+    images: list[Attachment] = field(default_factory=list)  # for the engines (app/bot/images)
 
     def refusal(self) -> str:
         """What a message with these files and no words is told: nothing here can be read."""
@@ -142,14 +150,29 @@ def is_text_file(filename: str, content_type: str | None) -> bool:
     return extension in TEXT_EXTENSIONS or name in TEXT_FILE_NAMES or name in TEXT_EXTENSIONS
 
 
+def is_image(filename: str, content_type: str | None) -> bool:
+    """An image an engine may see: by its content type, or by its extension when Discord sent none."""
+    if content_type:
+        return content_type.split(";", 1)[0].strip().lower() in IMAGE_CONTENT_TYPES
+    return posixpath.splitext(filename.lower())[1] in IMAGE_EXTENSIONS
+
+
 def choose_files(attachments: Sequence[Attachment], rules: FileRules) -> ChosenFiles:
-    """Sort a message's attachments (no download): the text files to read, in order, and the others."""
-    text = [a for a in attachments if is_text_file(a.filename, a.content_type)]
+    """Sort a message's attachments (no download): the text files to read and the images, in order, and the
+    others. ATTACHMENT_MAX_FILES counts both kinds."""
+    def kind(a: Attachment) -> str | None:
+        if is_text_file(a.filename, a.content_type):
+            return "text"
+        return "image" if is_image(a.filename, a.content_type) else None
+
+    usable = [a for a in attachments if kind(a) is not None]
+    chosen = usable[: rules.max_files]
     return ChosenFiles(
-        text[: rules.max_files],
-        [safe_file_name(a.filename) for a in attachments if not is_text_file(a.filename, a.content_type)],
-        [safe_file_name(a.filename) for a in text[rules.max_files:]],
+        [a for a in chosen if kind(a) == "text"],
+        [safe_file_name(a.filename) for a in attachments if kind(a) is None],
+        [safe_file_name(a.filename) for a in usable[rules.max_files:]],
         rules.max_files,
+        [a for a in chosen if kind(a) == "image"],
     )
 
 

@@ -2,8 +2,8 @@
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
 `accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
-`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `active_turns`, `service`, `file_rules`. There are no
-text commands: a message is never parsed as a prefix command.
+`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `active_turns`, `service`, `file_rules`,
+`image_rules`. There are no text commands: a message is never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from app.bot.command_sync import sync_commands
 from app.bot.command_tree import KortanaTree
 from app.bot.conversation_keys import Scope, conversation_key
 from app.bot.cooldown import CooldownKey, per_user_and_server
+from app.bot.images import ImageRules
 from app.bot.in_flight import TurnInFlight, TurnsInFlight
 from app.bot.place_rules import DM_GUILD_ID, Here, rules_here
 from app.bot.reply_display import ReplyDisplay
@@ -32,6 +33,7 @@ from app.bot.typing_indicator import typing_in_background
 from app.conversation.events import NO_MEMORY
 from app.conversation.service import ConversationService
 from app.conversation.turn_display import show_turn
+from app.conversation.turn_images import TurnImage
 from app.safe_text import error_cause
 from app.storage import ConversationKey, StorageUnavailable
 
@@ -63,6 +65,7 @@ class Turn:
     notices: tuple[str, ...] = ()  # told under the answer (e.g. about the message's files)
     message_id: int | None = None  # the Discord message it answers: its edits and deletion reach the turn
     files: tuple[str, ...] = ()  # the text's file blocks, kept after an edited text
+    images: tuple[TurnImage, ...] = ()  # the message's images, for the engines (app/bot/images)
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -80,6 +83,7 @@ class KortanaBot(commands.AutoShardedBot):
         version: str = "dev",
         edit_interval: float = 1.0,
         file_rules: FileRules | None = None,
+        image_rules: ImageRules | None = None,
         **client_options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -108,6 +112,7 @@ class KortanaBot(commands.AutoShardedBot):
         self._show_footer = show_engine_footer
         self._edit_interval = edit_interval
         self.file_rules = file_rules or FileRules()  # how much of a message's attached files is read
+        self.image_rules = image_rules or ImageRules()  # how a message's images reach the engines
         self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
         self._in_flight = TurnsInFlight()  # those that answer a message, by its id
         self._shutdown: asyncio.Task[None] | None = None
@@ -193,7 +198,7 @@ class KortanaBot(commands.AutoShardedBot):
         task = asyncio.current_task()
         assert task is not None
         self._turn_tasks.add(task)
-        in_flight = TurnInFlight(task, turn.key, turn.text, turn.files)
+        in_flight = TurnInFlight(task, turn.key, turn.text, turn.files, images=len(turn.images))
         if turn.message_id is not None:
             self._in_flight.track(turn.message_id, in_flight)
         try:
@@ -239,7 +244,9 @@ class KortanaBot(commands.AutoShardedBot):
         if turn_id is None:
             return
         try:
-            await self.service.edit_user_message(in_flight.key, turn_id, text, with_files=bool(in_flight.files))
+            await self.service.edit_user_message(
+                in_flight.key, turn_id, text, with_files=bool(in_flight.files), images=in_flight.images
+            )
         except StorageUnavailable as error:
             log.warning("Could not store an edited message: %s", error.cause)
 
@@ -276,6 +283,7 @@ class KortanaBot(commands.AutoShardedBot):
                     guild_id=turn.guild_id,
                     with_files=bool(turn.files),
                     on_stored=in_flight.note_stored,
+                    images=turn.images,
                 ),
                 display,
                 log_id=key.log_id,

@@ -20,6 +20,7 @@ class TurnInFlight:
     key: ConversationKey
     text: str  # what the turn asks: the message's, or its edited text until the turn starts
     files: tuple[str, ...] = ()  # the text's file blocks, kept after an edited text
+    images: int = 0  # how many images the message has: their tokens stay in an edited message's count
     started: bool = False  # the service was asked: edits go to the stored message
     withdrawn: bool = False  # its message was deleted: the turn is cut, its reply deleted, its turn erased
     stream: ReplyStream | None = None  # where the answer shows, once the turn runs

@@ -19,6 +19,7 @@ import yarl
 from app.bot.attachments import FileRules
 from app.bot.bot import KortanaBot
 from app.bot.cogs import FEATURES
+from app.bot.images import ImageRules
 from app.config import Settings
 from app.conversation.service import ConversationService
 
@@ -73,6 +74,7 @@ def build_bot(
         file_rules=FileRules(
             settings.attachment_max_bytes, settings.attachment_max_files, settings.attachment_download_seconds
         ),
+        image_rules=ImageRules(settings.image_delivery, settings.image_max_bytes, settings.attachment_download_seconds),
         **client_options,
     )
 

@@ -41,6 +41,14 @@ def files_skipped(files: list[str], max_files: int) -> str:
     return f"I read at most {max_files} files a message, so I skipped {names(files)}."
 
 
+def images_too_large(files: list[str], max_bytes: int) -> str:
+    one = len(files) == 1
+    return (
+        f"I look at images up to {byte_size(max_bytes)}: {names(files)} {'is' if one else 'are'} larger, "
+        f"so I didn't see {'it' if one else 'them'} 🖼️"
+    )
+
+
 def file_cut(name: str, size: int, read: int) -> str:
     return f"**{_plain(name)}** is {byte_size(size)}: I read only its first {byte_size(read)}."
 

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +36,7 @@ from app.conversation.server_settings import Defaults, ServerSettings
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
+from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage, images_tokens, newest_with_images
 from app.conversation.turn_text import clean_text
 from app.conversation.usage import UsageLedger
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, cut_to_fit, defuse_chat_syntax, history_allowance
@@ -105,12 +106,15 @@ class ConversationService:
         summaries: SummaryWriter | None = None,
         server_settings: ServerSettings | None = None,
         show_thinking_time: bool = False,
+        image_tokens: int = DEFAULT_IMAGE_TOKENS,
     ) -> None:
         """`recall`: search older turns for each new message; `memory_share`: the most of the history budget the
         summary and recalled turns may take; `summaries`: the writer of rolling summaries (None: no summaries);
         `server_settings`: what server admins set, over the environment's defaults (`service_for` builds them from
         the settings; None: the system prompt is the only default); `show_thinking_time`: a reasoning model's
-        final reply says how long it thought (`FinalReply.thought_s`)."""
+        final reply says how long it thought (`FinalReply.thought_s`); `image_tokens`: what each attached image
+        counts in the budget (IMAGE_TOKENS)."""
+        self._image_tokens = image_tokens
         self._show_thinking_time = show_thinking_time
         self._recall = recall
         self._memory_share = memory_share
@@ -150,6 +154,7 @@ class ConversationService:
         guild_id: int = 0,
         with_files: bool = False,
         on_stored: Callable[[int], object] | None = None,
+        images: Sequence[TurnImage] = (),
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
         the answer is stored after `FinalReply` is yielded.
@@ -158,9 +163,11 @@ class ConversationService:
         for on its tier; the answer's tokens are charged to the user in `guild_id` (0: DMs and the terminal);
         `on_stored` is called with the turn's id once the user's message is stored (see `edit_user_message`).
         `with_files`: the text ends with attached files; a turn longer than half the budget is then stored cut (the
-        files' end), so that the turns after it can still send it. A message without files is stored whole."""
-        text, newest, stored_cut = self._as_stored(text, with_files)
-        if not text:
+        files' end), so that the turns after it can still send it. A message without files is stored whole.
+        `images`: attached to the message (it may have no text then); stored by reference, each counted IMAGE_TOKENS,
+        and sent with this turn only (app/conversation/turn_images)."""
+        text, newest, stored_cut = self._as_stored(text, with_files, len(images))
+        if not text and not images:
             raise EmptyMessage("nothing to answer")
         # The lock is taken before any await: turns keep their order of arrival.
         async with self._locks.hold(key), self._user_gates.turn(key.user_id):
@@ -170,7 +177,10 @@ class ConversationService:
             system = self._system_for(persona or self._system_prompt, author)
             allowance = history_allowance(system, newest, self._budget)
             started = await self._store.start_turn(
-                conversation_id, StoredMessage("user", text, newest.tokens), allowance, PER_MESSAGE_TOKENS
+                conversation_id,
+                StoredMessage("user", text, newest.tokens, images=tuple(image.reference() for image in images)),
+                allowance,
+                PER_MESSAGE_TOKENS,
             )
             if on_stored is not None:
                 on_stored(started.turn_id)
@@ -179,7 +189,7 @@ class ConversationService:
 
             def build_messages(budget: int) -> list[ChatMessage]:
                 contexts.append(build_context(system, started.history, newest, budget, self._counter, memory))
-                return contexts[-1].messages
+                return newest_with_images(contexts[-1].messages, images)
 
             began = time.perf_counter()
             engine = ""
@@ -254,19 +264,23 @@ class ConversationService:
             return forgotten
 
     async def edit_user_message(
-        self, key: ConversationKey, turn_id: int, text: str, *, with_files: bool = False
+        self, key: ConversationKey, turn_id: int, text: str, *, with_files: bool = False, images: int = 0
     ) -> bool:
         """Replace the stored text of the turn's user message (its author edited it while it was answered; the
         answer being made keeps the text it was asked), stored as `respond` stores it. False: nothing to edit (an
         empty text, an erased turn). It takes no lock: the turn it edits holds the conversation's."""
-        text, counted, _ = self._as_stored(text, with_files)
+        text, counted, _ = self._as_stored(text, with_files, images)
         if not text:
             return False
         return await self._store.edit_message(await self._store.conversation_id(key), turn_id, text, counted.tokens)
 
-    def _as_stored(self, text: str, with_files: bool) -> tuple[str, Text, bool]:
+    def _as_stored(self, text: str, with_files: bool, images: int = 0) -> tuple[str, Text, bool]:
         """A user's text as it is stored (cleaned; with files, within FILES_STORED_SHARE of the budget), the same
-        defused and counted as it is sent, and whether it was cut."""
+        defused and counted as it is sent (with IMAGE_TOKENS for each of its `images`), and whether it was cut."""
+        text, counted, cut = self._text_as_stored(text, with_files)
+        return text, Text(counted.content, counted.tokens + images_tokens(images, self._image_tokens)), cut
+
+    def _text_as_stored(self, text: str, with_files: bool) -> tuple[str, Text, bool]:
         if with_files:  # beyond this many characters no budget could take the files: the work below stays bounded
             text = text[: MAX_CHARS_PER_TOKEN * self._budget]
         text = clean_text(text)

@@ -114,6 +114,7 @@ def service_for(
         summaries=open_summary_writer(settings, store, chain, counter, summary_engines),
         server_settings=server_settings,
         show_thinking_time=settings.show_thinking_time,
+        image_tokens=settings.image_tokens,
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
+from app.conversation.turn_images import as_sent
 from app.engines import ChatMessage
 from app.storage import StoredMessage
 
@@ -99,7 +100,9 @@ def fit_newest(system: Text, newest: Text, budget: int, counter: TokenCounter) -
     the system prompt, its longest prefix that fits with the cut marker."""
     if fixed_cost(system, newest) <= budget:
         return newest, False
-    return _cut_to_fit(newest, budget - fixed_cost(system, Text("", 0)), counter), True
+    extra = max(0, newest.tokens - counter.count(newest.content))  # what its text does not count: its images
+    cut = _cut_to_fit(newest, budget - fixed_cost(system, Text("", extra)), counter)
+    return Text(cut.content, cut.tokens + extra), True
 
 
 def turn_of(message: StoredMessage) -> int | None:
@@ -133,7 +136,8 @@ def recent_window(
 def chat_messages(system_content: str, window: Sequence[StoredMessage], newest: Text) -> list[ChatMessage]:
     """The chat as sent: one system message, the window defused, the newest message."""
     chat: list[ChatMessage] = [{"role": "system", "content": system_content}]
-    chat.extend({"role": m.role, "content": defuse_chat_syntax(m.content)} for m in window)
+    # An older turn's images are sent as notes (app.conversation.turn_images); the newest's are added by the service.
+    chat.extend({"role": m.role, "content": defuse_chat_syntax(as_sent(m))} for m in window)
     chat.append({"role": "user", "content": newest.content})
     return chat
 

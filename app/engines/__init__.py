@@ -1,13 +1,14 @@
 """The engines' face: the contract every engine implements and the chain relies on (see `contract`).
 
-Other layers import the contract from here; the chain, the factory and the engines themselves are modules of
-this package.
+Other layers import the contract from here (and how an image reads to an engine that cannot see it); the chain,
+the factory and the engines themselves are modules of this package.
 """
 
 from app.engines.contract import (
     BRAIN,
     ECHO,
     HUGGINGFACE,
+    ChatImage,
     ChatMessage,
     CountsTokens,
     Engine,
@@ -17,15 +18,18 @@ from app.engines.contract import (
     Reasoned,
     ReportsStatus,
     Reserving,
+    SeesImages,
     ServesModels,
     TokenUsage,
     WarmStart,
 )
+from app.engines.images import image_note, with_notes
 
 __all__ = [
     "BRAIN",
     "ECHO",
     "HUGGINGFACE",
+    "ChatImage",
     "ChatMessage",
     "CountsTokens",
     "Engine",
@@ -35,7 +39,10 @@ __all__ = [
     "Reasoned",
     "ReportsStatus",
     "Reserving",
+    "SeesImages",
     "ServesModels",
     "TokenUsage",
     "WarmStart",
+    "image_note",
+    "with_notes",
 ]

@@ -28,6 +28,10 @@ only thought gave an empty answer, and the next engine is asked. How long the en
 What an answer cost (`TokenUsage`, when its engine reports it) closes the stream, after the text; the usage of an
 engine that failed, or answered nothing, is never passed on. A turn may ask a tier for another model than its
 default (`models`, for engines that are `ServesModels`); the tier is the same tier, breaker and slots included.
+
+The newest user message's images are rendered for each engine right before it is asked (`images.for_engine`):
+content parts for an engine that `SeesImages`, a text note for any other (echo included), so a vision tier that
+fails hands the same turn to a text-only one.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ from app.engines.contract import (
     Reasoned,
     ReportsStatus,
     Reserving,
+    SeesImages,
     ServesModels,
     TokenUsage,
     WarmStart,
 )
+from app.engines.images import for_engine
 from app.engines.reasoning import ReasoningFilter
 from app.safe_text import error_cause, redact_url_credentials, valid_unicode
 
@@ -127,7 +133,7 @@ BREAKER_RULES: dict[ErrorKind, BreakerRule] = {
 class _Link:
     """One engine of the chain with its breaker, its call slots and its figures. The engine's optional
     capabilities are looked at once, here: `reserving`, `warm_start`, `reports_status` and `serves_models` are
-    the engine itself when it has that capability, else None."""
+    the engine itself when it has that capability, else None; `sees_images` says whether it takes image parts."""
 
     def __init__(
         self, engine: Engine, deadline_s: float | None, breaker: CircuitBreaker, max_concurrent_calls: int
@@ -141,6 +147,7 @@ class _Link:
         self.warm_start: WarmStart | None = engine if isinstance(engine, WarmStart) else None
         self.reports_status: ReportsStatus | None = engine if isinstance(engine, ReportsStatus) else None
         self.serves_models: ServesModels | None = engine if isinstance(engine, ServesModels) else None
+        self.sees_images = isinstance(engine, SeesImages) and engine.sees_images is True
         self.calls = 0
         self.failures = 0
         self.last_latency_s: float | None = None
@@ -492,7 +499,8 @@ class EngineChain:
         thoughts = None if link is self._echo else ReasoningFilter()  # echo's text is ours, quoting the user
         thought_until = started_at
         asked = link.engine if engine is None else engine
-        chunks = asked.stream(messages, self._max_tokens if max_tokens is None else max_tokens)
+        sent = for_engine(messages, sees_images=link.sees_images)  # the turn's images: parts, or notes
+        chunks = asked.stream(sent, self._max_tokens if max_tokens is None else max_tokens)
         try:
             while True:
                 # A deadline per step, never around a `yield`: a timeout must not fire in the consumer's code. The

@@ -82,10 +82,12 @@ class ChatApiEngine:
         timeout_s: float,
         temperature: float,
         context_window: int,
+        sees_images: bool = False,
     ) -> None:
         self.name = name
         self.model = model
         self.context_window = context_window
+        self.sees_images = sees_images  # the operator's word (BRAIN_VISION, HF_VISION): the model takes image parts
         self._base_url, self._basic_auth, url_secrets = _without_credentials(base_url)
         self._api_key = api_key
         self._secrets = [secret for secret in (api_key, *url_secrets) if secret]

@@ -16,6 +16,9 @@ Optional capabilities are small protocols of their own; the chain checks them on
   with it.
 - `ServesModels`: `with_model(model)` is the same engine asking for another model of its server (a server's
   choice among the models the operator allows); `model` is the one it asks for by default.
+- `SeesImages`: `sees_images` True: the engine's model takes OpenAI-style `image_url` content parts (the
+  operator says so: BRAIN_VISION, HF_VISION). The chain then sends the turn's images as parts; to any other
+  engine (one that says nothing, or False) as a short text note (`images.image_note`).
 
 Engines never touch the database. A failing engine raises `EngineError` with a kind; the chain decides what
 happens next (next engine, breaker, retry with a smaller window).
@@ -27,7 +30,7 @@ import enum
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 # The names of engines that other layers rely on: a front end asks for Hugging Face by name, and what echo
 # answered is never sent back to a model as history.
@@ -36,9 +39,21 @@ HUGGINGFACE = "huggingface"
 ECHO = "echo"
 
 
+class ChatImage(TypedDict):
+    """An image of the turn, for the engine: the URL to send (Discord's CDN, or a `data:` URL of its bytes), and
+    its file name and size for an engine that cannot see it."""
+
+    url: str
+    name: str
+    size: int
+
+
 class ChatMessage(TypedDict):
     role: str  # "system" | "user" | "assistant"
     content: str
+    # The newest user message's images, as the conversation hands them to the chain. The chain renders them for
+    # each engine before the call (`images.for_engine`): an engine never receives this key.
+    images: NotRequired[list[ChatImage]]
 
 
 class ErrorKind(enum.StrEnum):
@@ -140,6 +155,11 @@ class CountsTokens(Protocol):
     def count_tokens(self, text: str) -> int:
         """The tokens of `text` as the engine's model reads it inside a prompt."""
         ...
+
+
+@runtime_checkable
+class SeesImages(Protocol):
+    sees_images: bool  # its model takes image_url content parts
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ def build_brain(settings: Settings) -> Engine | None:
             timeout_s=settings.brain_timeout_seconds,
             temperature=settings.temperature,
             context_window=settings.brain_context_window,
+            sees_images=settings.brain_vision,
         )
     if choice == "local":
         from app.engines.local import (
@@ -67,6 +68,7 @@ def build_hf(settings: Settings) -> Engine | None:
         timeout_s=settings.hf_timeout_seconds,
         temperature=settings.temperature,
         context_window=settings.hf_context_window,
+        sees_images=settings.hf_vision,
     )
 
 

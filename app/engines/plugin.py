@@ -47,6 +47,7 @@ class PluginEngine:
     def __init__(self, brain: Any, default_name: str, default_context_window: int) -> None:
         self.name: str = getattr(brain, "name", default_name)
         self.context_window: int = getattr(brain, "context_window", default_context_window)
+        self.sees_images: bool = getattr(brain, "sees_images", False) is True  # saying nothing: text-only
         self._brain = brain
 
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int) -> AsyncIterator[str]:

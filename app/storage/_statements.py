@@ -7,6 +7,7 @@ reply inserts nothing and finds the first copy. An answer is inserted only while
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,11 +18,11 @@ from sqlalchemy import ColumnElement, Insert, bindparam, delete, func, literal, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.storage.models import conversations, messages, summaries, token_usage
-from app.storage.records import StoredMessage, Summary, UsageCharge
+from app.storage.records import StoredImage, StoredMessage, Summary, UsageCharge
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
-MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms")
+MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms", "images")
 NO_MESSAGE = 0  # an id no message has (ids start at 1): `exclude_id` when nothing is excluded
 
 
@@ -45,6 +46,7 @@ def _recent_statement():  # type: ignore[no-untyped-def]
             messages.c.content,
             messages.c.token_count,
             messages.c.engine,
+            messages.c.images,
             func.sum(messages.c.token_count + bindparam("overhead"))
             .over(order_by=(TURN_ORDER.desc(), messages.c.id.desc()), rows=(None, 0))
             .label("spent"),
@@ -67,6 +69,7 @@ def _recent_statement():  # type: ignore[no-untyped-def]
             newest.c.id,
             newest.c.turn,
             newest.c.spent,
+            newest.c.images,
         )
         .where(newest.c.spent - newest.c.token_count - bindparam("overhead") <= bindparam("budget"))
         .order_by(newest.c.turn, newest.c.id)
@@ -129,6 +132,7 @@ MESSAGE_FIELDS = (
     messages.c.id,
     TURN_ORDER.label("turn"),
     messages.c.created_at,
+    messages.c.images,
 )
 ALL_MESSAGES = (
     select(*MESSAGE_FIELDS)
@@ -296,8 +300,8 @@ def recent_parameters(
 def window_of(rows: Sequence[Any], token_budget: int) -> tuple[list[StoredMessage], bool]:
     """The messages of RECENT's rows that fit the budget (oldest first), and whether older ones are stored."""
     fitting = [
-        StoredMessage(role, content, token_count, engine, id=id_, turn=turn)
-        for role, content, token_count, engine, id_, turn, spent in rows
+        StoredMessage(role, content, token_count, engine, images_of(images), id=id_, turn=turn)
+        for role, content, token_count, engine, id_, turn, spent, images in rows
         if spent <= token_budget
     ]
     return fitting, len(fitting) < len(rows)
@@ -321,6 +325,7 @@ def message_row(
         # A plugin brain may have any name; the column has a length (PostgreSQL enforces it, SQLite does not).
         "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
+        "images": images_json(message.images),
     }
 
 
@@ -331,8 +336,33 @@ def charge_parameters(charge: UsageCharge) -> dict[str, object]:
 
 def stored_message(row: Sequence[Any]) -> StoredMessage:
     """A message of a MESSAGE_FIELDS row."""
-    role, content, token_count, engine, id_, turn, created_at = row
-    return StoredMessage(role, content, token_count, engine, id=id_, turn=turn, created_at=utc(created_at))
+    role, content, token_count, engine, id_, turn, created_at, images = row
+    return StoredMessage(
+        role, content, token_count, engine, images_of(images), id=id_, turn=turn, created_at=utc(created_at)
+    )
+
+
+def images_json(images: Sequence[StoredImage]) -> str | None:
+    """messages.images: the references as a JSON list (NULL for none)."""
+    if not images:
+        return None
+    return json.dumps(
+        [{"name": i.name, "size": i.size, "content_type": i.content_type, "url": i.url} for i in images],
+        ensure_ascii=False,
+    )
+
+
+def images_of(column: str | None) -> tuple[StoredImage, ...]:
+    """The references in a messages.images value; a value this code did not write reads as none."""
+    if not column:
+        return ()
+    try:
+        items = json.loads(column)
+        return tuple(
+            StoredImage(str(i["name"]), int(i["size"]), str(i["content_type"]), str(i["url"])) for i in items
+        )
+    except (ValueError, TypeError, KeyError):
+        return ()
 
 
 def summary_of(row: Sequence[Any] | None) -> Summary | None:

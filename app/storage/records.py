@@ -1,5 +1,6 @@
-"""The plain values the stores take and hand out: a conversation's key, a stored message, the start of a turn, one
-message a search found, a conversation's summary, what server admins set, and what answers cost."""
+"""The plain values the stores take and hand out: a conversation's key, a stored message (and its images), the
+start of a turn, one message a search found, a conversation's summary, what server admins set, and what answers
+cost."""
 
 from __future__ import annotations
 
@@ -26,11 +27,23 @@ def user_log_id(user_id: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image a user attached, by reference: its file name, size in bytes, content type and URL (Discord's CDN).
+    Its bytes are never stored."""
+
+    name: str
+    size: int
+    content_type: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     role: str
     content: str
-    token_count: int
+    token_count: int  # of a user message with images, IMAGE_TOKENS each included
     engine: str | None = None
+    images: tuple[StoredImage, ...] = ()  # a user message's attached images (messages.images)
     # Which stored copy it is and when it was stored: set on what a store reads back (`turn` is the id of the
     # question the message belongs to, its own id for a question). Two messages compare by what they say.
     id: int | None = field(default=None, compare=False)

@@ -73,22 +73,25 @@ async def test_a_turn_over_half_the_token_budget_cuts_the_file_not_the_users_wor
 
 async def test_a_binary_file_alone_gets_one_sentence_and_no_model_call(world: World) -> None:
     await world.start()
-    png = {"filename": "photo.png", "content": b"\x89PNG\r\n\x1a\n\x00\x00", "content_type": "image/png"}
-    message = await mention(world, "", attachments=[png])
-    assert await answer_to(world, message) == [files_unreadable(["photo.png"])]
+    # (An image is no binary file any more: it goes to the engines, tests/bot/test_images.py.)
+    archive = {"filename": "photos.zip", "content": b"PK\x03\x04\x00\x00", "content_type": "application/zip"}
+    message = await mention(world, "", attachments=[archive])
+    assert await answer_to(world, message) == [files_unreadable(["photos.zip"])]
     disguised = await mention(  # bob's: one notice per user per notice interval
         world, "", attachments=[{"filename": "notes.txt", "content": b"\x00\x01\x02\xff"}], author=world.fake.bob
     )
     assert await answer_to(world, disguised) == [files_unreadable(["notes.txt"])]
     assert world.brain.requests == []
-    assert not any(call.path.endswith("/photo.png") for call in world.fake.calls), "not text: never downloaded"
+    assert not any(call.path.endswith("/photos.zip") for call in world.fake.calls), "not text: never downloaded"
 
 
-async def test_words_with_a_text_file_and_a_photo_are_answered_with_a_sentence_about_the_photo(world: World) -> None:
+async def test_words_with_a_text_file_and_an_archive_are_answered_with_a_sentence_about_the_archive(
+    world: World,
+) -> None:
     await world.start()
-    png = {"filename": "photo.png", "content": b"\x89PNG\r\n\x1a\n\x00\x00", "content_type": "image/png"}
-    message = await mention(world, "both of these", attachments=[PY_FILE, png])
-    assert await answer_to(world, message) == [f"Hello from the brain!\n-# {files_unreadable(['photo.png'])}"]
+    archive = {"filename": "photos.zip", "content": b"PK\x03\x04\x00\x00", "content_type": "application/zip"}
+    message = await mention(world, "both of these", attachments=[PY_FILE, archive])
+    assert await answer_to(world, message) == [f"Hello from the brain!\n-# {files_unreadable(['photos.zip'])}"]
     assert "[file: maths.py]" in user_contents(world.brain.requests[-1])[0]
 
 

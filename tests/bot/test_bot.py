@@ -168,7 +168,7 @@ async def test_a_too_fast_user_gets_a_notice_instead_of_a_model_call(world: Worl
     [
         ("", None, EMPTY_MENTION),
         ("\u200b\u200b", None, EMPTY_MENTION),
-        ("", [{"filename": "cat.png", "size": 1234}], files_unreadable(["cat.png"])),
+        ("", [{"filename": "cat.psd", "size": 1234}], files_unreadable(["cat.psd"])),
     ],
 )
 async def test_empty_mentions_and_attachments_only_get_a_short_answer(

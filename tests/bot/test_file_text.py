@@ -94,7 +94,7 @@ async def test_files_are_chosen_capped_and_read_with_what_the_user_is_told() -> 
 
     uploads = [
         Upload("a.py", None, 12, "u/a.py"),
-        Upload("photo.png", "image/png", 10, "u/photo.png"),
+        Upload("photo.psd", "image/vnd.adobe.photoshop", 10, "u/photo.psd"),
         Upload("big.log", "text/plain", 5000, "u/big.log"),
         Upload("blob.txt", "text/plain", 3, "u/blob.txt"),
         Upload("gone.csv", "text/csv", 3, "u/gone.csv"),
@@ -104,17 +104,17 @@ async def test_files_are_chosen_capped_and_read_with_what_the_user_is_told() -> 
     rules = FileRules(max_bytes=1000, max_files=5, download_bound_s=0.2)
     chosen = choose_files(uploads, rules)
     assert [u.filename for u in chosen.to_read] == ["a.py", "big.log", "blob.txt", "gone.csv", "slow.md"]
-    assert chosen.unreadable == ["photo.png"] and chosen.skipped == ["seventh.txt"]
+    assert chosen.unreadable == ["photo.psd"] and chosen.skipped == ["seventh.txt"]
 
     read = await asyncio.wait_for(read_files(chosen, fetch, rules), 2)
     assert read.blocks[0] == "[file: a.py]\n```\nprint('hi')\n```"
     assert read.blocks[1].endswith("```\n[… cut: the file is 5 kB; I read the first 1 kB]")
     assert read.blocks[1].count("x") == 1000
-    assert read.unreadable == ["photo.png", "blob.txt"]
+    assert read.unreadable == ["photo.psd", "blob.txt"]
     assert read.failed == ["gone.csv", "slow.md"]
     notices = read.notices()
     assert len(notices) == 4
-    assert "can't read **photo.png**, **blob.txt**" in notices[0]
+    assert "can't read **photo.psd**, **blob.txt**" in notices[0]
     assert "skipped **seventh.txt**" in notices[1]
     assert "couldn't download **gone.csv**, **slow.md**" in notices[2]
     assert notices[3] == "**big.log** is 5 kB: I read only its first 1 kB."

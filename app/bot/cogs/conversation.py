@@ -6,8 +6,9 @@ read, text it cannot see, a shutdown, a full queue, too fast, the daily limit re
 notice per user per notice interval. A member the server blocked gets silence in its channels (a notice
 there would be noise for everyone) and one private sentence for /ask.
 
-A message's text files are part of its turn, after the user's words (app/bot/attachments); the files it cannot
-read get one sentence, under the answer or instead of one when nothing else is left.
+A message's text files are part of its turn, after the user's words (app/bot/attachments), and its images go
+with it to the engines (app/bot/images; an image alone is a message); the files it cannot read get one sentence,
+under the answer or instead of one when nothing else is left.
 
 A message edited while its turn waits is answered as edited; edited once the turn started, its stored text is
 updated. A message deleted while it is answered stops its turn: the reply is deleted and nothing of it stays.
@@ -27,6 +28,7 @@ from app.bot.arrival_order import ArrivalOrder
 from app.bot.attachments import ChosenFiles, ReadFiles, cdn_fetcher, choose_files, read_files, turn_text
 from app.bot.bot import KortanaBot, Turn
 from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
+from app.bot.images import ReadImages, read_images
 from app.bot.sentences import (
     ATTACHMENTS_ONLY,
     CANNOT_SEE_MESSAGE,
@@ -99,7 +101,7 @@ class Conversation(commands.Cog):
             return CANNOT_SEE_REPLY if message.reference else CANNOT_SEE_MESSAGE
         words = clean_text(self._without_own_mentions(message.content))
         chosen = choose_files(message.attachments, bot.file_rules)
-        if not words and not chosen.to_read:
+        if not words and not chosen.to_read and not chosen.images:
             if message.attachments:
                 return chosen.refusal()
             return ATTACHMENTS_ONLY if message.stickers else EMPTY_MENTION
@@ -109,9 +111,10 @@ class Conversation(commands.Cog):
             return refusal
         # Downloads are bounded (each within ATTACHMENT_DOWNLOAD_SECONDS, all at once) and in the user's
         # arrival order, as a thread's start.
-        files = await self._read_files(chosen)
-        if not words and not files.blocks:
-            return " ".join(files.notices())
+        files, images = await self._read_files(chosen)
+        notices = (*files.notices(), *images.notices())
+        if not words and not files.blocks and not images.images:
+            return " ".join(notices)
         text = turn_text(words, files.blocks)
         # The cooldown's token is taken; the downloads above and the thread's start are the awaits before the place
         # is taken (each bounded, and still in the user's arrival order, so no later message of theirs overtakes this).
@@ -126,9 +129,10 @@ class Conversation(commands.Cog):
             model=here.model,
             guild_id=here.guild_id,
             daily_tokens=here.daily_tokens,
-            notices=tuple(files.notices()),
+            notices=notices,
             message_id=message.id,
             files=tuple(files.blocks),
+            images=tuple(images.images),
         )
         return bot.join_line(key), turn, thread or message.channel
 
@@ -144,11 +148,15 @@ class Conversation(commands.Cog):
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         await self.bot.withdraw_turn(payload.message_id)
 
-    async def _read_files(self, chosen: ChosenFiles) -> ReadFiles:
-        if not chosen.to_read:  # nothing to download: no session
-            return ReadFiles.unread(chosen)
+    async def _read_files(self, chosen: ChosenFiles) -> tuple[ReadFiles, ReadImages]:
+        """The text files read and the images prepared (inline images downloaded), all at once."""
+        rules = self.bot.image_rules
+        if not chosen.to_read and not (chosen.images and rules.inline):  # nothing to download: no session
+            return ReadFiles.unread(chosen), await read_images(chosen.images, None, rules)
         async with cdn_fetcher(self.bot.http) as fetch:
-            return await read_files(chosen, fetch, self.bot.file_rules)
+            return await asyncio.gather(
+                read_files(chosen, fetch, self.bot.file_rules), read_images(chosen.images, fetch, rules)
+            )
 
     @app_commands.command(name="ask", description="Ask Kor'tana something, with our conversation as context")
     @app_commands.describe(question="What would you like to ask?")

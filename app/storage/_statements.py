@@ -8,7 +8,7 @@ reply inserts nothing and finds the first copy. An answer is inserted only while
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -21,7 +21,9 @@ from app.storage.records import StoredMessage, Summary, UsageCharge
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
-MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms")
+MESSAGE_COLUMNS = (
+    "conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms", "stopped"
+)
 NO_MESSAGE = 0  # an id no message has (ids start at 1): `exclude_id` when nothing is excluded
 
 
@@ -131,9 +133,41 @@ MESSAGE_FIELDS = (
     messages.c.created_at,
 )
 ALL_MESSAGES = (
-    select(*MESSAGE_FIELDS)
+    select(*MESSAGE_FIELDS, messages.c.stopped)
     .where(messages.c.conversation_id == bindparam("conversation_id"))
     .order_by(TURN_ORDER, messages.c.id)
+)
+# --- a turn asked again (Regenerate) --------------------------------------------------------------------
+TURN_QUESTION = select(*MESSAGE_FIELDS).where(
+    messages.c.conversation_id == bindparam("conversation_id"),
+    messages.c.id == bindparam("turn_id"),
+    messages.c.role == "user",
+)
+NEWEST_QUESTION = select(func.max(messages.c.id)).where(
+    messages.c.conversation_id == bindparam("conversation_id"), messages.c.role == "user"
+)
+# Newest first, at most `most_rows` (each costs at least a token plus the overhead: the budget bounds the scan).
+BEFORE_TURN = (
+    select(
+        messages.c.role,
+        messages.c.content,
+        messages.c.token_count,
+        messages.c.engine,
+        messages.c.id,
+        TURN_ORDER.label("turn"),
+    )
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        bindparam("turn_id") > TURN_ORDER,
+        sent_to_models(),
+    )
+    .order_by(TURN_ORDER.desc(), messages.c.id.desc())
+    .limit(bindparam("most_rows"))
+)
+ANSWERS_OF_TURN = delete(messages).where(
+    messages.c.conversation_id == bindparam("conversation_id"),
+    messages.c.turn_id == bindparam("turn_id"),
+    messages.c.role == "assistant",
 )
 MEMORY_STATS = select(func.count(), func.min(messages.c.created_at)).where(
     messages.c.conversation_id == bindparam("conversation_id")
@@ -321,6 +355,7 @@ def message_row(
         # A plugin brain may have any name; the column has a length (PostgreSQL enforces it, SQLite does not).
         "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
+        "stopped": message.stopped,
     }
 
 
@@ -333,6 +368,11 @@ def stored_message(row: Sequence[Any]) -> StoredMessage:
     """A message of a MESSAGE_FIELDS row."""
     role, content, token_count, engine, id_, turn, created_at = row
     return StoredMessage(role, content, token_count, engine, id=id_, turn=turn, created_at=utc(created_at))
+
+
+def exported_message(row: Sequence[Any]) -> StoredMessage:
+    """A message of an ALL_MESSAGES row: MESSAGE_FIELDS, then whether it was stopped."""
+    return replace(stored_message(row[:-1]), stopped=bool(row[-1]))
 
 
 def summary_of(row: Sequence[Any] | None) -> Summary | None:

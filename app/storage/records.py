@@ -31,11 +31,35 @@ class StoredMessage:
     content: str
     token_count: int
     engine: str | None = None
+    stopped: bool = False  # an answer its asker stopped mid-stream: the text shown until then
     # Which stored copy it is and when it was stored: set on what a store reads back (`turn` is the id of the
     # question the message belongs to, its own id for a question). Two messages compare by what they say.
     id: int | None = field(default=None, compare=False)
     turn: int | None = field(default=None, compare=False)
     created_at: datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a stored turn was asked with (`HistoryStore.turn_context`): its user message, the messages before it
+    (oldest first, newest within the budget asked for) and whether it is the conversation's newest turn."""
+
+    question: StoredMessage
+    history: list[StoredMessage]
+    has_older: bool  # older messages are stored beyond `history`
+    newest: bool
+
+    def within(self, token_budget: int, overhead_per_message: int = 0) -> tuple[list[StoredMessage], bool]:
+        """The newest part of `history` that fits `token_budget`, and whether older messages are stored."""
+        spent = 0
+        kept = 0
+        for message in reversed(self.history):
+            spent += message.token_count + overhead_per_message
+            if spent > token_budget:
+                break
+            kept += 1
+        fitting = self.history[len(self.history) - kept :]
+        return fitting, self.has_older or kept < len(self.history)
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,16 @@ BEFORE_TURN = (
     .order_by(TURN_ORDER.desc(), messages.c.id.desc())
     .limit(bindparam("most_rows"))
 )
+ENGINE_OF_ANSWER = (
+    select(messages.c.engine)
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        messages.c.turn_id == bindparam("turn_id"),
+        messages.c.role == "assistant",
+    )
+    .order_by(messages.c.id.desc())
+    .limit(1)
+)
 ANSWERS_OF_TURN = delete(messages).where(
     messages.c.conversation_id == bindparam("conversation_id"),
     messages.c.turn_id == bindparam("turn_id"),

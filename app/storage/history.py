@@ -36,6 +36,7 @@ from app.storage._statements import (
     ALL_MESSAGES,
     BEFORE_TURN,
     ENGINE_NAME_LENGTH,
+    ENGINE_OF_ANSWER,
     MEMORY_STATS,
     NEWEST_QUESTION,
     SUMMARY,
@@ -189,8 +190,8 @@ class HistoryStore(ABC):
         self, conversation_id: int, turn_id: int, token_budget: int, overhead_per_message: int = 0
     ) -> TurnContext | None:
         """The user message of the turn `turn_id`, the newest messages before it whose token counts (plus the
-        overhead each) fit the budget, and whether it is the conversation's newest turn; None: no such turn is
-        stored (erased). Echo replies are left out of the history, as in `recent`."""
+        overhead each) fit the budget, whether it is the conversation's newest turn, and the engine that answered
+        it; None: no such turn is stored (erased). Echo replies are left out of the history, as in `recent`."""
         conversation_id = self._current(conversation_id)
         parameters = {
             "conversation_id": conversation_id,
@@ -206,9 +207,10 @@ class HistoryStore(ABC):
                     return None
                 newest = (await connection.execute(NEWEST_QUESTION, parameters)).scalar()
                 rows = (await connection.execute(BEFORE_TURN, parameters)).all()
+                answered_by = (await connection.execute(ENGINE_OF_ANSWER, parameters)).scalar()
             before = [StoredMessage(r, c, n, e, id=i, turn=t) for r, c, n, e, i, t in reversed(rows)]
             more = len(rows) == parameters["most_rows"]
-            context = TurnContext(stored_message(question), before, more, newest == turn_id)
+            context = TurnContext(stored_message(question), before, more, newest == turn_id, answered_by)
             history, has_older = context.within(token_budget, overhead_per_message)
             return replace(context, history=history, has_older=has_older)
 

@@ -48,6 +48,7 @@ class TurnContext:
     history: list[StoredMessage]
     has_older: bool  # older messages are stored beyond `history`
     newest: bool
+    answered_by: str | None = None  # the engine of its stored answer; None: it has none
 
     def within(self, token_budget: int, overhead_per_message: int = 0) -> tuple[list[StoredMessage], bool]:
         """The newest part of `history` that fits `token_budget`, and whether older messages are stored."""

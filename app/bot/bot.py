@@ -331,7 +331,10 @@ class KortanaBot(commands.AutoShardedBot):
                 await self._newest_answer(key, in_flight.turn_id, stream.pages if display.answered else None)
             if refusal.refused:  # the pressed answer is no longer one to regenerate
                 self.answers.forget(key)
-                await _without_buttons(turn.pages)
+                await _set_buttons(turn.pages, None)
+            elif turn.regenerate is not None and not display.answered and not in_flight.withdrawn:
+                # Failed or cut (told privately): the stored answer stands, and may be asked again.
+                await _set_buttons(stream.pages[-1:], answer_buttons(key.user_id, turn.regenerate))
 
     async def _newest_answer(self, key: ConversationKey, turn_id: int, pages: tuple[Any, ...] | None) -> None:
         """The turn `turn_id` is the conversation's newest (its answer's pages, or None: it has none): an older
@@ -342,7 +345,7 @@ class KortanaBot(commands.AutoShardedBot):
         elif older is not None and older.turn_id != turn_id:
             self.answers.forget(key)
         if older is not None and older.turn_id != turn_id:
-            await _without_buttons(older.pages)
+            await _set_buttons(older.pages, None)
 
     async def _erase(self, turn: Turn, in_flight: TurnInFlight) -> None:
         """A withdrawn turn's end: its reply deleted and its stored turn erased, within IN_FLIGHT_BOUND_S."""
@@ -404,14 +407,15 @@ class Refusal:
                 raise
 
 
-async def _without_buttons(pages: Iterable[Any]) -> None:
-    """Remove the buttons from an answer's pages (a page gone, or a token expired: nothing to remove)."""
+async def _set_buttons(pages: Iterable[Any], view: discord.ui.View | None) -> None:
+    """Put `view` on an answer's pages (None: remove their buttons), each within IN_FLIGHT_BOUND_S (a page gone,
+    or its token expired: nothing to change)."""
     for page in pages:
         try:
             async with asyncio.timeout(IN_FLIGHT_BOUND_S):
-                await page.edit(view=None)
+                await page.edit(view=view)
         except (discord.HTTPException, TimeoutError) as error:
-            log.info("Could not remove the buttons of an older answer: %s", error_cause(error))
+            log.info("Could not change the buttons of an answer: %s", error_cause(error))
 
 
 async def _say_instead(turn: Turn, text: str) -> None:

@@ -74,6 +74,8 @@ async def test_stop_mid_stream_keeps_the_text_shown_stores_it_as_stopped_and_cut
     assert answer.content and LONG_STORY.startswith(answer.content) and len(answer.content) < len(LONG_STORY)
     assert reply.content == f"{answer.content}\n-# {STOPPED_NOTE}"
     assert labels(reply) == BUTTONS_AFTER
+    [brain] = [engine for engine in (await world.service.status()).engines if engine.name == "brain"]
+    assert (brain.breaker, brain.failures) == ("closed", 0), "a stop is not the engine's fault"
 
 
 async def test_stop_before_any_text_stores_no_answer_and_says_so(world: World) -> None:

@@ -595,11 +595,13 @@ async def local_model_summaries(dataset: Dataset, settings: Settings) -> list[Wr
     stored = []
     for number, turn in enumerate(turns):
         user_id = 2 * number + 1
-        stored.append(StoredMessage("user", turn.user, counter.count(turn.user), None, user_id, user_id, turn.at))
+        stored.append(
+            StoredMessage("user", turn.user, counter.count(turn.user), id=user_id, turn=user_id, created_at=turn.at)
+        )
         stored.append(
             StoredMessage(
-                "assistant", turn.assistant, counter.count(turn.assistant), "x", user_id + 1, user_id,
-                turn.at + ANSWER_DELAY,
+                "assistant", turn.assistant, counter.count(turn.assistant), "x",
+                id=user_id + 1, turn=user_id, created_at=turn.at + ANSWER_DELAY,
             )
         )  # fmt: skip
     budget = min(settings.history_token_budget, model.context_window - settings.summary_max_tokens)

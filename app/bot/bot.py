@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 from discord.ext import commands
 
+from app.bot.answer_buttons import answer_buttons, streaming_buttons
+from app.bot.answer_registry import AnswerRegistry, NewestAnswer
 from app.bot.attachments import FileRules, turn_text
 from app.bot.command_sync import sync_commands
 from app.bot.command_tree import KortanaTree
@@ -30,8 +33,9 @@ from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldo
 from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
-from app.conversation.events import NO_MEMORY
+from app.conversation.events import NO_MEMORY, NotNewestTurn, TurnEvent, TurnGone
 from app.conversation.service import ConversationService
+from app.conversation.stopping import StopSignal
 from app.conversation.turn_display import show_turn
 from app.conversation.turn_images import TurnImage
 from app.safe_text import error_cause
@@ -66,6 +70,9 @@ class Turn:
     message_id: int | None = None  # the Discord message it answers: its edits and deletion reach the turn
     files: tuple[str, ...] = ()  # the text's file blocks, kept after an edited text
     images: tuple[TurnImage, ...] = ()  # the message's images, for the engines (app/bot/images)
+    regenerate: int | None = None  # Regenerate: the stored turn to answer again (in place of its answer)
+    another_engine: bool = False  # Another engine: not the engine that gave that answer, if another is healthy
+    pages: tuple[Any, ...] = ()  # Regenerate: the answer's messages, edited in place
 
 
 class KortanaBot(commands.AutoShardedBot):
@@ -115,6 +122,7 @@ class KortanaBot(commands.AutoShardedBot):
         self.image_rules = image_rules or ImageRules()  # how a message's images reach the engines
         self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
         self._in_flight = TurnsInFlight()  # those that answer a message, by its id
+        self.answers = AnswerRegistry()  # what the buttons under answers need: stops, each conversation's newest
         self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
@@ -262,29 +270,61 @@ class KortanaBot(commands.AutoShardedBot):
         await in_flight.stored_turn(IN_FLIGHT_BOUND_S)  # cut while storing, the turn could not erase its message
         in_flight.task.cancel()
 
+    def stop_turn(self, turn_id: int) -> bool:
+        """Its asker pressed Stop: the turn's answer ends where it is. False: no answer of it is being made."""
+        return self.answers.stop(turn_id)
+
     async def _run(self, turn: Turn, in_flight: TurnInFlight) -> None:
-        """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display)."""
+        """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display), with
+        Stop under it while it streams and Regenerate once it is complete."""
         key = turn.key
-        stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
+        stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id, pages=turn.pages)
         display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)
         for notice in turn.notices:
             display.notice(notice)
         in_flight.stream = stream
         in_flight.started = True  # from here on an edit goes to the stored message
-        try:
-            await show_turn(
-                self.service.respond(
+        stop = StopSignal()
+
+        def stored(turn_id: int) -> None:
+            in_flight.note_stored(turn_id)
+            self.answers.running(turn_id, stop)
+            stream.set_buttons(streaming_buttons(key.user_id, turn_id))
+            display.final_buttons = answer_buttons(key.user_id, turn_id)
+
+        refusal = Refusal()
+        if turn.regenerate is None:
+            events = self.service.respond(
+                key,
+                turn.author,
+                in_flight.text,
+                prefer=turn.prefer,
+                persona=turn.persona,
+                model=turn.model,
+                guild_id=turn.guild_id,
+                with_files=bool(turn.files),
+                on_stored=stored,
+                images=turn.images,
+                stop=stop,
+            )
+        else:
+            stored(turn.regenerate)
+            events = refusal.noted(
+                self.service.regenerate(
                     key,
+                    turn.regenerate,
                     turn.author,
-                    in_flight.text,
+                    another_engine=turn.another_engine,
                     prefer=turn.prefer,
                     persona=turn.persona,
                     model=turn.model,
                     guild_id=turn.guild_id,
-                    with_files=bool(turn.files),
-                    on_stored=in_flight.note_stored,
-                    images=turn.images,
-                ),
+                    stop=stop,
+                )
+            )
+        try:
+            await show_turn(
+                events,
                 display,
                 log_id=key.log_id,
                 brain_name=self.service.brain_name,
@@ -293,6 +333,27 @@ class KortanaBot(commands.AutoShardedBot):
             )
         finally:
             await stream.close()
+            if in_flight.turn_id is not None:
+                self.answers.ended(in_flight.turn_id, stop)
+            if in_flight.turn_id is not None and not in_flight.withdrawn:  # a withdrawn turn is erased
+                await self._newest_answer(key, in_flight.turn_id, stream.pages if display.answered else None)
+            if refusal.refused:  # the pressed answer is no longer one to regenerate
+                self.answers.forget(key)
+                await _set_buttons(turn.pages, None)
+            elif turn.regenerate is not None and not display.answered and not in_flight.withdrawn:
+                # Failed or cut (told privately): the stored answer stands, and may be asked again.
+                await _set_buttons(stream.pages[-1:], answer_buttons(key.user_id, turn.regenerate))
+
+    async def _newest_answer(self, key: ConversationKey, turn_id: int, pages: tuple[Any, ...] | None) -> None:
+        """The turn `turn_id` is the conversation's newest (its answer's pages, or None: it has none): an older
+        answer's buttons go."""
+        older = self.answers.newest(key)
+        if pages is not None:
+            self.answers.answered(key, NewestAnswer(turn_id, pages))
+        elif older is not None and older.turn_id != turn_id:
+            self.answers.forget(key)
+        if older is not None and older.turn_id != turn_id:
+            await _set_buttons(older.pages, None)
 
     async def _erase(self, turn: Turn, in_flight: TurnInFlight) -> None:
         """A withdrawn turn's end: its reply deleted and its stored turn erased, within IN_FLIGHT_BOUND_S."""
@@ -336,6 +397,33 @@ class KortanaBot(commands.AutoShardedBot):
             _, stuck = await asyncio.wait(unfinished, timeout=RESTART_NOTICE_BOUND_S)
             if stuck:
                 log.warning("Shutting down: %d turn(s) did not end after the connection closed", len(stuck))
+
+
+class Refusal:
+    """Whether a regenerated turn was refused (erased, or no longer the newest)."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    async def noted(self, events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[TurnEvent, None]:
+        async with aclosing(events):
+            try:
+                async for event in events:
+                    yield event
+            except (NotNewestTurn, TurnGone):
+                self.refused = True
+                raise
+
+
+async def _set_buttons(pages: Iterable[Any], view: discord.ui.View | None) -> None:
+    """Put `view` on an answer's pages (None: remove their buttons), each within IN_FLIGHT_BOUND_S (a page gone,
+    or its token expired: nothing to change)."""
+    for page in pages:
+        try:
+            async with asyncio.timeout(IN_FLIGHT_BOUND_S):
+                await page.edit(view=view)
+        except (discord.HTTPException, TimeoutError) as error:
+            log.info("Could not change the buttons of an answer: %s", error_cause(error))
 
 
 async def _say_instead(turn: Turn, text: str) -> None:

@@ -3,6 +3,8 @@ engine footer as small lines under the final answer."""
 
 from __future__ import annotations
 
+import discord
+
 from app.bot.streaming import ReplyStream
 
 
@@ -11,6 +13,8 @@ class ReplyDisplay:
         self._stream = stream
         self._empty_sentence = empty_sentence
         self._notices: list[str] = []
+        self.final_buttons: discord.ui.View | None = None  # under the complete answer
+        self.answered = False  # the complete answer was shown
 
     def add(self, chunk: str) -> None:
         self._stream.add(chunk)
@@ -26,7 +30,8 @@ class ReplyDisplay:
         if answered_by is not None:
             lines.append(f"-# answered by {answered_by}")
         answer = text.strip() or "…"
-        await self._stream.finish("\n".join([answer, *lines]) if lines else answer)
+        self.answered = True
+        await self._stream.finish("\n".join([answer, *lines]) if lines else answer, buttons=self.final_buttons)
 
     async def fail(self, sentence: str) -> None:
         await self._stream.fail(sentence)

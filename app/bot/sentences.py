@@ -102,6 +102,11 @@ FORGET_CANCELLED = "Cancelled — nothing was erased 🙂"
 FORGET_TIMED_OUT = "No answer, so nothing was erased. Run /forget again whenever you like."
 NOT_YOUR_BUTTON = "This choice belongs to someone else 🙂"
 
+# The buttons under an answer (Stop, Regenerate, Another engine)
+ONLY_THE_ASKER = "Only the asker can use these buttons 🙂"
+ONLY_THE_NEWEST = "Only the newest answer can be regenerated — these buttons are gone now."
+NOTHING_TO_STOP = "That answer is already complete."
+
 
 def messages_noun(count: int) -> str:
     return f"{count} message" if count == 1 else f"{count} messages"

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import discord
 
@@ -26,11 +27,12 @@ PLACEHOLDER = "…"
 
 
 class ReplySurface(Protocol):
-    """Where the pages of one answer go: a reply in a channel, or an interaction's response."""
+    """Where the pages of one answer go: a reply in a channel, or an interaction's response. A page carries the
+    answer's buttons (`view`) or none (None: any it had go)."""
 
-    async def send(self, content: str, first: bool) -> Any: ...
+    async def send(self, content: str, first: bool, view: discord.ui.View | None = None) -> Any: ...
 
-    async def edit(self, page: Any, content: str) -> None: ...
+    async def edit(self, page: Any, content: str, view: discord.ui.View | None = None) -> None: ...
 
     async def apologise(self, text: str) -> bool:
         """Show an error privately, if this surface can (then True); else the stream shows it as the answer."""
@@ -45,14 +47,15 @@ class ChannelReply:
         self._origin = origin
         self._into = into
 
-    async def send(self, content: str, first: bool) -> discord.Message:
+    async def send(self, content: str, first: bool, view: discord.ui.View | None = None) -> discord.Message:
+        buttons = {} if view is None else {"view": view}
         if self._into is not None:
-            return await self._into.send(content, allowed_mentions=NO_PINGS)
+            return await self._into.send(content, allowed_mentions=NO_PINGS, **buttons)
         reference = self._origin.to_reference(fail_if_not_exists=False) if first else None
-        return await self._origin.channel.send(content, reference=reference, allowed_mentions=NO_PINGS)
+        return await self._origin.channel.send(content, reference=reference, allowed_mentions=NO_PINGS, **buttons)
 
-    async def edit(self, page: discord.Message, content: str) -> None:
-        await page.edit(content=content, allowed_mentions=NO_PINGS)
+    async def edit(self, page: discord.Message, content: str, view: discord.ui.View | None = None) -> None:
+        await page.edit(content=content, allowed_mentions=NO_PINGS, view=view)
 
     async def apologise(self, text: str) -> bool:
         return False  # a channel has no private replies: the apology is the answer
@@ -64,19 +67,51 @@ class InteractionReply:
     def __init__(self, interaction: discord.Interaction) -> None:
         self._interaction = interaction
 
-    async def send(self, content: str, first: bool) -> discord.InteractionMessage | discord.WebhookMessage:
+    async def send(
+        self, content: str, first: bool, view: discord.ui.View | None = None
+    ) -> discord.InteractionMessage | discord.WebhookMessage:
         if first:
-            return await self._interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
-        return await self._interaction.followup.send(content, allowed_mentions=NO_PINGS, wait=True)
+            return await self._interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS, view=view)
+        buttons = {} if view is None else {"view": view}
+        return await self._interaction.followup.send(content, allowed_mentions=NO_PINGS, wait=True, **buttons)
 
-    async def edit(self, page: discord.InteractionMessage | discord.WebhookMessage, content: str) -> None:
-        await page.edit(content=content, allowed_mentions=NO_PINGS)
+    async def edit(
+        self,
+        page: discord.InteractionMessage | discord.WebhookMessage,
+        content: str,
+        view: discord.ui.View | None = None,
+    ) -> None:
+        await page.edit(content=content, allowed_mentions=NO_PINGS, view=view)
 
     async def apologise(self, text: str) -> bool:
         """Errors of a slash command are for the caller only: drop the public "thinking…", answer ephemerally."""
         with contextlib.suppress(discord.HTTPException):  # already gone, or expired: the apology still goes
             await self._interaction.delete_original_response()
         await self._interaction.followup.send(text, ephemeral=True)
+        return True
+
+
+class ReplacedReply:
+    """The pages of an answer asked again with a button under it (Regenerate): edited in place, the pressed page
+    through the press's interaction; a longer answer continues in the channel. Errors go to the presser only."""
+
+    def __init__(self, press: discord.Interaction) -> None:
+        self._press = press
+
+    async def send(self, content: str, first: bool, view: discord.ui.View | None = None) -> discord.Message:
+        channel = cast(discord.abc.Messageable, self._press.channel)
+        buttons = {} if view is None else {"view": view}
+        return await channel.send(content, allowed_mentions=NO_PINGS, **buttons)
+
+    async def edit(self, page: Any, content: str, view: discord.ui.View | None = None) -> None:
+        pressed = self._press.message
+        if pressed is not None and page.id == pressed.id:
+            await self._press.edit_original_response(content=content, allowed_mentions=NO_PINGS, view=view)
+        else:
+            await page.edit(content=content, allowed_mentions=NO_PINGS, view=view)
+
+    async def apologise(self, text: str) -> bool:
+        await self._press.followup.send(text, ephemeral=True)
         return True
 
 
@@ -87,13 +122,17 @@ class ReplyStream:
         *,
         edit_interval: float = 1.0,
         conversation: str = "?",
+        pages: Sequence[Any] = (),
     ) -> None:
+        """`pages`: the messages of an answer this one replaces (Regenerate), edited in place."""
         self._surface = surface
         self._interval = edit_interval
         self._conversation = conversation  # its log id, for log lines
         self._text = ""
-        self._pages: list[Any] = []
-        self._shown: list[str] = []
+        self._pages: list[Any] = list(pages)
+        self._shown: list[str | None] = [None] * len(self._pages)  # None: what the page shows is not ours yet
+        self._buttons: discord.ui.View | None = None  # on the last page
+        self._shown_buttons: list[discord.ui.View | None] = [None] * len(self._pages)
         self._last_flush = float("-inf")
         self._flush_lock = asyncio.Lock()
         self._scheduled: asyncio.Task[None] | None = None
@@ -104,13 +143,25 @@ class ReplyStream:
         self._text += chunk
         self._schedule()
 
+    @property
+    def pages(self) -> tuple[Any, ...]:
+        """The messages that show the answer, first to last."""
+        return tuple(self._pages)
+
+    def set_buttons(self, view: discord.ui.View | None) -> None:
+        """The buttons the answer's last page carries from the next edit on (they move when a page is added)."""
+        self._buttons = view
+        self._schedule()
+
     def restart(self) -> None:
         """The engine failed mid-answer and another takes over: the text shown so far will be replaced."""
         self._text = ""
 
-    async def finish(self, text: str) -> None:
-        """Show the complete answer now (even if the turn is cancelled meanwhile: the edit is not cut)."""
+    async def finish(self, text: str, buttons: discord.ui.View | None = None) -> None:
+        """Show the complete answer now (even if the turn is cancelled meanwhile: the edit is not cut), with
+        `buttons` on its last page (None: no buttons)."""
         self._text = text
+        self._buttons = buttons
         if self._scheduled is not None and not self._scheduled.done():
             self._scheduled.cancel()
         await asyncio.shield(self._flush())
@@ -141,7 +192,7 @@ class ReplyStream:
         """Stop showing the answer and delete what was shown of it, after any edit in flight."""
         self.stop_showing()
         async with self._flush_lock:
-            pages, self._pages, self._shown = self._pages, [], []
+            pages, self._pages, self._shown, self._shown_buttons = self._pages, [], [], []
         for page in pages:
             with contextlib.suppress(discord.HTTPException):  # already gone
                 await page.delete()
@@ -166,9 +217,9 @@ class ReplyStream:
             pages = split_message(self._text)
             try:
                 for index, content in enumerate(pages):
-                    await self._show(index, content)
+                    await self._show(index, content, self._buttons if index == len(pages) - 1 else None)
                 for index in range(len(pages), len(self._shown)):  # a replaced answer got shorter
-                    await self._show(index, PLACEHOLDER)
+                    await self._show(index, PLACEHOLDER, None)
             except discord.Forbidden:
                 log.warning(
                     "No permission to write the answer in conversation %s's channel; it is stored but not shown",
@@ -188,15 +239,17 @@ class ReplyStream:
             finally:
                 self._last_flush = time.monotonic()
 
-    async def _show(self, index: int, content: str) -> None:
+    async def _show(self, index: int, content: str, view: discord.ui.View | None) -> None:
         if index < len(self._pages):
-            if self._shown[index] == content:
+            if self._shown[index] == content and self._shown_buttons[index] is view:
                 return
             try:
-                await self._surface.edit(self._pages[index], content)
+                await self._surface.edit(self._pages[index], content, view)
             except discord.NotFound:  # someone deleted our message mid-answer: post the page again
-                self._pages[index] = await self._surface.send(content, first=index == 0)
+                self._pages[index] = await self._surface.send(content, first=index == 0, view=view)
             self._shown[index] = content
+            self._shown_buttons[index] = view
         else:
-            self._pages.append(await self._surface.send(content, first=index == 0))
+            self._pages.append(await self._surface.send(content, first=index == 0, view=view))
             self._shown.append(content)
+            self._shown_buttons.append(view)

@@ -30,6 +30,7 @@ class FinalReply:
     engine: str
     latency_s: float
     thought_s: float | None = None  # how long a reasoning model thought, when the operator shows it; else None
+    stopped: bool = False  # its asker stopped it: the text is what was shown until then
 
 
 TurnEvent = EngineStarted | TextChunk | Notice | FinalReply
@@ -38,11 +39,38 @@ TurnEvent = EngineStarted | TextChunk | Notice | FinalReply
 # What a front end says when a turn fails: the same words in the terminal and on Discord.
 SORRY = "Sorry — something went wrong on my side 😔 Please try again in a moment."
 NO_MEMORY = "I can't reach my memory right now 😔 Please try again in a moment."
+STOPPED_BEFORE_ANSWER = "Stopped before I said anything."
+TURN_GONE = "That conversation was erased, so there is nothing to answer again."
+NOT_NEWEST = "Only the newest answer can be regenerated."
 
 
 def failure_sentence(error: BaseException) -> str:
     """What a user is told when their turn or command failed with `error`."""
     return NO_MEMORY if isinstance(error, StorageUnavailable) else SORRY
+
+
+class TurnEnded(Exception):
+    """The turn ended without an answer, and not by a fault: what the user is told is `sentence`."""
+
+    sentence = SORRY
+
+
+class StoppedBeforeAnswer(TurnEnded):
+    """Its asker stopped the turn before any text came: nothing is stored as its answer."""
+
+    sentence = STOPPED_BEFORE_ANSWER
+
+
+class TurnGone(TurnEnded):
+    """The turn to answer again was erased (a /reset, a /forget, its message deleted)."""
+
+    sentence = TURN_GONE
+
+
+class NotNewestTurn(TurnEnded):
+    """Only the conversation's newest turn is answered again: later turns were built on this answer."""
+
+    sentence = NOT_NEWEST
 
 
 class EmptyMessage(ValueError):

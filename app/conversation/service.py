@@ -27,13 +27,17 @@ from app.conversation.events import (
     EmptyMessage,
     FinalReply,
     Notice,
+    NotNewestTurn,
+    StoppedBeforeAnswer,
     TextChunk,
     TurnEvent,
+    TurnGone,
 )
 from app.conversation.locks import KeyedLocks, UserGates
 from app.conversation.recall_query import recall_terms
 from app.conversation.server_settings import Defaults, ServerSettings
 from app.conversation.shown_answers import ShownAnswer, ShownAnswers
+from app.conversation.stopping import ENDED, STOPPED, StopSignal
 from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
 from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage, images_tokens, newest_with_images
@@ -155,6 +159,7 @@ class ConversationService:
         with_files: bool = False,
         on_stored: Callable[[int], object] | None = None,
         images: Sequence[TurnImage] = (),
+        stop: StopSignal | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Stream one turn's events. Consume it to the end (or close it): it holds the conversation's lock, and
         the answer is stored after `FinalReply` is yielded.
@@ -165,7 +170,8 @@ class ConversationService:
         `with_files`: the text ends with attached files; a turn longer than half the budget is then stored cut (the
         files' end), so that the turns after it can still send it. A message without files is stored whole.
         `images`: attached to the message (it may have no text then); stored by reference, each counted IMAGE_TOKENS,
-        and sent with this turn only (app/conversation/turn_images)."""
+        and sent with this turn only (app/conversation/turn_images). `stop`: its asker's Stop (the answer ends with
+        the text so far, stored as stopped; StoppedBeforeAnswer when no text came yet)."""
         text, newest, stored_cut = self._as_stored(text, with_files, len(images))
         if not text and not images:
             raise EmptyMessage("nothing to answer")
@@ -185,66 +191,143 @@ class ConversationService:
             if on_stored is not None:
                 on_stored(started.turn_id)
             memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
-            contexts: list[Context] = []
-
-            def build_messages(budget: int) -> list[ChatMessage]:
-                contexts.append(build_context(system, started.history, newest, budget, self._counter, memory))
-                return newest_with_images(contexts[-1].messages, images)
-
-            began = time.perf_counter()
-            engine = ""
-            parts: list[str] = []
-            reported: TokenUsage | None = None
-            thought: Reasoned | None = None
-            notified_cut = stored_cut
+            answer = self._answer(
+                key, conversation_id, system, newest, started, memory, images,
+                notified_cut=stored_cut, prefer=prefer, model=model, guild_id=guild_id, stop=stop,
+            )  # fmt: skip
             if stored_cut:
                 yield Notice(CUT_NOTICE)
-            models = _models_of(model)
-            stream = self._chain.stream(build_messages, self._budget, prefer=prefer, models=models)
-            async with aclosing(stream) as items:
-                async for item in items:
-                    if isinstance(item, TokenUsage):
-                        reported = item
-                    elif isinstance(item, Reasoned):  # the thoughts themselves never reach the service
-                        thought = item
-                    elif isinstance(item, EngineStarted):
-                        engine = item.engine
-                        if item.replaces_partial:
-                            parts.clear()
-                        if contexts and contexts[-1].newest_was_cut and not notified_cut:
-                            notified_cut = True
-                            yield Notice(CUT_NOTICE)
-                        yield item
-                    # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
-                    # what is shown is what is stored.
-                    elif isinstance(item, str) and (chunk := item.replace("\x00", "")):
-                        parts.append(chunk)
-                        yield TextChunk(chunk)
-            latency = time.perf_counter() - began
-            reply = "".join(parts)
-            reply_tokens = self._counter.count(defuse_chat_syntax(reply))
-            if engine == ECHO:
-                cost = 0
-            elif reported is not None:
-                cost = reported.total
-            else:  # the engine did not say: what we counted of its request, and of its answer
-                cost = (contexts[-1].tokens if contexts else 0) + reply_tokens
-            answer = ShownAnswer(
-                conversation_id,
-                StoredMessage("assistant", reply, reply_tokens, engine),
-                started.turn_id,
-                round(latency * 1000),
-                self.usage.charge(guild_id, key.user_id, cost),
-            )
-            self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
-            try:
-                thought_s = thought.seconds if thought is not None and self._show_thinking_time else None
-                yield FinalReply(reply, engine, latency, thought_s)
-            finally:  # also when the front end stops reading right after the answer
-                await self._shown_answers.store(key, answer)
-                if self._summaries is not None and started.has_older and started.history:
-                    # Inside the lock: a reset that cancels the conversation's summary job comes after this.
-                    self._summaries.after_turn(key, conversation_id, started.history[0].turn)
+            async with aclosing(answer) as events:
+                async for event in events:
+                    yield event
+
+    async def regenerate(
+        self,
+        key: ConversationKey,
+        turn_id: int,
+        author: str,
+        *,
+        another_engine: bool = False,
+        prefer: str | None = None,
+        persona: str | None = None,
+        model: str | None = None,
+        guild_id: int = 0,
+        stop: StopSignal | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Answer the stored turn `turn_id` again, with the history before it, and replace its stored answer: the
+        same events as `respond` (consume or close it the same way). `another_engine`: the engine that gave the
+        stored answer is asked last of the tiers (another healthy tier answers; if none, it still does).
+
+        Raises TurnGone when the turn was erased (a reset meanwhile wins: nothing of it is sent), and NotNewestTurn
+        when a later turn was built on its answer."""
+        async with self._locks.hold(key), self._user_gates.turn(key.user_id):
+            conversation_id = await self._store.conversation_id(key)
+            await self._shown_answers.store_kept(key)
+            context = await self._store.turn_context(conversation_id, turn_id, self._budget, PER_MESSAGE_TOKENS)
+            if context is None:
+                raise TurnGone("the turn was erased")
+            if not context.newest:
+                raise NotNewestTurn("a later turn follows it")
+            question = context.question
+            text = question.content
+            system = self._system_for(persona or self._system_prompt, author)
+            newest = Text(defuse_chat_syntax(text), question.token_count)  # counted when stored, images included
+            images = [TurnImage(i.name, i.size, i.content_type, i.url) for i in question.images]
+            allowance = history_allowance(system, newest, self._budget)
+            history, has_older = context.within(allowance, PER_MESSAGE_TOKENS)
+            started = TurnStart(history, turn_id, has_older)
+            memory = await self._memory_for(conversation_id, key, text, author, started, allowance)
+            answer = self._answer(
+                key, conversation_id, system, newest, started, memory, images,
+                prefer=prefer, avoid=context.answered_by if another_engine else None, model=model, guild_id=guild_id,
+                stop=stop, replaces=True,
+            )  # fmt: skip
+            async with aclosing(answer) as events:
+                async for event in events:
+                    yield event
+
+    async def _answer(
+        self,
+        key: ConversationKey,
+        conversation_id: int,
+        system: Text,
+        newest: Text,
+        started: TurnStart,
+        memory: Memory | None,
+        images: Sequence[TurnImage],
+        *,
+        notified_cut: bool = False,
+        prefer: str | None = None,
+        avoid: str | None = None,
+        model: str | None = None,
+        guild_id: int = 0,
+        stop: StopSignal | None = None,
+        replaces: bool = False,
+    ) -> AsyncIterator[TurnEvent]:
+        """Stream the turn's answer from the chain, then keep and store it (`replaces`: in place of the turn's
+        stored answer). A `stop` requested meanwhile ends it with the text so far, stored as stopped."""
+        contexts: list[Context] = []
+
+        def build_messages(budget: int) -> list[ChatMessage]:
+            contexts.append(build_context(system, started.history, newest, budget, self._counter, memory))
+            return newest_with_images(contexts[-1].messages, images)
+
+        began = time.perf_counter()
+        engine = ""
+        parts: list[str] = []
+        reported: TokenUsage | None = None
+        thought: Reasoned | None = None
+        models = _models_of(model)
+        stream = self._chain.stream(build_messages, self._budget, prefer=prefer, models=models, avoid=avoid)
+        stop = stop or StopSignal()
+        async with aclosing(stream) as items:
+            while (item := await stop.next_item(items)) is not ENDED and item is not STOPPED:
+                if isinstance(item, TokenUsage):
+                    reported = item
+                elif isinstance(item, Reasoned):  # the thoughts themselves never reach the service
+                    thought = item
+                elif isinstance(item, EngineStarted):
+                    engine = item.engine
+                    if item.replaces_partial:
+                        parts.clear()
+                    if contexts and contexts[-1].newest_was_cut and not notified_cut:
+                        notified_cut = True
+                        yield Notice(CUT_NOTICE)
+                    yield item
+                # The chain hands out valid Unicode; NUL goes here: PostgreSQL text cannot hold it, and
+                # what is shown is what is stored.
+                elif isinstance(item, str) and (chunk := item.replace("\x00", "")):
+                    parts.append(chunk)
+                    yield TextChunk(chunk)
+        latency = time.perf_counter() - began
+        reply = "".join(parts)
+        stopped = item is STOPPED
+        if stopped and not reply:
+            raise StoppedBeforeAnswer("stopped before any text")
+        reply_tokens = self._counter.count(defuse_chat_syntax(reply))
+        if engine == ECHO:
+            cost = 0
+        elif reported is not None:
+            cost = reported.total
+        else:  # the engine did not say: what we counted of its request, and of its answer
+            cost = (contexts[-1].tokens if contexts else 0) + reply_tokens
+        answer = ShownAnswer(
+            conversation_id,
+            StoredMessage("assistant", reply, reply_tokens, engine, stopped=stopped),
+            started.turn_id,
+            round(latency * 1000),
+            self.usage.charge(guild_id, key.user_id, cost),
+            replaces=replaces,
+        )
+        self._shown_answers.keep(key, answer)  # from here on the answer is the user's, whatever happens
+        try:
+            thought_s = thought.seconds if thought is not None and self._show_thinking_time else None
+            yield FinalReply(reply, engine, latency, thought_s, stopped=stopped)
+        finally:  # also when the front end stops reading right after the answer
+            await self._shown_answers.store(key, answer)
+            if self._summaries is not None and started.has_older and started.history:
+                # Inside the lock: a reset that cancels the conversation's summary job comes after this.
+                self._summaries.after_turn(key, conversation_id, started.history[0].turn)
 
     @property
     def answer_bound_s(self) -> float:

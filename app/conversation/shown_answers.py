@@ -32,6 +32,7 @@ class ShownAnswer:
     turn_id: int
     latency_ms: int
     charge: UsageCharge | None = None  # what it cost its user, added in the answer's own write
+    replaces: bool = False  # the turn was asked again: this answer takes the place of its stored one
     write: asyncio.Task[None] | None = None  # the latest attempt, which may outlive a cancelled turn
 
 
@@ -127,8 +128,9 @@ class ShownAnswers:
         Raises StorageUnavailable, and the answer stays kept."""
         write = answer.write
         if write is None or (write.done() and (write.cancelled() or write.exception() is not None)):
+            store = self._store.replace_answer if answer.replaces else self._store.finish_turn
             write = answer.write = asyncio.create_task(
-                self._store.finish_turn(
+                store(
                     answer.conversation_id,
                     answer.message,
                     answer.turn_id,

@@ -7,7 +7,10 @@ Every front end walks the same ladder; only how a thing looks is theirs (a `Turn
   when the reply says it (SHOW_THINKING_TIME): shown, never stored;
 - an empty message gets the front end's own sentence; an unreachable database gets NO_MEMORY; any other error
   gets SORRY; an error after the answer was shown is only logged (the answer stands);
-- a cut turn (cancelled, e.g. by a shutdown) says `cut_sentence` if it has one and nothing was shown yet.
+- a cut turn (cancelled, e.g. by a shutdown) says `cut_sentence` if it has one and nothing was shown yet;
+- an answer its asker stopped is shown as it was, with STOPPED_NOTE under it; a turn that ended without an
+  answer and by no fault (stopped before any text, a regenerated turn erased or no longer the newest) says its
+  own sentence.
 
 Log lines name the conversation by its log id and the error's own words, never the message text.
 """
@@ -25,6 +28,7 @@ from app.conversation.events import (
     FinalReply,
     Notice,
     TextChunk,
+    TurnEnded,
     TurnEvent,
     failure_sentence,
 )
@@ -33,6 +37,8 @@ from app.safe_text import error_cause
 from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+STOPPED_NOTE = "⏹ stopped"
 
 
 class TurnDisplay(Protocol):
@@ -93,6 +99,8 @@ async def show_turn(
                     answered_by = event.engine if engine_footer and event.engine != brain_name else None
                     if event.thought_s is not None:
                         display.notice(thinking_note(event.thought_s))
+                    if event.stopped:
+                        display.notice(STOPPED_NOTE)
                     await display.show(event.text, answered_by)
     except asyncio.CancelledError:
         if not shown and cut_sentence is not None:  # end visibly, not with a partial answer left for good
@@ -103,6 +111,8 @@ async def show_turn(
         raise
     except EmptyMessage:
         await display.nothing_to_answer()
+    except TurnEnded as ended:
+        await display.fail(ended.sentence)
     except Exception as error:
         if shown:
             log.error("Turn failed in conversation %s after its answer was shown: %s", log_id, error_cause(error))

@@ -258,6 +258,7 @@ class EngineChain:
         history_budget: int,
         prefer: str | None = None,
         models: Mapping[str, str] | None = None,
+        avoid: str | None = None,
     ) -> AsyncIterator[EngineStarted | str | Reasoned | TokenUsage]:
         """Stream one answer: `EngineStarted` before the first chunk of each engine that answers, then text, and
         last, when the engine that answered reasoned, `Reasoned`, and when it reported it, the answer's
@@ -267,10 +268,11 @@ class EngineChain:
         `models` maps a tier's engine name to the model to ask that tier for (a tier that does not serve models
         is asked as usual). The tier stays itself: its deadline, call slots and breaker are the same whatever
         model it is asked for, so a chosen model that fails opens the tier's breaker for every turn. That is
-        the design: the operator vouches for each model a server may choose.
+        the design: the operator vouches for each model a server may choose. `avoid` (an engine's name) is asked
+        last of the tiers: another healthy tier answers if there is one, else it still does.
         """
         showed_partial = False
-        for link in self._in_order(prefer):
+        for link in self._in_order(prefer, avoid):
             if not link.breaker.would_allow():
                 continue
             async with AsyncExitStack() as admission:
@@ -468,9 +470,12 @@ class EngineChain:
         admission.callback(link.slots.release)
         return deadline, queued
 
-    def _in_order(self, prefer: str | None) -> list[_Link]:
+    def _in_order(self, prefer: str | None, avoid: str | None = None) -> list[_Link]:
         preferred = [link for link in self._links if link.engine.name == prefer]
-        return preferred + [link for link in self._links if link not in preferred]
+        ordered = preferred + [link for link in self._links if link not in preferred]
+        return [link for link in ordered if link.engine.name != avoid] + [
+            link for link in ordered if link.engine.name == avoid
+        ]
 
     async def _call(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -22,7 +22,9 @@ from app.storage.records import StoredImage, StoredMessage, Summary, UsageCharge
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
 ENGINE_NAME_LENGTH: int = messages.c.engine.type.length  # type: ignore[attr-defined]
-MESSAGE_COLUMNS = ("conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms", "images")
+MESSAGE_COLUMNS = (
+    "conversation_id", "turn_id", "role", "content", "token_count", "engine", "latency_ms", "images", "stopped"
+)
 NO_MESSAGE = 0  # an id no message has (ids start at 1): `exclude_id` when nothing is excluded
 
 
@@ -135,9 +137,52 @@ MESSAGE_FIELDS = (
     messages.c.images,
 )
 ALL_MESSAGES = (
-    select(*MESSAGE_FIELDS)
+    select(*MESSAGE_FIELDS, messages.c.stopped)
     .where(messages.c.conversation_id == bindparam("conversation_id"))
     .order_by(TURN_ORDER, messages.c.id)
+)
+# --- a turn asked again (Regenerate) --------------------------------------------------------------------
+TURN_QUESTION = select(*MESSAGE_FIELDS).where(
+    messages.c.conversation_id == bindparam("conversation_id"),
+    messages.c.id == bindparam("turn_id"),
+    messages.c.role == "user",
+)
+NEWEST_QUESTION = select(func.max(messages.c.id)).where(
+    messages.c.conversation_id == bindparam("conversation_id"), messages.c.role == "user"
+)
+# Newest first, at most `most_rows` (each costs at least a token plus the overhead: the budget bounds the scan).
+BEFORE_TURN = (
+    select(
+        messages.c.role,
+        messages.c.content,
+        messages.c.token_count,
+        messages.c.engine,
+        messages.c.id,
+        TURN_ORDER.label("turn"),
+        messages.c.images,
+    )
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        bindparam("turn_id") > TURN_ORDER,
+        sent_to_models(),
+    )
+    .order_by(TURN_ORDER.desc(), messages.c.id.desc())
+    .limit(bindparam("most_rows"))
+)
+ENGINE_OF_ANSWER = (
+    select(messages.c.engine)
+    .where(
+        messages.c.conversation_id == bindparam("conversation_id"),
+        messages.c.turn_id == bindparam("turn_id"),
+        messages.c.role == "assistant",
+    )
+    .order_by(messages.c.id.desc())
+    .limit(1)
+)
+ANSWERS_OF_TURN = delete(messages).where(
+    messages.c.conversation_id == bindparam("conversation_id"),
+    messages.c.turn_id == bindparam("turn_id"),
+    messages.c.role == "assistant",
 )
 MEMORY_STATS = select(func.count(), func.min(messages.c.created_at)).where(
     messages.c.conversation_id == bindparam("conversation_id")
@@ -300,7 +345,7 @@ def recent_parameters(
 def window_of(rows: Sequence[Any], token_budget: int) -> tuple[list[StoredMessage], bool]:
     """The messages of RECENT's rows that fit the budget (oldest first), and whether older ones are stored."""
     fitting = [
-        StoredMessage(role, content, token_count, engine, images_of(images), id=id_, turn=turn)
+        StoredMessage(role, content, token_count, engine, images=images_of(images), id=id_, turn=turn)
         for role, content, token_count, engine, id_, turn, spent, images in rows
         if spent <= token_budget
     ]
@@ -326,6 +371,7 @@ def message_row(
         "engine": None if message.engine is None else message.engine[:ENGINE_NAME_LENGTH],
         "latency_ms": latency_ms,
         "images": images_json(message.images),
+        "stopped": message.stopped,
     }
 
 
@@ -338,7 +384,7 @@ def stored_message(row: Sequence[Any]) -> StoredMessage:
     """A message of a MESSAGE_FIELDS row."""
     role, content, token_count, engine, id_, turn, created_at, images = row
     return StoredMessage(
-        role, content, token_count, engine, images_of(images), id=id_, turn=turn, created_at=utc(created_at)
+        role, content, token_count, engine, images=images_of(images), id=id_, turn=turn, created_at=utc(created_at)
     )
 
 
@@ -363,6 +409,11 @@ def images_of(column: str | None) -> tuple[StoredImage, ...]:
         )
     except (ValueError, TypeError, KeyError):
         return ()
+
+
+def exported_message(row: Sequence[Any]) -> StoredMessage:
+    """A message of an ALL_MESSAGES row: MESSAGE_FIELDS, then whether it was stopped."""
+    return replace(stored_message(row[:-1]), stopped=bool(row[-1]))
 
 
 def summary_of(row: Sequence[Any] | None) -> Summary | None:

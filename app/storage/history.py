@@ -25,6 +25,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy import Executable, Row
@@ -33,11 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.storage._statements import (
     ALL_MESSAGES,
+    BEFORE_TURN,
     ENGINE_NAME_LENGTH,
+    ENGINE_OF_ANSWER,
     MEMORY_STATS,
+    NEWEST_QUESTION,
     SUMMARY,
+    TURN_QUESTION,
     UNSUMMARISED,
     charge_parameters,
+    exported_message,
+    images_of,
     message_row,
     stored_message,
     summary_of,
@@ -59,6 +66,7 @@ from app.storage.records import (
     StoredMessage,
     Summary,
     SummaryDraft,
+    TurnContext,
     TurnStart,
     UsageCharge,
     user_log_id,
@@ -159,6 +167,59 @@ class HistoryStore(ABC):
         row = message_row(conversation_id, message, turn_id=turn_id, turn_key=uuid.uuid4().hex, latency_ms=latency_ms)
         return await self._written(self._log_id(conversation_id), lambda: self._append(conversation_id, message, row))
 
+    async def replace_answer(
+        self,
+        conversation_id: int,
+        answer: StoredMessage,
+        turn_id: int,
+        latency_ms: int | None = None,
+        charge: UsageCharge | None = None,
+    ) -> None:
+        """Replace the stored answer(s) of the turn `turn_id` with `answer` (it was asked again), in one
+        transaction, and with a `charge` add its tokens to the user's day there; nothing is stored when the
+        question was erased meanwhile."""
+        conversation_id = self._current(conversation_id)
+        log_id = self._log_id(conversation_id)
+        row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
+        if charge is not None:
+            row |= charge_parameters(charge)
+        charged = charge is not None
+        if not await self._written(log_id, lambda: self._replace_answer(conversation_id, answer, row, charged)):
+            log.info("Answer not replaced in conversation %s: its question was erased meanwhile", log_id)
+
+    async def turn_context(
+        self, conversation_id: int, turn_id: int, token_budget: int, overhead_per_message: int = 0
+    ) -> TurnContext | None:
+        """The user message of the turn `turn_id`, the newest messages before it whose token counts (plus the
+        overhead each) fit the budget, whether it is the conversation's newest turn, and the engine that answered
+        it; None: no such turn is stored (erased). Echo replies are left out of the history, as in `recent`."""
+        conversation_id = self._current(conversation_id)
+        parameters = {
+            "conversation_id": conversation_id,
+            "turn_id": turn_id,
+            "never_sent": self._never_sent or "",
+            "most_rows": token_budget // (overhead_per_message + 1) + 1,
+        }
+
+        async def read() -> TurnContext | None:
+            async with self._engine.connect() as connection:
+                question = (await connection.execute(TURN_QUESTION, parameters)).first()
+                if question is None:
+                    return None
+                newest = (await connection.execute(NEWEST_QUESTION, parameters)).scalar()
+                rows = (await connection.execute(BEFORE_TURN, parameters)).all()
+                answered_by = (await connection.execute(ENGINE_OF_ANSWER, parameters)).scalar()
+            before = [
+                StoredMessage(role, content, tokens, engine, images=images_of(images), id=id_, turn=turn)
+                for role, content, tokens, engine, id_, turn, images in reversed(rows)
+            ]
+            more = len(rows) == parameters["most_rows"]
+            context = TurnContext(stored_message(question), before, more, newest == turn_id, answered_by)
+            history, has_older = context.within(token_budget, overhead_per_message)
+            return replace(context, history=history, has_older=has_older)
+
+        return await self._retrying(read, self._log_id(conversation_id))
+
     async def edit_message(self, conversation_id: int, message_id: int, content: str, token_count: int) -> bool:
         """Replace the text of a stored user message (its author edited it) and its token count; the search index
         follows. False: no such user message is stored (erased meanwhile)."""
@@ -210,7 +271,7 @@ class HistoryStore(ABC):
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored message of a conversation in turn order, with ids and times (an export, tests, tools)."""
         rows = await self._read(conversation_id, ALL_MESSAGES, {})
-        return [stored_message(row) for row in rows]
+        return [exported_message(row) for row in rows]
 
     async def memory_stats(self, conversation_id: int) -> MemoryStats:
         """How many messages the conversation holds, since when, and its summary."""
@@ -286,6 +347,11 @@ class HistoryStore(ABC):
     async def _finish_turn(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
         """Insert the answer (row) if its question exists, and if `charged` add its usage (the row's
         `charge_parameters`) in the same transaction; True if it is stored (now or by an earlier try)."""
+
+    @abstractmethod
+    async def _replace_answer(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
+        """Delete the turn's answers and insert the answer (row) if its question exists, in one transaction, and if
+        `charged` add its usage there too; True if it is stored."""
 
     @abstractmethod
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:

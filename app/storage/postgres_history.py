@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.storage._statements import (
+    ANSWERS_OF_TURN,
     DELETE_CONVERSATION,
     DELETE_MESSAGES_OF_USER,
     DELETE_TURN,
@@ -124,6 +125,19 @@ class PostgresHistoryStore(HistoryStore):
                 return found.scalar() is not None  # stored by the try whose reply was lost
 
         return await self._retrying(insert_answer, self._log_id(conversation_id))
+
+    async def _replace_answer(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
+        insert = self._writes.insert_charged_answer if charged else self._writes.insert_answer
+
+        async def replace_in_one() -> bool:
+            parameters = {"conversation_id": conversation_id, "turn_id": row["turn_id"]}
+            async with self._engine.begin() as connection:
+                await connection.execute(ADVISORY_LOCK, parameters)
+                await connection.execute(QUESTION_OF_TURN, parameters)  # ordered against a reset, as delete_turn is
+                await connection.execute(ANSWERS_OF_TURN, parameters)
+                return (await connection.execute(insert, row)).scalar() is not None
+
+        return await self._retrying(replace_in_one, self._log_id(conversation_id))
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:
         async def insert_one() -> int:

@@ -43,12 +43,38 @@ class StoredMessage:
     content: str
     token_count: int  # of a user message with images, IMAGE_TOKENS each included
     engine: str | None = None
-    images: tuple[StoredImage, ...] = ()  # a user message's attached images (messages.images)
+    # By keyword only: `id`, `turn` and `created_at` keep their places after `engine`.
+    images: tuple[StoredImage, ...] = field(default=(), kw_only=True)  # a user message's attached images
+    stopped: bool = field(default=False, kw_only=True)  # an answer its asker stopped mid-stream: the text shown then
     # Which stored copy it is and when it was stored: set on what a store reads back (`turn` is the id of the
     # question the message belongs to, its own id for a question). Two messages compare by what they say.
     id: int | None = field(default=None, compare=False)
     turn: int | None = field(default=None, compare=False)
     created_at: datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a stored turn was asked with (`HistoryStore.turn_context`): its user message, the messages before it
+    (oldest first, newest within the budget asked for) and whether it is the conversation's newest turn."""
+
+    question: StoredMessage
+    history: list[StoredMessage]
+    has_older: bool  # older messages are stored beyond `history`
+    newest: bool
+    answered_by: str | None = None  # the engine of its stored answer; None: it has none
+
+    def within(self, token_budget: int, overhead_per_message: int = 0) -> tuple[list[StoredMessage], bool]:
+        """The newest part of `history` that fits `token_budget`, and whether older messages are stored."""
+        spent = 0
+        kept = 0
+        for message in reversed(self.history):
+            spent += message.token_count + overhead_per_message
+            if spent > token_budget:
+                break
+            kept += 1
+        fitting = self.history[len(self.history) - kept :]
+        return fitting, self.has_older or kept < len(self.history)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.storage._statements import (
+    ANSWERS_OF_TURN,
     DELETE_CONVERSATION,
     DELETE_MESSAGES_OF_USER,
     DELETE_TURN,
@@ -72,6 +73,7 @@ _DELETE_MESSAGES_OF_USER = SqlStatement(DELETE_MESSAGES_OF_USER)
 _ERASE_SUMMARIES_OF_USER = SqlStatement(ERASE_SUMMARIES_OF_USER)
 _EDIT_USER_MESSAGE = SqlStatement(EDIT_USER_MESSAGE)
 _DELETE_TURN = SqlStatement(DELETE_TURN)
+_ANSWERS_OF_TURN = SqlStatement(ANSWERS_OF_TURN)
 T = TypeVar("T")
 _STALE = -1  # an epoch no job reports: no usable cached window, read from the database
 
@@ -177,6 +179,20 @@ class SqliteHistoryStore(HistoryStore):
         stored, answer_id = await self._run_in(conversation_id, job)
         if answer_id is not None and (window := self._windows.get(conversation_id)) is not None:
             window.add(replace(answer, id=answer_id, turn=row["turn_id"]))
+        return stored
+
+    async def _replace_answer(self, conversation_id: int, answer: StoredMessage, row: dict, charged: bool) -> bool:
+        def job(connection: sqlite3.Connection) -> bool:
+            _ANSWERS_OF_TURN.run(connection, conversation_id=conversation_id, turn_id=row["turn_id"])
+            self._epoch += 1  # as in _reset: every window read before this (or queued behind it) is stale
+            if _INSERT_ANSWER.run(connection, **row).fetchone() is None:
+                return False  # the question is gone
+            if charged:
+                _CHARGE_USAGE.run(connection, **(row | {"day": row["day"].isoformat()}))
+            return True
+
+        stored = await self._run_in(conversation_id, job)
+        self._windows.forget(conversation_id)
         return stored
 
     async def _append(self, conversation_id: int, message: StoredMessage, row: dict) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from app.bot.cogs.answer_buttons import AnswerButtons
 from app.bot.cogs.conversation import Conversation
 from app.bot.cogs.memory import Memory
 from app.bot.cogs.settings import ServerSettingsCommands
 from app.bot.cogs.status import Status
 from app.bot.cogs.usage import Usage
 
-FEATURES = (Conversation, Memory, Status, Usage, ServerSettingsCommands)
+FEATURES = (Conversation, Memory, Status, Usage, ServerSettingsCommands, AnswerButtons)
 
-__all__ = ["FEATURES", "Conversation", "Memory", "ServerSettingsCommands", "Status", "Usage"]
+__all__ = ["FEATURES", "AnswerButtons", "Conversation", "Memory", "ServerSettingsCommands", "Status", "Usage"]

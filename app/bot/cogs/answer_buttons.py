@@ -1,0 +1,94 @@
+"""The buttons under Kor'tana's answers (app/bot/answer_buttons): Stop ends the answer being streamed, Regenerate
+asks the newest turn again, Another engine does so without the engine that answered (if another is healthy).
+
+A regenerated turn goes through the bot's turn line like any turn: the conversation's turns stay one at a
+time, and the user's queue, cooldown and daily limit apply. Its answer replaces the old one in the same
+message(s) and in the history. Presses by anyone but the asker are refused by the button itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import discord
+from discord.ext import commands
+
+from app.bot.answer_buttons import ANSWER_BUTTONS_COG, Action, AnswerButton
+from app.bot.bot import KortanaBot, Turn
+from app.bot.place_rules import Here
+from app.bot.sentences import DMS_OFF, NOT_FOR_YOU_HERE, NOTHING_TO_STOP, ONLY_THE_NEWEST, RESTARTING
+from app.bot.streaming import ReplacedReply
+from app.bot.turns import Place
+from app.conversation.events import NO_MEMORY
+from app.storage import ConversationKey, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
+    def __init__(self, bot: KortanaBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(AnswerButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(AnswerButton)
+
+    async def pressed(self, interaction: discord.Interaction, action: Action, turn_id: int) -> None:
+        """The asker pressed a button under the answer of `turn_id`."""
+        if action == "stop":
+            if self.bot.stop_turn(turn_id):
+                await interaction.response.defer()  # the answer's own edits show that it stopped
+            else:
+                await interaction.response.send_message(NOTHING_TO_STOP, ephemeral=True)
+            return
+        await self._regenerate(interaction, turn_id, another_engine=action == "another")
+
+    async def _regenerate(self, interaction: discord.Interaction, turn_id: int, *, another_engine: bool) -> None:
+        bot = self.bot
+        pressed = interaction.message
+        assert pressed is not None  # a button is always on a message
+        key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
+        if not bot.answers.is_newest(key, pressed.id):
+            await interaction.response.send_message(ONLY_THE_NEWEST, ephemeral=True)
+            with contextlib.suppress(discord.HTTPException):
+                await pressed.edit(view=None)
+            return
+        refusal = await self._refusal(interaction, key)
+        if isinstance(refusal, str):
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        place, here = refusal
+        turn = Turn(
+            ReplacedReply(interaction),
+            key,
+            interaction.user.display_name,
+            "",  # the stored question is asked again
+            persona=here.persona,
+            model=here.model,
+            guild_id=here.guild_id,
+            daily_tokens=here.daily_tokens,
+            regenerate=turn_id,
+            another_engine=another_engine,
+            pages=bot.answers.pages_of(key, pressed),
+        )
+        await bot.take_turn(place, turn, acknowledge=interaction.response.defer)
+
+    async def _refusal(self, interaction: discord.Interaction, key: ConversationKey) -> tuple[Place, Here] | str:
+        """The turn's place and the rules here, or why the press is refused (as for /ask)."""
+        bot = self.bot
+        if not bot.accepting_turns:
+            return RESTARTING
+        try:
+            here = await bot.rules_here(interaction.guild, interaction.channel, interaction.user)
+        except StorageUnavailable as error:
+            log.warning("Cannot read the settings for a Regenerate: %s", error.cause)
+            return NO_MEMORY
+        if not here.access.allowed:
+            return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
+        if (over := await bot.daily_limit_notice(here.guild_id, interaction.user.id, here.daily_tokens)):
+            return over
+        place = bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
+        return place if isinstance(place, str) else (place, here)

@@ -140,3 +140,25 @@ async def test_attachment_max_files_counts_images_and_text_files_together(world:
     texts = await answer_to(world, message)
     assert texts == [f"Hello from the brain!\n-# {files_skipped(['photo.png'], 1)}"]
     assert isinstance(user_contents(world.brain.requests[-1])[0], str), "no image part: the image was skipped"
+
+
+async def test_regenerate_sends_the_turns_image_again_and_the_older_ones_as_the_note(world: World) -> None:
+    await world.start(brain_vision=True)
+    fake = world.fake
+    first = await mention(world, "what is this?", attachments=[PHOTO])
+    await answer_to(world, first)
+    second = await mention(world, "and this one?", attachments=[{**PHOTO, "filename": "other.png"}])
+    await answer_to(world, second)
+    reply = await fake.wait_for(
+        lambda: next((m for m in fake.bot_messages(fake.channel) if int(m.id) > int(second["id"])), None)
+    )
+
+    await fake.click(reply, "Regenerate")
+
+    await fake.wait_for(lambda: len(world.brain.requests) == 3, what="the regenerated request")
+    await fake.wait_for(lambda: world.bot.active_turns == 0, what="the turn ended")
+    assert user_contents(world.brain.requests[2]) == [
+        f"what is this?\n{NOTE}",
+        "Hello from the brain!",
+        [{"type": "text", "text": "and this one?"}, image_part(cdn_url(second))],
+    ]

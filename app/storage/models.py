@@ -63,6 +63,7 @@ class Message(Base):
     its own; NULL before revision 0003): a write retried after its reply was lost finds the first copy by it."""
 
     __tablename__ = "messages"
+    __table_args__ = {"sqlite_autoincrement": True}  # an erased message's id is never reused (revision 0010)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(

@@ -117,3 +117,38 @@ def test_alembic_upgrade_head_from_the_repository_root(tmp_path) -> None:
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"conversations", "messages", "alembic_version"} <= tables
+
+
+INSERT_MESSAGE = text(
+    "INSERT INTO messages (conversation_id, role, content, token_count) VALUES (1, 'user', :content, 1)"
+)
+
+
+async def test_message_ids_are_never_reused_and_revision_0010_keeps_the_rows_and_their_search(database_url) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine, "0009")
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO conversations (user_id, scope) VALUES (42, 'dm')"))
+            for content in ("my cat is called Miso", "what a lovely name"):
+                await connection.execute(INSERT_MESSAGE, {"content": content})
+        await migrate(engine)
+        async with engine.begin() as connection:
+            rows = (await connection.execute(text("SELECT id, content FROM messages ORDER BY id"))).all()
+            assert [tuple(row) for row in rows] == [(1, "my cat is called Miso"), (2, "what a lovely name")]
+            await connection.execute(text("DELETE FROM messages WHERE id = 2"))  # the newest, as a /reset erases it
+            await connection.execute(INSERT_MESSAGE, {"content": "a dog"})
+            newest = (await connection.execute(text("SELECT max(id) FROM messages"))).scalar()
+            if engine.dialect.name == "sqlite":  # the search triggers came back with the table
+                found = await connection.execute(
+                    text("SELECT rowid FROM messages_search WHERE messages_search MATCH :q ORDER BY rowid"),
+                    {"q": "content : (miso OR dog OR lovely)"},
+                )
+                assert found.scalars().all() == [1, 3]
+        assert newest == 3, "the erased message's id was given to a new one"
+        assert {"ix_messages_conversation_turn", "ix_messages_turn", "uq_messages_turn_key_role"} <= await _index_names(
+            database_url
+        )
+    finally:
+        await engine.dispose()
+    assert await _schema_differences(database_url) == []

@@ -34,7 +34,7 @@ class ButtonPresses(Protocol):
 
 class AnswerButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"kortana:(?P<action>stop|regenerate|another):(?P<asker>[0-9]+):(?P<turn>[0-9]+)",
+    template=r"kortana:(?P<action>stop|regenerate|another):(?P<asker>[0-9]{1,20}):(?P<turn>[0-9]{1,18})",
 ):
     def __init__(self, action: Action, asker_id: int, turn_id: int) -> None:
         super().__init__(

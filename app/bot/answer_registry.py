@@ -1,9 +1,9 @@
 """What the buttons under answers need in memory: the Stop of each turn being answered (by its turn id), and the
 pages of each conversation's newest answer (bounded: the least recently answered conversations go first).
 
-Only the newest answer of a conversation carries Regenerate: when a newer turn starts, the older answer's buttons
-are removed. After a restart this memory is empty; a press on an old answer is then checked against the stored
-turns (the service refuses a turn that is not the newest).
+Only the newest answer of a conversation carries Regenerate: when a newer question is stored (or the conversation
+is erased), the older answer's buttons are removed. After a restart this memory is empty; a press on an old
+answer is then checked against the stored turns (the service refuses a turn that is not the newest).
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ class NewestAnswer:
 class AnswerRegistry:
     def __init__(self, most_conversations: int = MOST_CONVERSATIONS) -> None:
         self._most = most_conversations
-        self._stops: dict[int, StopSignal] = {}
+        self._stops: dict[int, tuple[int, StopSignal]] = {}  # turn id -> its asker, its stop
         self._newest: OrderedDict[ConversationKey, NewestAnswer] = OrderedDict()
 
-    def running(self, turn_id: int, stop: StopSignal) -> None:
-        self._stops[turn_id] = stop
+    def running(self, turn_id: int, asker_id: int, stop: StopSignal) -> None:
+        self._stops[turn_id] = (asker_id, stop)
 
     def ended(self, turn_id: int, stop: StopSignal) -> None:
-        if self._stops.get(turn_id) is stop:
+        if turn_id in self._stops and self._stops[turn_id][1] is stop:
             del self._stops[turn_id]
 
-    def stop(self, turn_id: int) -> bool:
-        """Stop the turn's answer; False if no answer of that turn is being made."""
-        stop = self._stops.get(turn_id)
-        if stop is None:
+    def stop(self, turn_id: int, user_id: int) -> bool:
+        """Stop the turn's answer; False if no answer of that turn, asked by `user_id`, is being made (a button's
+        custom id is the client's to send: it is not trusted to name the asker)."""
+        asker_id, stop = self._stops.get(turn_id, (None, None))
+        if stop is None or asker_id != user_id:
             return False
         stop.request()
         return True
@@ -66,5 +67,9 @@ class AnswerRegistry:
         if len(self._newest) > self._most:
             self._newest.popitem(last=False)
 
-    def forget(self, key: ConversationKey) -> None:
-        self._newest.pop(key, None)
+    def take_newest(self, key: ConversationKey) -> NewestAnswer | None:
+        """The conversation's newest answer, which is from now on unknown."""
+        return self._newest.pop(key, None)
+
+    def keys_of(self, user_id: int) -> list[ConversationKey]:
+        return [key for key in self._newest if key.user_id == user_id]

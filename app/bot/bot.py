@@ -2,8 +2,9 @@
 
 The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
 `accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
-`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `active_turns`, `service`, `file_rules`,
-`image_rules`. There are no text commands: a message is never parsed as a prefix command.
+`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `stop_turn`, `retire_buttons` (and `_of` a user),
+`answers`, `active_turns`, `service`, `file_rules`, `image_rules`. There are no text commands: a message is
+never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class KortanaBot(commands.AutoShardedBot):
         self._turn_tasks: set[asyncio.Task[object]] = set()  # accepted turns not yet ended: running or waiting
         self._in_flight = TurnsInFlight()  # those that answer a message, by its id
         self.answers = AnswerRegistry()  # what the buttons under answers need: stops, each conversation's newest
+        self._button_edits: set[asyncio.Task[None]] = set()  # older answers losing their buttons
         self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
@@ -270,9 +272,24 @@ class KortanaBot(commands.AutoShardedBot):
         await in_flight.stored_turn(IN_FLIGHT_BOUND_S)  # cut while storing, the turn could not erase its message
         in_flight.task.cancel()
 
-    def stop_turn(self, turn_id: int) -> bool:
-        """Its asker pressed Stop: the turn's answer ends where it is. False: no answer of it is being made."""
-        return self.answers.stop(turn_id)
+    def stop_turn(self, turn_id: int, user_id: int) -> bool:
+        """The user pressed Stop: the turn's answer ends where it is. False: no answer of theirs with that turn id is
+        being made."""
+        return self.answers.stop(turn_id, user_id)
+
+    def retire_buttons(self, key: ConversationKey) -> None:
+        """The conversation's newest answer is no longer one to regenerate (a newer question was stored, or the
+        conversation was erased): its buttons go, in the background, each page within IN_FLIGHT_BOUND_S."""
+        older = self.answers.take_newest(key)
+        if older is not None:
+            task = asyncio.create_task(_set_buttons(older.pages, None))
+            self._button_edits.add(task)
+            task.add_done_callback(self._button_edits.discard)
+
+    def retire_buttons_of(self, user_id: int) -> None:
+        """The user's every conversation was erased (/forget): their answers' buttons go."""
+        for key in self.answers.keys_of(user_id):
+            self.retire_buttons(key)
 
     async def _run(self, turn: Turn, in_flight: TurnInFlight) -> None:
         """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display), with
@@ -288,7 +305,9 @@ class KortanaBot(commands.AutoShardedBot):
 
         def stored(turn_id: int) -> None:
             in_flight.note_stored(turn_id)
-            self.answers.running(turn_id, stop)
+            if turn.regenerate is None:  # a newer question: the older answer is no longer the newest
+                self.retire_buttons(key)
+            self.answers.running(turn_id, key.user_id, stop)
             stream.set_buttons(streaming_buttons(key.user_id, turn_id))
             display.final_buttons = answer_buttons(key.user_id, turn_id)
 
@@ -335,25 +354,13 @@ class KortanaBot(commands.AutoShardedBot):
             await stream.close()
             if in_flight.turn_id is not None:
                 self.answers.ended(in_flight.turn_id, stop)
-            if in_flight.turn_id is not None and not in_flight.withdrawn:  # a withdrawn turn is erased
-                await self._newest_answer(key, in_flight.turn_id, stream.pages if display.answered else None)
+            if in_flight.turn_id is not None and display.answered and not in_flight.withdrawn:
+                self.answers.answered(key, NewestAnswer(in_flight.turn_id, stream.pages))
             if refusal.refused:  # the pressed answer is no longer one to regenerate
-                self.answers.forget(key)
                 await _set_buttons(turn.pages, None)
             elif turn.regenerate is not None and not display.answered and not in_flight.withdrawn:
                 # Failed or cut (told privately): the stored answer stands, and may be asked again.
                 await _set_buttons(stream.pages[-1:], answer_buttons(key.user_id, turn.regenerate))
-
-    async def _newest_answer(self, key: ConversationKey, turn_id: int, pages: tuple[Any, ...] | None) -> None:
-        """The turn `turn_id` is the conversation's newest (its answer's pages, or None: it has none): an older
-        answer's buttons go."""
-        older = self.answers.newest(key)
-        if pages is not None:
-            self.answers.answered(key, NewestAnswer(turn_id, pages))
-        elif older is not None and older.turn_id != turn_id:
-            self.answers.forget(key)
-        if older is not None and older.turn_id != turn_id:
-            await _set_buttons(older.pages, None)
 
     async def _erase(self, turn: Turn, in_flight: TurnInFlight) -> None:
         """A withdrawn turn's end: its reply deleted and its stored turn erased, within IN_FLIGHT_BOUND_S."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -21,10 +22,14 @@ CONFIRM_TIMEOUT_S = 120.0
 
 
 class ForgetConfirmation(discord.ui.View):
-    def __init__(self, service: ConversationService, origin: discord.Interaction) -> None:
+    def __init__(
+        self, service: ConversationService, origin: discord.Interaction, on_erased: Callable[[], object] = lambda: None
+    ) -> None:
+        """`on_erased` runs once everything of the user is erased (their answers' buttons go)."""
         super().__init__(timeout=CONFIRM_TIMEOUT_S)
         self._service = service
         self._origin = origin  # the /forget command: its response carries the buttons
+        self._on_erased = on_erased
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         if interaction.user.id == self._origin.user.id:
@@ -38,6 +43,7 @@ class ForgetConfirmation(discord.ui.View):
         # The buttons go at once (within Discord's 3 s): erasing waits for the user's turns that are running.
         await interaction.response.edit_message(content=FORGETTING, view=None)
         erased = await self._service.forget(self._origin.user.id)
+        self._on_erased()
         await interaction.edit_original_response(content=forget_done(erased))
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)

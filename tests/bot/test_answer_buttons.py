@@ -4,6 +4,8 @@ is complete; only the asker may press them, they work after a restart, and only 
 
 from __future__ import annotations
 
+import copy
+
 from app.bot.sentences import ONLY_THE_ASKER
 from app.conversation.events import NOT_NEWEST, STOPPED_BEFORE_ANSWER, TURN_GONE
 from app.conversation.turn_display import STOPPED_NOTE, show_turn
@@ -86,7 +88,9 @@ async def test_stop_before_any_text_stores_no_answer_and_says_so(world: World) -
     await fake.wait_for(lambda: world.brain.in_flight == 1, what="the engine answering")
     [question] = await world.service.export(key_of_alice(world))
 
-    assert world.bot.stop_turn(question.id)  # what Stop does (it is shown with the first text)
+    # What Stop does (it is shown with the first text); nobody but the asker can.
+    assert not world.bot.stop_turn(question.id, int(world.fake.bob["id"]))
+    assert world.bot.stop_turn(question.id, int(world.fake.alice["id"]))
 
     await fake.wait_for(lambda: world.bot.active_turns == 0, timeout=2, what="the turn ended")
     assert await answer_to(world, asked) == [STOPPED_BEFORE_ANSWER]
@@ -189,6 +193,27 @@ async def test_the_older_answer_loses_its_buttons_when_a_newer_one_comes(world: 
     assert labels(second) == BUTTONS_AFTER
 
 
+async def test_a_press_on_the_older_answer_while_a_newer_one_streams_leaves_the_newer_ones_buttons(
+    world: World,
+) -> None:
+    slowly = Reply("Second answer, slowly.", chunks=10, chunk_delay_s=0.1)
+    world.brain.script = [Reply("First answer.", chunks=2), slowly]
+    await world.start()
+    fake = world.fake
+    first = await answered(world, "first")
+    stale = copy.deepcopy(first)  # as the user's client still shows it
+    asked = await mention(world, "second")
+    second = await reply_to(world, asked)
+    await fake.wait_for(lambda: labels(first) == [], what="the older answer's buttons gone once the newer is asked")
+
+    press = await fake.click(stale, "Regenerate")  # it waits behind the second turn, then finds it newer
+
+    assert await ephemeral_text(world, press) == NOT_NEWEST
+    await fake.wait_for(lambda: world.bot.active_turns == 0, what="the turns ended")
+    assert second.content == "Second answer, slowly." and labels(second) == BUTTONS_AFTER
+    assert len(world.brain.requests) == 2
+
+
 async def test_regenerate_on_an_answer_that_is_no_longer_the_newest_is_refused(world: World) -> None:
     await world.start()
     fake = world.fake
@@ -211,10 +236,12 @@ async def test_regenerate_after_a_reset_sends_nothing_erased(world: World) -> No
     await world.start()
     fake = world.fake
     reply = await answered(world, "my secret is 1234")
+    stale = copy.deepcopy(reply)  # as the user's client still shows it
     reset = await fake.slash_command("reset")
     await fake.wait_for(lambda: reset.original is not None and reset.original.content, what="the reset")
+    await fake.wait_for(lambda: labels(reply) == [], what="the erased answer's buttons gone")
 
-    press = await fake.click(reply, "Regenerate")
+    press = await fake.click(stale, "Regenerate")
 
     assert await ephemeral_text(world, press) == TURN_GONE
     await fake.wait_for(lambda: world.bot.active_turns == 0, what="the turn ended")

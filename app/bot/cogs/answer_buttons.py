@@ -8,6 +8,7 @@ message(s) and in the history. Presses by anyone but the asker are refused by th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -16,8 +17,16 @@ from discord.ext import commands
 
 from app.bot.answer_buttons import ANSWER_BUTTONS_COG, Action, AnswerButton
 from app.bot.bot import KortanaBot, Turn
+from app.bot.cogs.conversation import ASK_CHECKS_BOUND_S
 from app.bot.place_rules import Here
-from app.bot.sentences import DMS_OFF, NOT_FOR_YOU_HERE, NOTHING_TO_STOP, ONLY_THE_NEWEST, RESTARTING
+from app.bot.sentences import (
+    DMS_OFF,
+    NOT_FOR_YOU_HERE,
+    NOTHING_TO_STOP,
+    ONLY_THE_NEWEST,
+    RESTARTING,
+    SLOW_RIGHT_NOW,
+)
 from app.bot.streaming import ReplacedReply
 from app.bot.turns import Place
 from app.conversation.events import NO_MEMORY
@@ -39,7 +48,7 @@ class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
     async def pressed(self, interaction: discord.Interaction, action: Action, turn_id: int) -> None:
         """The asker pressed a button under the answer of `turn_id`."""
         if action == "stop":
-            if self.bot.stop_turn(turn_id):
+            if self.bot.stop_turn(turn_id, interaction.user.id):
                 await interaction.response.defer()  # the answer's own edits show that it stopped
             else:
                 await interaction.response.send_message(NOTHING_TO_STOP, ephemeral=True)
@@ -56,7 +65,12 @@ class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
             with contextlib.suppress(discord.HTTPException):
                 await pressed.edit(view=None)
             return
-        refusal = await self._refusal(interaction, key)
+        try:  # Discord wants the press acknowledged within 3 s: the checks before it are bounded, as /ask's
+            async with asyncio.timeout(ASK_CHECKS_BOUND_S):
+                refusal = await self._refusal(interaction, key)
+        except TimeoutError:  # no place was taken (that step has no await)
+            log.warning("A Regenerate's checks took over %g s: the press is refused", ASK_CHECKS_BOUND_S)
+            refusal = SLOW_RIGHT_NOW
         if isinstance(refusal, str):
             await interaction.response.send_message(refusal, ephemeral=True)
             return

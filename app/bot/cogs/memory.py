@@ -71,12 +71,15 @@ class Memory(commands.Cog):
     async def reset(self, interaction: discord.Interaction) -> None:
         # Deferred: a reset waits for a turn of this conversation that is still answering.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        forgotten = await self.bot.service.reset(self._key(interaction))
+        key = self._key(interaction)
+        forgotten = await self.bot.service.reset(key)
+        self.bot.retire_buttons(key)
         await interaction.followup.send(reset_done(forgotten), ephemeral=True)
 
     @app_commands.command(name="forget", description="Erase everything I remember of you, in every server and DM")
     async def forget(self, interaction: discord.Interaction) -> None:
-        view = ForgetConfirmation(self.bot.service, interaction)
+        user_id = interaction.user.id
+        view = ForgetConfirmation(self.bot.service, interaction, lambda: self.bot.retire_buttons_of(user_id))
         await interaction.response.send_message(FORGET_QUESTION, view=view, ephemeral=True)
 
 

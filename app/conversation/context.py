@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.conversation.tokens import TokenCounter
+from app.conversation.turn_images import as_sent
 from app.conversation.window import (
     PER_MESSAGE_TOKENS,
     Text,
@@ -189,7 +190,7 @@ def _line(message: StoredMessage, user_name: str) -> str:
     speaker = ASSISTANT_LABEL if message.role == "assistant" else defuse_chat_syntax(user_name)
     dated = f"[{message.created_at.date().isoformat()}] " if message.created_at is not None else ""
     # One line each, whatever the message held: its own line breaks must not pass for lines of the block.
-    return f"{dated}{speaker}: {' '.join(defuse_chat_syntax(message.content).split())}"
+    return f"{dated}{speaker}: {' '.join(defuse_chat_syntax(as_sent(message)).split())}"
 
 
 def _render(system_content: str, summary: str | None, turns: list[list[str]]) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from app.config import Settings, SettingsError
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
+from app.conversation.turn_images import as_sent
 from app.conversation.window import (
     ANSWER_HEADER_TOKENS,
     PER_MESSAGE_TOKENS,
@@ -393,7 +394,7 @@ def summary_request(
 def _transcript_line(message: StoredMessage) -> str:
     date = f"[{message.created_at:%Y-%m-%d}] " if message.created_at is not None else ""
     speaker = _SPEAKERS.get(message.role, message.role.capitalize())
-    text = " ".join(defuse_chat_syntax(message.content).split())
+    text = " ".join(defuse_chat_syntax(as_sent(message)).split())
     return f"{date}{speaker}: {text}"
 
 

@@ -39,7 +39,7 @@ from sqlalchemy import (
     text,
 )
 
-from app.storage._statements import MESSAGE_FIELDS, TURN_ORDER, sent_to_models, utc
+from app.storage._statements import MESSAGE_FIELDS, TURN_ORDER, images_of, sent_to_models, utc
 from app.storage.models import SEARCH_CONFIG, SEARCH_VECTOR, SQLITE_SEARCH_TABLE, messages
 from app.storage.records import FoundMessage, StoredMessage
 
@@ -150,6 +150,7 @@ def _search_statement(matches: Select) -> Select:
             hits.c.token_count,
             hits.c.engine,
             hits.c.created_at,
+            hits.c.images,
             answer.c.id.label("answer_id"),
             answer.c.created_at.label("answer_created_at"),
             answer.c.content.label("answer_content"),
@@ -219,7 +220,8 @@ def found_messages(rows: Sequence[Any], limit: int) -> list[FoundMessage]:
                 created_at=utc(row.answer_created_at),
             )
         message = StoredMessage(
-            row.role, row.content, row.token_count, row.engine, id=row.id, turn=row.turn, created_at=utc(row.created_at)
-        )
+            row.role, row.content, row.token_count, row.engine,
+            images=images_of(row.images), id=row.id, turn=row.turn, created_at=utc(row.created_at),
+        )  # fmt: skip
         by_turn[row.turn] = FoundMessage(message, answer)
     return list(by_turn.values())

@@ -29,7 +29,7 @@ from app.conversation.window import (
     defuse_chat_syntax,
     history_allowance,
 )
-from app.storage import FoundMessage, StoredMessage, Summary
+from app.storage import FoundMessage, StoredImage, StoredMessage, Summary
 from tests.conversation.test_window import TRAINING_TEXT, train_byte_level_bpe
 
 SYSTEM = "You are Kor'tana, a test companion."
@@ -358,3 +358,13 @@ def test_the_recall_horizon_is_the_oldest_turn_of_the_part_recall_never_takes() 
     allowance = 3 * per_turn * 2  # half of it is protected: the newest three turns
     assert recall_horizon(history, allowance, 0.5) == history[-6].turn
     assert recall_horizon(history, 1, 0.5) == history[-1].turn  # not even the newest message fits
+
+
+def test_a_recalled_message_with_an_image_carries_the_note() -> None:
+    counter = EstimatedTokens()
+    image = StoredImage("cat.png", 48_213, "image/png", "https://cdn.example/cat.png")
+    question = StoredMessage("user", "my cat Miso", 770, images=(image,), id=1, turn=1, created_at=FIRST_DAY)
+    found = [FoundMessage(question)]
+    system, newest = Text.counted(SYSTEM, counter), Text.counted("what is my cat called?", counter)
+    context = build_context(system, [], newest, 2000, counter, Memory(None, found, 0.5, user_name="Sam"))
+    assert "Sam: my cat Miso [the user attached an image: cat.png, 48 kB]" in context.messages[0]["content"]

@@ -7,10 +7,11 @@ from contextlib import aclosing
 
 from app.bench.instant_engine import InstantEngine
 from app.conversation.service import ConversationService
+from app.conversation.summary import summary_request
 from app.conversation.tokens import EstimatedTokens
 from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage
 from app.conversation.window import defuse_chat_syntax
-from app.storage import ConversationKey, StoredImage
+from app.storage import ConversationKey, StoredImage, StoredMessage
 
 ALICE = ConversationKey(user_id=1, scope="guild-1")
 CAT = TurnImage("cat.png", 48_213, "image/png", "https://cdn.example/1/cat.png", inline="data:image/png;base64,AAAA")
@@ -71,3 +72,10 @@ def test_a_newest_message_cut_to_fit_keeps_its_images_cost_within_the_budget() -
     sent = window.messages[-1]["content"]
     assert window.tokens <= 3000
     assert counter.count(sent) + 2 * DEFAULT_IMAGE_TOKENS + counter.count(system.content) <= 3000
+
+
+def test_a_summarised_message_with_an_image_carries_the_note() -> None:
+    message = StoredMessage("user", "look at him", 770, images=(CAT.reference(),), id=1, turn=1)
+    request, included = summary_request(None, [message], 2000, EstimatedTokens(), 300)
+    assert included == [message]
+    assert f"look at him {NOTE}" in request[-1]["content"]

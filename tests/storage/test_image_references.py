@@ -36,3 +36,16 @@ async def test_image_references_are_stored_with_the_message_and_read_back_everyw
         assert [m.images for m in await reopened.recent(conversation, 2000)][0] == (CAT,)
     finally:
         await reopened.close()
+
+
+async def test_a_search_finds_a_message_with_its_image_references(migrated_url: str) -> None:
+    store = history_store(migrated_url)
+    try:
+        conversation = await store.conversation_id(KEY)
+        started = await store.start_turn(conversation, StoredMessage("user", "my cat Miso", 770, images=(CAT,)), 2000)
+        await store.finish_turn(conversation, StoredMessage("assistant", "Lovely!", 2, "brain"), started.turn_id)
+        later = await store.start_turn(conversation, StoredMessage("user", "what is my cat called?", 5), 2000)
+        [found] = await store.search(conversation, ["miso"], before_turn=later.turn_id, limit=3)
+        assert (found.message.content, found.message.images) == ("my cat Miso", (CAT,))
+    finally:
+        await store.close()

@@ -21,11 +21,13 @@ from app.engines.contract import (
     TokenUsage,
     WarmStart,
 )
+from app.engines.observer import ChainObserver
 
 __all__ = [
     "BRAIN",
     "ECHO",
     "HUGGINGFACE",
+    "ChainObserver",
     "ChatMessage",
     "CountsTokens",
     "Engine",

@@ -58,6 +58,7 @@ from app.engines.contract import (
     TokenUsage,
     WarmStart,
 )
+from app.engines.observer import NO_OBSERVER, ChainObserver
 from app.engines.reasoning import ReasoningFilter
 from app.safe_text import error_cause, redact_url_credentials, valid_unicode
 
@@ -213,6 +214,7 @@ class EngineChain:
         self._echo = _Link(echo, None, breaker(), max_concurrent_calls)
         self._max_tokens = max_tokens
         self._unconfigured = list(unconfigured)
+        self.observer: ChainObserver = NO_OBSERVER  # the operator's metrics (see app/engines/observer)
 
     @property
     def answer_bound_s(self) -> float:
@@ -522,6 +524,7 @@ class EngineChain:
                     if first:
                         first = False
                         link.last_latency_s = loop.time() - started_at
+                        self.observer.first_chunk(link.engine.name, link.last_latency_s)
                         yield EngineStarted(link.engine.name, replaces_partial)
                     held_from = loop.time()
                     yield text
@@ -529,6 +532,7 @@ class EngineChain:
                     if deadline is not None:
                         deadline += loop.time() - held_from
                 if ended:
+                    self.observer.answered(link.engine.name, loop.time() - started_at - held_s)
                     if thoughts is not None and thoughts.reasoned:
                         yield Reasoned(thought_until - started_at)
                     return
@@ -542,6 +546,7 @@ class EngineChain:
         failure before the call (in the engine's own queue), charged only if the breaker lets a call through."""
         link.failures += 1
         link.last_error_kind = failure.kind
+        self.observer.failed(link.engine.name, failure.kind)
         unhealthy = BREAKER_RULES[failure.kind] is BreakerRule.ENGINE_UNHEALTHY
         if permit is None and unhealthy:
             permit = link.breaker.try_acquire()

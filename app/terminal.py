@@ -66,17 +66,18 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
         elif command == "/help":
             out.write(HELP + "\n")
         else:
-            with turn_logging(), metrics.turn("terminal"):
-                await _turn(service, author, line, out)
+            with turn_logging(), metrics.turn("terminal") as record:
+                if not await _turn(service, author, line, out):
+                    record.outcome = "failed"
         out.flush()
     out.write("Goodbye! 👋\n")
     out.flush()
 
 
-async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> None:
+async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> bool:
     out.write("Kor'tana: ")
     events = service.respond(TERMINAL_KEY, author, text)
-    await show_turn(events, TerminalLine(out), log_id=TERMINAL_KEY.log_id, brain_name=service.brain_name)
+    return await show_turn(events, TerminalLine(out), log_id=TERMINAL_KEY.log_id, brain_name=service.brain_name)
 
 
 class TerminalLine:

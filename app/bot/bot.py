@@ -238,7 +238,8 @@ class KortanaBot(commands.AutoShardedBot):
                     return
                 bound_s = self.service.answer_bound_s
                 async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
-                    await self._run(turn, in_flight)
+                    if not await self._run(turn, in_flight):
+                        record.outcome = "failed"
         except asyncio.CancelledError:
             if in_flight.withdrawn:  # before the place is left: the next turn must not read the erased one
                 await self._erase(turn, in_flight)
@@ -284,8 +285,9 @@ class KortanaBot(commands.AutoShardedBot):
         await in_flight.stored_turn(IN_FLIGHT_BOUND_S)  # cut while storing, the turn could not erase its message
         in_flight.task.cancel()
 
-    async def _run(self, turn: Turn, in_flight: TurnInFlight) -> None:
-        """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display)."""
+    async def _run(self, turn: Turn, in_flight: TurnInFlight) -> bool:
+        """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display);
+        returns whether its answer was shown."""
         key = turn.key
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
         display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)
@@ -294,7 +296,7 @@ class KortanaBot(commands.AutoShardedBot):
         in_flight.stream = stream
         in_flight.started = True  # from here on an edit goes to the stored message
         try:
-            await show_turn(
+            return await show_turn(
                 self.service.respond(
                     key,
                     turn.author,

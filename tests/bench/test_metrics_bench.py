@@ -12,7 +12,7 @@ def test_the_metrics_section_compares_measured_turns_with_plain_ones(tmp_path: P
     result = run_bench(["metrics", "--quick"], tmp_path)
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout, "Per-turn overhead with metrics and turn-tagged logs on, instant engine, SQLite file, "
-                 "100-message history (10 alternating rounds of 20 turns each)")  # fmt: skip
+                 "100-message history (10 rounds of 20 turns of each kind, alternating)")  # fmt: skip
     assert rows[0] == "| metrics | p50 ms | p99 ms | p50 change |"
     number = r"\d+\.\d+"
     assert re.fullmatch(rf"\| off \| {number} \| {number} \|  \|", rows[2]), rows

@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import signal
 import socket
 import sqlite3
@@ -291,3 +292,21 @@ async def test_the_terminal_s_ping_shows_the_same_figures(tmp_path: Path) -> Non
         finally:
             await service.close()
     assert "Turns since start: 1 answered · Failovers: 1 (brain unavailable 1)" in out.getvalue()
+
+
+async def test_the_dashboard_and_the_scrape_config_use_the_metrics_served(world: World) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\b(?:kortana|process)_[a-z_]+", expr)}
+    await world.start()
+    async with endpoints(world) as base:
+        await answer_to(world, await mention(world, "hello"))
+        world.fake.rate_limit("POST", r"/channels/\d+/messages")
+        world.brain.script = [HttpError.server_error()]  # a labelled series shows once it has a sample
+        await answer_to(world, await mention(world, "again"))
+        served = {sample.name for family in text_string_to_metric_families((await get(f"{base}/metrics"))[1])
+                  for sample in family.samples}  # fmt: skip
+    assert used - served == set()
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"]) >= 10
+    assert "/metrics" in (docs / "prometheus.yml").read_text(encoding="utf-8")

@@ -98,7 +98,8 @@ def log_handler(log_format: str, stream: TextIO | None = None) -> logging.Handle
 
 
 def configure_logging(level: str, log_format: str, stream: TextIO | None = None) -> None:
-    """The root logger's one handler, at `level`; the chattiest libraries only from WARNING on."""
-    logging.basicConfig(level=level, handlers=[log_handler(log_format, stream)], force=True)
+    """The root logger's one handler, at `level` (as `logging.basicConfig`: nothing changes where the root logger
+    already has handlers); the chattiest libraries only from WARNING on."""
+    logging.basicConfig(level=level, handlers=[log_handler(log_format, stream)])
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

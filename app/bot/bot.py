@@ -287,7 +287,7 @@ class KortanaBot(commands.AutoShardedBot):
 
     async def _run(self, turn: Turn, in_flight: TurnInFlight) -> bool:
         """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display);
-        returns whether its answer was shown."""
+        returns False when it failed (no answer shown)."""
         key = turn.key
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id)
         display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)

@@ -93,6 +93,8 @@ async def bounded_status(bot: KortanaBot) -> ServiceStatus | None:
 
 async def readiness(bot: KortanaBot) -> Readiness:
     status = await bounded_status(bot)
+    if bot.metrics is not None:  # a probe's check is a database check too
+        bot.metrics.read_status(status)
     return Readiness(discord_check(bot), database_check(status), engines_check(status))
 
 

@@ -78,8 +78,9 @@ async def show_turn(
     cut_sentence: str | None = None,
 ) -> bool:
     """Consume one turn's `events` (closed at the end, whatever happens) and show them on `display`; returns
-    whether an answer was shown (False: a sentence saying why not)."""
+    False when the turn failed (no answer, a sentence saying so instead)."""
     shown = False
+    failed = False
     try:
         async with aclosing(events):
             async for event in events:
@@ -111,5 +112,6 @@ async def show_turn(
             # A database's short cause says it all (its driver error may quote SQL); anything else is a bug.
             trace = None if isinstance(error, StorageUnavailable) else error
             log.error("Turn failed in conversation %s: %s", log_id, error_cause(error), exc_info=trace)
+            failed = True
             await display.fail(failure_sentence(error))
-    return shown
+    return not failed

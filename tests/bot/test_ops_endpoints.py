@@ -132,7 +132,12 @@ async def test_readyz_is_503_while_database_writes_fail_and_200_once_they_work(s
             assert body["checks"]["discord"]["ok"] and body["checks"]["engines"]["ok"]
         await answer_to(world, await mention(world, "and now?"))  # a write that works ends the episode
         body = await until_ready_is(base, 200)
+        scraped = samples((await get(f"{base}/metrics"))[1])
     assert body["checks"]["database"]["ok"]
+    # The first turn told its user it could not reach its memory: a failed turn; the second answered.
+    assert value(scraped, "kortana_turns_total", front_end="discord", outcome="failed") == 1
+    assert value(scraped, "kortana_turns_total", front_end="discord", outcome="answered") == 1
+    assert value(scraped, "kortana_database_check_failures_total") >= 1
 
 
 async def test_readyz_is_503_while_the_gateway_connection_is_down_and_200_after_it_reconnects(world: World) -> None:

@@ -1,4 +1,5 @@
-"""`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | db upgrade|downgrade | usage | bench."""
+"""`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | status | db upgrade|downgrade | usage |
+bench."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from app.config import Settings, SettingsError, load_settings
+from app.conversation.log_context import configure_logging
 from app.conversation.setup import migrate_when_reachable, open_service
 from app.conversation.usage import UsageLedger
 from app.storage import DatabaseUnavailable, UsageStore, UsageTotal, create_engine, describe, downgrade, migrate
@@ -27,15 +29,9 @@ def kortana_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpx2", "alembic.runtime.migration", "discord.gateway", "discord.client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
+        configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format, sys.stderr)
         return asyncio.run(args.handler(settings, args))
     except SettingsError as error:
         print(f"kortana: {error}", file=sys.stderr)
@@ -56,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="connect to Discord and chat there").set_defaults(handler=_run)
     commands.add_parser("chat", help="chat in this terminal").set_defaults(handler=_chat)
 
+    status = commands.add_parser("status", help="is the running bot ready? (exit 0 ready, 1 not, 2 no answer)")
+    status.add_argument("--url", help="its /readyz (default: from METRICS_HOST and METRICS_PORT)")
+    status.set_defaults(handler=_status)
+
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations (default: to head)")
     upgrade.add_argument("revision", nargs="?", default="head")
@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         "what",
         nargs="*",
         default=[],
-        help="sections to run: storage, local, postgres, settings, recall, search, failover, discord (default: "
-        "storage local postgres; failover and discord need a source checkout)",
+        help="sections to run: storage, local, postgres, settings, metrics, recall, search, failover, discord "
+        "(default: storage local postgres; failover and discord need a source checkout)",
     )
     bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
     bench.set_defaults(handler=_bench)
@@ -90,6 +90,18 @@ async def _chat(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         await service.close()
     return 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bot.status_check import ask_readiness, ready_url
+
+    url = args.url or ready_url(settings)
+    if url is None:
+        print("kortana status: METRICS_PORT is not set (or give --url)", file=sys.stderr)
+        return 2
+    code, text = await ask_readiness(url)
+    print(text, file=sys.stdout if code != 2 else sys.stderr)
+    return code
 
 
 async def _run(settings: Settings, _args: argparse.Namespace) -> int:

@@ -130,12 +130,24 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(300, ge=32)
     summary_engine: str = "auto"  # auto: the strongest configured, healthy engine; or brain | huggingface
 
+    # Operations
+    # /healthz, /readyz and /metrics over HTTP on this port (unset: off), on METRICS_HOST (loopback unless set).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     @field_validator("discord_guild_ids", "chat_channel_ids", "shard_ids", mode="before")
     @classmethod
     def _comma_separated_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return [int(part) for part in value.replace(" ", "").split(",") if part]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("allowed_models", mode="before")
     @classmethod

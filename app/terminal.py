@@ -15,6 +15,8 @@ from typing import TextIO
 
 from app.conversation.events import NO_MEMORY
 from app.conversation.export import Export, to_json, to_markdown
+from app.conversation.log_context import turn_logging
+from app.conversation.metrics import Metrics
 from app.conversation.service import ConversationService, MemoryReport
 from app.conversation.status import format_status
 from app.conversation.turn_display import show_turn
@@ -37,6 +39,8 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
     _replace_undecodable(stdin)
     _replace_undecodable(out)
     author = _user_name()
+    metrics = Metrics(process=False)  # what /ping tells of the turns since start
+    service.watch_engines(metrics)
     out.write(f"Kor'tana is listening. {HELP}\n")
     out.flush()
     lines = _read_lines(stdin)
@@ -58,20 +62,22 @@ async def chat(service: ConversationService, stdin: TextIO = sys.stdin, out: Tex
             if not await _confirmed_forget(service, lines, out):
                 break
         elif command == "/ping":
-            out.write(format_status(await service.status()) + "\n")
+            out.write(format_status(await service.status()) + "\n" + metrics.summary() + "\n")
         elif command == "/help":
             out.write(HELP + "\n")
         else:
-            await _turn(service, author, line, out)
+            with turn_logging(), metrics.turn("terminal") as record:
+                if not await _turn(service, author, line, out):
+                    record.outcome = "failed"
         out.flush()
     out.write("Goodbye! 👋\n")
     out.flush()
 
 
-async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> None:
+async def _turn(service: ConversationService, author: str, text: str, out: TextIO) -> bool:
     out.write("Kor'tana: ")
     events = service.respond(TERMINAL_KEY, author, text)
-    await show_turn(events, TerminalLine(out), log_id=TERMINAL_KEY.log_id, brain_name=service.brain_name)
+    return await show_turn(events, TerminalLine(out), log_id=TERMINAL_KEY.log_id, brain_name=service.brain_name)
 
 
 class TerminalLine:

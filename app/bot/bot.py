@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from contextlib import aclosing, nullcontext
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
 from app.conversation.events import NO_MEMORY, NotNewestTurn, TurnEvent, TurnGone
+from app.conversation.log_context import turn_logging
+from app.conversation.metrics import Metrics, TurnRecord
 from app.conversation.service import ConversationService
 from app.conversation.stopping import StopSignal
 from app.conversation.turn_display import show_turn
@@ -92,6 +94,7 @@ class KortanaBot(commands.AutoShardedBot):
         edit_interval: float = 1.0,
         file_rules: FileRules | None = None,
         image_rules: ImageRules | None = None,
+        metrics: Metrics | None = None,
         **client_options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -126,6 +129,9 @@ class KortanaBot(commands.AutoShardedBot):
         self.answers = AnswerRegistry()  # what the buttons under answers need: stops, each conversation's newest
         self._button_edits: set[asyncio.Task[None]] = set()  # older answers losing their buttons
         self._shutdown: asyncio.Task[None] | None = None
+        self.metrics = metrics  # the operator's figures (None: none kept)
+        if metrics is not None:
+            service.watch_engines(metrics)
 
     async def setup_hook(self) -> None:
         for feature in self._features:
@@ -205,6 +211,27 @@ class KortanaBot(commands.AutoShardedBot):
         """Wait for the turn's place, then run it. Call it right after `accept_turn`, before any other await:
         it counts the turn at once, so a shutdown that starts meanwhile waits for it. `acknowledge` (a slash
         command's defer) is awaited first; `typing` is where to show "typing…" while the answer is made."""
+        # Every log line of the turn, the chain's and the storage's too, carries its id and shard.
+        with turn_logging(self.shard_of(turn.guild_id)), self._counted_turn() as record:
+            await self._take_turn(place, turn, record, typing=typing, acknowledge=acknowledge)
+            log.info("Turn %s in conversation %s", record.outcome, turn.key.log_id)
+
+    def shard_of(self, guild_id: int) -> int:
+        """The shard that receives the guild's events (DMs: shard 0), as Discord assigns them."""
+        return (guild_id >> 22) % self.shard_count if guild_id != DM_GUILD_ID and self.shard_count else 0
+
+    def _counted_turn(self) -> AbstractContextManager[TurnRecord]:
+        return nullcontext(TurnRecord()) if self.metrics is None else self.metrics.turn("discord")
+
+    async def _take_turn(
+        self,
+        place: Place,
+        turn: Turn,
+        record: TurnRecord,
+        *,
+        typing: discord.abc.Messageable | None,
+        acknowledge: Callable[[], Awaitable[object]] | None,
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._turn_tasks.add(task)
@@ -216,15 +243,18 @@ class KortanaBot(commands.AutoShardedBot):
                 await acknowledge()
             async with place:
                 if not self.accepting_turns:  # its place came up after shutdown began
+                    record.outcome = "refused"
                     await _say_instead(turn, RESTARTING)
                     return
                 # The turns before this one (the member's own, in this conversation) may have used the limit.
                 if (over := await self.daily_limit_notice(turn.guild_id, turn.key.user_id, turn.daily_tokens)):
+                    record.outcome = "refused"
                     await _say_instead(turn, over)
                     return
                 bound_s = self.service.answer_bound_s
                 async with nullcontext() if typing is None else typing_in_background(typing, bound_s):
-                    await self._run(turn, in_flight)
+                    if not await self._run(turn, in_flight):
+                        record.outcome = "failed"
         except asyncio.CancelledError:
             if in_flight.withdrawn:  # before the place is left: the next turn must not read the erased one
                 await self._erase(turn, in_flight)
@@ -291,9 +321,10 @@ class KortanaBot(commands.AutoShardedBot):
         for key in self.answers.keys_of(user_id):
             self.retire_buttons(key)
 
-    async def _run(self, turn: Turn, in_flight: TurnInFlight) -> None:
+    async def _run(self, turn: Turn, in_flight: TurnInFlight) -> bool:
         """Run one turn and show it as a streamed reply (see the turn ladder, app/conversation/turn_display), with
-        Stop under it while it streams and Regenerate once it is complete."""
+        Stop under it while it streams and Regenerate once it is complete; returns False when it failed (no answer
+        shown)."""
         key = turn.key
         stream = ReplyStream(turn.surface, edit_interval=self._edit_interval, conversation=key.log_id, pages=turn.pages)
         display = ReplyDisplay(stream, empty_sentence=turn.empty_reply)
@@ -342,7 +373,7 @@ class KortanaBot(commands.AutoShardedBot):
                 )
             )
         try:
-            await show_turn(
+            return await show_turn(
                 events,
                 display,
                 log_id=key.log_id,

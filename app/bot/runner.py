@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import discord
 import yarl
@@ -19,8 +20,11 @@ import yarl
 from app.bot.attachments import FileRules
 from app.bot.bot import KortanaBot
 from app.bot.cogs import FEATURES
+from app.bot.discord_trace import discord_trace
 from app.bot.images import ImageRules
+from app.bot.ops_server import ops_endpoints
 from app.config import Settings
+from app.conversation.metrics import Metrics
 from app.conversation.service import ConversationService
 
 PORTAL = "https://discord.com/developers/applications"
@@ -53,6 +57,8 @@ def build_bot(
     **client_options: object,
 ) -> KortanaBot:
     """The bot the settings describe; `message_content` overrides MESSAGE_CONTENT_INTENT (the fallback)."""
+    metrics = Metrics()  # cheap to keep; /ping shows its figures, METRICS_PORT serves them
+    client_options.setdefault("http_trace", discord_trace(metrics))
     if settings.shard_count is not None:
         client_options.setdefault("shard_count", settings.shard_count)
     if settings.shard_ids:
@@ -75,6 +81,7 @@ def build_bot(
             settings.attachment_max_bytes, settings.attachment_max_files, settings.attachment_download_seconds
         ),
         image_rules=ImageRules(settings.image_delivery, settings.image_max_bytes, settings.attachment_download_seconds),
+        metrics=metrics,
         **client_options,
     )
 
@@ -97,12 +104,14 @@ async def run_bot(
     service = await opener(settings)  # migrations run before we connect
     try:
         try:
-            await serve(build_bot(service, settings, version, **client_options), token)
+            await serve(build_bot(service, settings, version, **client_options), token, settings)
         except discord.PrivilegedIntentsRequired:
             if settings.message_content_intent != "auto":
                 raise
             log.warning(CONTENT_INTENT_REFUSED)
-            await serve(build_bot(service, settings, version, message_content=False, **client_options), token)
+            await serve(
+                build_bot(service, settings, version, message_content=False, **client_options), token, settings
+            )
     except discord.LoginFailure:
         print(
             f"kortana: Discord refused the bot token. Reset it in {PORTAL} (your app > Bot > Reset Token) and "
@@ -123,14 +132,18 @@ async def run_bot(
     return 0
 
 
-async def serve(bot: KortanaBot, token: str) -> None:
-    """Run the bot until it closes; SIGINT/SIGTERM shut it down gracefully (see KortanaBot.shutdown)."""
+async def serve(bot: KortanaBot, token: str, settings: Settings | None = None) -> None:
+    """Run the bot until it closes; SIGINT/SIGTERM shut it down gracefully (see KortanaBot.shutdown). With
+    METRICS_PORT set, the health and metrics endpoints run beside it, until it closed."""
     undo_signal_handlers = _shut_down_on_signals(bot)
-    try:
-        await bot.start(token)
-    finally:
-        undo_signal_handlers()
-        await bot.shutdown()  # after a failed start this only closes; after a signal it waits for that one
+    async with AsyncExitStack() as endpoints:  # open until the shutdown ended: /readyz tells of it
+        try:
+            if settings is not None and settings.metrics_port is not None:
+                await endpoints.enter_async_context(ops_endpoints(bot, settings.metrics_host, settings.metrics_port))
+            await bot.start(token)
+        finally:
+            undo_signal_handlers()
+            await bot.shutdown()  # after a failed start this only closes; after a signal it waits for that one
 
 
 def _shut_down_on_signals(bot: KortanaBot) -> Callable[[], None]:

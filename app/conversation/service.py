@@ -44,7 +44,7 @@ from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage, images
 from app.conversation.turn_text import clean_text
 from app.conversation.usage import UsageLedger
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, cut_to_fit, defuse_chat_syntax, history_allowance
-from app.engines import ECHO, ChatMessage, EngineStarted, Reasoned, TokenUsage
+from app.engines import ECHO, ChainObserver, ChatMessage, EngineStarted, Reasoned, TokenUsage
 from app.engines.chain import EngineChain, EngineStatus
 from app.storage import (
     AppState,
@@ -80,6 +80,8 @@ class ServiceStatus:
     token_counter: str
     database_write_failure: str | None = None  # why writes fail (e.g. "database or disk is full"); None: they work
     unsaved_answers: int = 0  # answers users saw that wait in memory to be stored
+    summary_jobs: int = 0  # rolling summaries being written now
+    recall_searches: int = 0  # searches of older turns since start
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class ConversationService:
         )
         self.usage = UsageLedger(UsageStore(store.database))
         self._started = time.monotonic()
+        self._recall_searches = 0
 
     async def respond(
         self,
@@ -429,7 +432,13 @@ class ConversationService:
             token_counter=self._counter.name,
             database_write_failure=write_failure,
             unsaved_answers=len(self._shown_answers),
+            summary_jobs=0 if self._summaries is None else self._summaries.running,
+            recall_searches=self._recall_searches,
         )
+
+    def watch_engines(self, observer: ChainObserver) -> None:
+        """Tell `observer` of every engine call's latency and failure (the operator's metrics)."""
+        self._chain.observer = observer
 
     async def app_state(self, name: str) -> str | None:
         """A value a front end kept about its own set-up (e.g. the slash commands it synced), or None; None too
@@ -464,6 +473,7 @@ class ConversationService:
         if not started.has_older or not (self._recall or self._summaries is not None):
             return None
         terms = recall_terms(text) if self._recall else []
+        self._recall_searches += bool(terms)
         horizon = recall_horizon(started.history, allowance, self._memory_share) or started.turn_id
         try:
             found, summary = await asyncio.gather(

@@ -82,9 +82,11 @@ async def show_turn(
     brain_name: str | None,
     engine_footer: bool = True,
     cut_sentence: str | None = None,
-) -> None:
-    """Consume one turn's `events` (closed at the end, whatever happens) and show them on `display`."""
+) -> bool:
+    """Consume one turn's `events` (closed at the end, whatever happens) and show them on `display`; returns
+    False when the turn failed (no answer, a sentence saying so instead)."""
     shown = False
+    failed = False
     try:
         async with aclosing(events):
             async for event in events:
@@ -120,4 +122,6 @@ async def show_turn(
             # A database's short cause says it all (its driver error may quote SQL); anything else is a bug.
             trace = None if isinstance(error, StorageUnavailable) else error
             log.error("Turn failed in conversation %s: %s", log_id, error_cause(error), exc_info=trace)
+            failed = True
             await display.fail(failure_sentence(error))
+    return not failed

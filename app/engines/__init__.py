@@ -24,12 +24,15 @@ from app.engines.contract import (
     WarmStart,
 )
 from app.engines.images import image_note, with_notes
+from app.engines.observer import NO_OBSERVER, ChainObserver
 
 __all__ = [
     "BRAIN",
     "ECHO",
     "HUGGINGFACE",
     "ChatImage",
+    "NO_OBSERVER",
+    "ChainObserver",
     "ChatMessage",
     "CountsTokens",
     "Engine",

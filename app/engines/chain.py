@@ -64,6 +64,7 @@ from app.engines.contract import (
     WarmStart,
 )
 from app.engines.images import for_engine
+from app.engines.observer import NO_OBSERVER, ChainObserver
 from app.engines.reasoning import ReasoningFilter
 from app.safe_text import error_cause, redact_url_credentials, valid_unicode
 
@@ -220,6 +221,7 @@ class EngineChain:
         self._echo = _Link(echo, None, breaker(), max_concurrent_calls)
         self._max_tokens = max_tokens
         self._unconfigured = list(unconfigured)
+        self.observer: ChainObserver = NO_OBSERVER  # the operator's metrics (see app/engines/observer)
 
     @property
     def answer_bound_s(self) -> float:
@@ -535,6 +537,7 @@ class EngineChain:
                     if first:
                         first = False
                         link.last_latency_s = loop.time() - started_at
+                        self.observer.first_chunk(link.engine.name, link.last_latency_s)
                         yield EngineStarted(link.engine.name, replaces_partial)
                     held_from = loop.time()
                     yield text
@@ -542,6 +545,7 @@ class EngineChain:
                     if deadline is not None:
                         deadline += loop.time() - held_from
                 if ended:
+                    self.observer.answered(link.engine.name, loop.time() - started_at - held_s)
                     if thoughts is not None and thoughts.reasoned:
                         yield Reasoned(thought_until - started_at)
                     return
@@ -555,6 +559,7 @@ class EngineChain:
         failure before the call (in the engine's own queue), charged only if the breaker lets a call through."""
         link.failures += 1
         link.last_error_kind = failure.kind
+        self.observer.failed(link.engine.name, failure.kind)
         unhealthy = BREAKER_RULES[failure.kind] is BreakerRule.ENGINE_UNHEALTHY
         if permit is None and unhealthy:
             permit = link.breaker.try_acquire()

@@ -31,4 +31,6 @@ class Status(commands.Cog):
             f"🏓 Pong! Kor'tana {bot.version}\nGateway latency: {gateway}\nTurns in progress: {bot.active_turns}\n"
             f"Tokens today: {tokens}\n{format_status(status, public=True)}"
         )
+        if bot.metrics is not None:  # the figures /metrics serves
+            text += f"\n{bot.metrics.summary()}"
         await interaction.followup.send(f"```\n{text}\n```", ephemeral=True)

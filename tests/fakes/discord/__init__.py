@@ -95,7 +95,8 @@ Faults:
   ``FakeDiscord(privileged_intents={"message_content"})`` (a privileged intent the "developer portal" has
   not enabled -> 4014), ``FakeDiscord(rate_limits=DISCORD_LIKE_RATE_LIMITS)`` (fixed-window buckets with
   X-RateLimit-* headers, 429 when exceeded), ``interaction_ack_timeout`` (3 s rule: a late callback gets
-  404 / 10062 Unknown interaction), ``reconnect(shard_id)`` (op 7 RECONNECT -> the client RESUMEs).
+  404 / 10062 Unknown interaction), ``reconnect(shard_id)`` (op 7 RECONNECT -> the client RESUMEs),
+  ``hold_connections()`` / ``release_connections()`` (new gateway connections wait for their HELLO: gateway down).
   Pattern = a regex matched (fullmatch) against the path after /api/v10, e.g. r"/channels/\\d+/messages/\\d+".
 
 Running a bot: ``fake.running(client, token=None, timeout=5, fast=True)`` (async context manager) or

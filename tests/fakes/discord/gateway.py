@@ -99,9 +99,17 @@ class Gateway(DiscordState):
             raise AssertionError(f"no live gateway connection for shard {shard_id}")
         await conn.send({"op": 7, "d": None})
 
+    def hold_connections(self) -> None:
+        """New gateway connections get no HELLO until `release_connections`: the gateway is down for the client."""
+        self._gateway_open.clear()
+
+    def release_connections(self) -> None:
+        self._gateway_open.set()
+
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
+        await self._gateway_open.wait()
         conn = GatewayConnection(ws=ws, query=dict(request.query))
         self.connections.append(conn)
         await conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})

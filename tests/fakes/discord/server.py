@@ -96,6 +96,8 @@ class FakeDiscord(
         self._tasks: set[asyncio.Task] = set()
         # Gateway sessions (gateway.py)
         self._sessions: dict[str, GatewaySession] = {}
+        self._gateway_open = asyncio.Event()  # cleared by hold_connections: new connections wait for their HELLO
+        self._gateway_open.set()
         self._backlog: list[tuple[str, dict[str, Any]]] = []  # announced changes not yet dispatched
         # Scripted faults and rate-limit buckets (ratelimits.py)
         self._faults: list[ScriptedFault] = []
@@ -116,6 +118,7 @@ class FakeDiscord(
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        self._gateway_open.set()  # a held connection must not hold the shutdown
         await self.close()
 
     @property

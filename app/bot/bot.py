@@ -365,6 +365,7 @@ class KortanaBot(commands.AutoShardedBot):
                     turn.regenerate,
                     turn.author,
                     another_engine=turn.another_engine,
+                    resend_images=self.image_rules.delivery == "url",
                     prefer=turn.prefer,
                     persona=turn.persona,
                     model=turn.model,

@@ -40,7 +40,7 @@ from app.conversation.shown_answers import ShownAnswer, ShownAnswers
 from app.conversation.stopping import ENDED, STOPPED, StopSignal
 from app.conversation.summary import SummaryWriter
 from app.conversation.tokens import NeverFailingCounter, TokenCounter
-from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage, images_tokens, newest_with_images
+from app.conversation.turn_images import DEFAULT_IMAGE_TOKENS, TurnImage, as_sent, images_tokens, newest_with_images
 from app.conversation.turn_text import clean_text
 from app.conversation.usage import UsageLedger
 from app.conversation.window import PER_MESSAGE_TOKENS, Text, cut_to_fit, defuse_chat_syntax, history_allowance
@@ -216,10 +216,13 @@ class ConversationService:
         model: str | None = None,
         guild_id: int = 0,
         stop: StopSignal | None = None,
+        resend_images: bool = True,
     ) -> AsyncIterator[TurnEvent]:
         """Answer the stored turn `turn_id` again, with the history before it, and replace its stored answer: the
         same events as `respond` (consume or close it the same way). `another_engine`: the engine that gave the
         stored answer is asked last of the tiers (another healthy tier answers; if none, it still does).
+        `resend_images`: the turn's images go again by their stored URL; False (the engines got them inline, and
+        their bytes were never kept): as their notes, to every engine.
 
         Raises TurnGone when the turn was erased (a reset meanwhile wins: nothing of it is sent), and NotNewestTurn
         when a later turn was built on its answer."""
@@ -234,8 +237,9 @@ class ConversationService:
             question = context.question
             text = question.content
             system = self._system_for(persona or self._system_prompt, author)
-            newest = Text(defuse_chat_syntax(text), question.token_count)  # counted when stored, images included
-            images = [TurnImage(i.name, i.size, i.content_type, i.url) for i in question.images]
+            sent = text if resend_images else as_sent(question)
+            newest = Text(defuse_chat_syntax(sent), question.token_count)  # counted when stored, images included
+            images = [TurnImage(i.name, i.size, i.content_type, i.url) for i in question.images if resend_images]
             allowance = history_allowance(system, newest, self._budget)
             history, has_older = context.within(allowance, PER_MESSAGE_TOKENS)
             started = TurnStart(history, turn_id, has_older)

@@ -162,3 +162,20 @@ async def test_regenerate_sends_the_turns_image_again_and_the_older_ones_as_the_
         "Hello from the brain!",
         [{"type": "text", "text": "and this one?"}, image_part(cdn_url(second))],
     ]
+
+
+async def test_regenerate_with_inline_delivery_sends_the_image_as_its_note(world: World) -> None:
+    await world.start(brain_vision=True, image_delivery="inline")
+    fake = world.fake
+    asked = await mention(world, "what is this?", attachments=[PHOTO])
+    await answer_to(world, asked)
+    reply = await fake.wait_for(
+        lambda: next((m for m in fake.bot_messages(fake.channel) if int(m.id) > int(asked["id"])), None)
+    )
+
+    await fake.click(reply, "Regenerate")
+
+    await fake.wait_for(lambda: len(world.brain.requests) == 2, what="the regenerated request")
+    await fake.wait_for(lambda: world.bot.active_turns == 0, what="the turn ended")
+    # The bytes were never kept, and the engine cannot fetch the CDN URL: it reads the note.
+    assert user_contents(world.brain.requests[1]) == [f"what is this?\n{NOTE}"]

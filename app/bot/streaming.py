@@ -165,6 +165,7 @@ class ReplyStream:
         if self._scheduled is not None and not self._scheduled.done():
             self._scheduled.cancel()
         await asyncio.shield(self._flush())
+        await asyncio.shield(self._drop_spare_pages())
 
     async def fail(self, text: str) -> None:
         """The turn failed: say so privately where the surface can, else as the answer."""
@@ -194,6 +195,19 @@ class ReplyStream:
         async with self._flush_lock:
             pages, self._pages, self._shown, self._shown_buttons = self._pages, [], [], []
         for page in pages:
+            with contextlib.suppress(discord.HTTPException):  # already gone
+                await page.delete()
+
+    async def _drop_spare_pages(self) -> None:
+        """Delete the pages past the complete answer's end: the answer that replaced a longer one (another engine's
+        after a failure, or a regenerated one) came out shorter, and they show only a placeholder."""
+        async with self._flush_lock:
+            if self.broken or not self._text.strip():
+                return
+            needed = len(split_message(self._text))
+            spare, self._pages = self._pages[needed:], self._pages[:needed]
+            del self._shown[needed:], self._shown_buttons[needed:]
+        for page in spare:
             with contextlib.suppress(discord.HTTPException):  # already gone
                 await page.delete()
 

@@ -118,6 +118,24 @@ async def test_regenerate_replaces_the_answer_in_the_same_message_and_in_the_dat
     assert user_contents(world.brain.requests[-1]) == ["say something", "Second answer.", "and then?"]
 
 
+async def test_a_shorter_regenerated_answer_deletes_the_pages_it_no_longer_needs(world: World) -> None:
+    long_answer = "word " * 700  # 3,500 characters: two pages
+    world.brain.script = [Reply(long_answer, chunks=4), Reply("Short now.", chunks=1)]
+    await world.start()
+    fake = world.fake
+    asked = await mention(world, "tell me everything")
+    await answer_to(world, asked)
+    first, last = [m for m in fake.bot_messages(fake.channel) if int(m.id) > int(asked["id"])]
+    assert labels(last) == BUTTONS_AFTER and labels(first) == []
+
+    await fake.click(last, "Regenerate")
+
+    # The answer starts where it started; the page after it goes.
+    await fake.wait_for(lambda: world.bot.active_turns == 0 and last.deleted, what="the spare page deleted")
+    [shown] = [m for m in fake.bot_messages(fake.channel) if int(m.id) > int(asked["id"]) and not m.deleted]
+    assert (shown.id, shown.content, labels(shown)) == (first.id, "Short now.", BUTTONS_AFTER)
+
+
 async def test_another_engine_skips_the_engine_that_answered(world: World) -> None:
     world.brain.script = [Reply("From the brain.", chunks=2)]
     await world.start()

@@ -1,4 +1,5 @@
-"""Text that is safe to count, store, show and log: valid Unicode, and no credentials inside URLs.
+"""Text that is safe to count, store, show and log: valid Unicode, no credentials inside URLs, sizes as people read
+them.
 
 Every layer may use these (they import nothing of Kor'tana): engines make model output valid before it leaves
 the chain, front ends make their input valid before it enters a turn, and log lines and errors pass URLs
@@ -33,3 +34,12 @@ def redact_url_credentials(text: str) -> str:
 def error_cause(error: BaseException) -> str:
     """The error's own words for the log (our errors never carry message text; URLs lose their credentials)."""
     return redact_url_credentials(str(error)) or type(error).__name__
+
+
+def byte_size(count: int) -> str:
+    """A size as people read it: 980 bytes, 200 kB, 1.2 MB (decimal units, as Discord shows them)."""
+    if count < 1000:
+        return f"{count} bytes"
+    if count < 1_000_000:
+        return f"{count / 1000:.0f} kB"
+    return f"{count / 1_000_000:.1f} MB"

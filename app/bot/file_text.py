@@ -22,6 +22,8 @@ import codecs
 import re
 import unicodedata
 
+from app.safe_text import byte_size
+
 # Longest BOMs first: UTF-32-LE's begins with UTF-16-LE's.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -85,10 +87,3 @@ def cut_note(size: int, read: int) -> str:
     return f"[… cut: the file is {byte_size(size)}; I read the first {byte_size(read)}]"
 
 
-def byte_size(count: int) -> str:
-    """A size as people read it: 980 bytes, 200 kB, 1.2 MB (decimal units, as Discord shows them)."""
-    if count < 1000:
-        return f"{count} bytes"
-    if count < 1_000_000:
-        return f"{count / 1000:.0f} kB"
-    return f"{count / 1_000_000:.1f} MB"

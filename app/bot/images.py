@@ -30,6 +30,7 @@ from app.conversation.turn_images import TurnImage
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class ImageRules:
     """How a message's images reach the engines: IMAGE_DELIVERY, IMAGE_MAX_BYTES (inline only), and the download

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import discord
 
-from app.bot.file_text import byte_size
+from app.safe_text import byte_size
 
 RESTARTING = "I'm restarting — ask me again in a minute 🔄"
 EMPTY_MENTION = "Hi! 👋 Mention me with a message and I'll answer."
@@ -104,7 +104,6 @@ NOT_YOUR_BUTTON = "This choice belongs to someone else 🙂"
 
 # The buttons under an answer (Stop, Regenerate, Another engine)
 ONLY_THE_ASKER = "Only the asker can use these buttons 🙂"
-ONLY_THE_NEWEST = "Only the newest answer can be regenerated — these buttons are gone now."
 NOTHING_TO_STOP = "That answer is already complete."
 
 

@@ -32,10 +32,6 @@ class StopSignal:
         self._requested = False
         self._waiting: asyncio.Task[object] | None = None  # the turn, while it waits for an item
 
-    @property
-    def requested(self) -> bool:
-        return self._requested
-
     def request(self) -> None:
         """Stop the answer (from any task; idempotent): the wait for the next item ends at once."""
         if self._requested:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.engines.contract import ChatImage, ChatMessage
+from app.safe_text import byte_size
 
 _NAME_UNSAFE = str.maketrans({character: "_" for character in "[]`\r\n\t"})
 MAX_NOTE_NAME = 100
@@ -36,7 +37,7 @@ def for_engine(messages: Sequence[ChatMessage], *, sees_images: bool) -> list[Ch
 
 def image_note(name: str, size: int) -> str:
     """What an engine that cannot see reads in place of an image (also for every image of an older turn)."""
-    return f"[the user attached an image: {_note_name(name)}, {_byte_size(size)}]"
+    return f"[the user attached an image: {_note_name(name)}, {byte_size(size)}]"
 
 
 def with_notes(text: str, notes: Sequence[str]) -> str:
@@ -67,10 +68,3 @@ def _note_name(name: str) -> str:
     return " ".join(name.translate(_NAME_UNSAFE).split())[:MAX_NOTE_NAME] or "image"
 
 
-def _byte_size(count: int) -> str:
-    """Decimal units, as Discord shows sizes (the same as the file notices' sizes)."""
-    if count < 1000:
-        return f"{count} bytes"
-    if count < 1_000_000:
-        return f"{count / 1000:.0f} kB"
-    return f"{count / 1_000_000:.1f} MB"

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.bot.attachments import DownloadFailed, FileRules, choose_files, is_text_file, read_files, turn_text
-from app.bot.file_text import byte_size, cut_note, decode_text, file_block
+from app.bot.file_text import cut_note, decode_text, file_block
 from app.bot.sentences import files_unreadable
+from app.safe_text import byte_size
 
 
 def test_utf8_and_boms_decode_and_latin1_does_not_crash() -> None:

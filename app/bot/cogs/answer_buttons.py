@@ -23,13 +23,12 @@ from app.bot.sentences import (
     DMS_OFF,
     NOT_FOR_YOU_HERE,
     NOTHING_TO_STOP,
-    ONLY_THE_NEWEST,
     RESTARTING,
     SLOW_RIGHT_NOW,
 )
 from app.bot.streaming import ReplacedReply
 from app.bot.turns import Place
-from app.conversation.events import NO_MEMORY
+from app.conversation.events import NO_MEMORY, NOT_NEWEST
 from app.storage import ConversationKey, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
         assert pressed is not None  # a button is always on a message
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         if not bot.answers.is_newest(key, pressed.id):
-            await interaction.response.send_message(ONLY_THE_NEWEST, ephemeral=True)
+            await interaction.response.send_message(NOT_NEWEST, ephemeral=True)
             with contextlib.suppress(discord.HTTPException):
                 await pressed.edit(view=None)
             return

@@ -387,7 +387,7 @@ class KortanaBot(commands.AutoShardedBot):
             if in_flight.turn_id is not None:
                 self.answers.ended(in_flight.turn_id, stop)
             if in_flight.turn_id is not None and display.answered and not in_flight.withdrawn:
-                self.answers.answered(key, NewestAnswer(in_flight.turn_id, stream.pages))
+                self.answers.answered(key, NewestAnswer(in_flight.turn_id, tuple(map(_lasting, stream.pages))))
             if refusal.refused:  # the pressed answer is no longer one to regenerate
                 await _set_buttons(turn.pages, None)
             elif turn.regenerate is not None and not display.answered and not in_flight.withdrawn:
@@ -452,6 +452,13 @@ class Refusal:
             except (NotNewestTurn, TurnGone):
                 self.refused = True
                 raise
+
+
+def _lasting(page: Any) -> Any:
+    """The page edited with the bot's own token: an interaction's (/ask's) expires 15 minutes after the command."""
+    if isinstance(page, discord.InteractionMessage | discord.WebhookMessage):
+        return page.channel.get_partial_message(page.id)
+    return page
 
 
 async def _set_buttons(pages: Iterable[Any], view: discord.ui.View | None) -> None:

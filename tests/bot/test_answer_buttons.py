@@ -199,6 +199,12 @@ async def test_an_ask_answer_carries_the_buttons_and_is_regenerated_in_place(wor
     stored = await world.service.export(key_of_alice(world))
     assert [m.content for m in stored] == ["what is up?", "Another answer to /ask."]
 
+    # Its buttons go with the bot's own token (the command's expires after 15 minutes) when a newer one comes.
+    await answered(world, "and now?")
+    await fake.wait_for(lambda: labels(ask.original) == [], what="the /ask answer's buttons gone")
+    by_bot_token = f"/channels/{ask.original.channel_id}/messages/{ask.original.id}"
+    assert any(call.method == "PATCH" and call.path.endswith(by_bot_token) for call in fake.calls)
+
 
 async def test_the_older_answer_loses_its_buttons_when_a_newer_one_comes(world: World) -> None:
     await world.start()

@@ -179,13 +179,14 @@ def choose_files(attachments: Sequence[Attachment], rules: FileRules) -> ChosenF
 async def read_files(chosen: ChosenFiles, fetch: Fetch, rules: FileRules) -> ReadFiles:
     """Download and decode the chosen files, at once; each within the download bound and the size cap."""
     result = ReadFiles.unread(chosen)
-    downloads = await asyncio.gather(*(_download(a, fetch, rules) for a in chosen.to_read))
-    for attachment, download in zip(chosen.to_read, downloads, strict=True):
+    bound_s = rules.download_bound_s
+    downloads = await asyncio.gather(*(download(a, fetch, rules.max_bytes, bound_s) for a in chosen.to_read))
+    for attachment, downloaded in zip(chosen.to_read, downloads, strict=True):
         name = safe_file_name(attachment.filename)
-        if download is None:
+        if downloaded is None:
             result.failed.append(name)
             continue
-        data, more = download
+        data, more = downloaded
         cut = more or attachment.size > len(data)
         text = decode_text(data, cut=cut)
         if text is None:
@@ -205,12 +206,16 @@ def turn_text(words: str, blocks: Sequence[str]) -> str:
     return "\n\n".join(part for part in (words, *blocks) if part)
 
 
-async def _download(attachment: Attachment, fetch: Fetch, rules: FileRules) -> tuple[bytes, bool] | None:
+async def download(
+    attachment: Attachment, fetch: Fetch, max_bytes: int, bound_s: float
+) -> tuple[bytes, bool] | None:
+    """At most `max_bytes` of the attachment (and whether it had more) within `bound_s`; None when the download
+    failed or took longer (logged)."""
     try:
-        async with asyncio.timeout(rules.download_bound_s):
-            return await fetch(attachment.url, rules.max_bytes)
+        async with asyncio.timeout(bound_s):
+            return await fetch(attachment.url, max_bytes)
     except TimeoutError:
-        log.warning("An attachment took over %g s to download", rules.download_bound_s)
+        log.warning("An attachment took over %g s to download", bound_s)
     except (aiohttp.ClientError, discord.HTTPException, DownloadFailed) as error:
         log.warning("An attachment could not be downloaded: %s", error)
     return None

@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import aiohttp
-import discord
-
-from app.bot.attachments import IMAGE_EXTENSIONS, Attachment, DownloadFailed, Fetch
+from app.bot.attachments import IMAGE_EXTENSIONS, Attachment, Fetch, download
 from app.bot.file_text import safe_file_name
 from app.bot.sentences import files_failed, images_too_large
 from app.conversation.turn_images import TurnImage
@@ -79,15 +76,16 @@ async def read_images(attachments: Sequence[Attachment], fetch: Fetch | None, ru
     assert fetch is not None, "inline delivery downloads"
     small = [a for a in attachments if a.size <= rules.max_bytes]
     result.too_large = [safe_file_name(a.filename) for a in attachments if a.size > rules.max_bytes]
-    downloads = await asyncio.gather(*(_download(a, fetch, rules) for a in small))
-    for attachment, download in zip(small, downloads, strict=True):
+    bound_s = rules.download_bound_s
+    downloads = await asyncio.gather(*(download(a, fetch, rules.max_bytes, bound_s) for a in small))
+    for attachment, downloaded in zip(small, downloads, strict=True):
         name = safe_file_name(attachment.filename)
-        if download is None:
+        if downloaded is None:
             result.failed.append(name)
-        elif download[1]:  # Discord's size was wrong: more bytes came than the cap
+        elif downloaded[1]:  # Discord's size was wrong: more bytes came than the cap
             result.too_large.append(name)
         else:
-            result.images.append(_image(attachment, download[0]))
+            result.images.append(_image(attachment, downloaded[0]))
     return result
 
 
@@ -98,12 +96,3 @@ def _image(attachment: Attachment, data: bytes | None = None) -> TurnImage:
     return TurnImage(safe_file_name(attachment.filename), size, kind, attachment.url, inline)
 
 
-async def _download(attachment: Attachment, fetch: Fetch, rules: ImageRules) -> tuple[bytes, bool] | None:
-    try:
-        async with asyncio.timeout(rules.download_bound_s):
-            return await fetch(attachment.url, rules.max_bytes)
-    except TimeoutError:
-        log.warning("An image took over %g s to download", rules.download_bound_s)
-    except (aiohttp.ClientError, discord.HTTPException, DownloadFailed) as error:
-        log.warning("An image could not be downloaded: %s", error)
-    return None

@@ -1,10 +1,10 @@
 """KortanaBot: discord.py's Bot with Kor'tana's features as cogs, the line its turns wait in, and its shutdown.
 
-The cogs (app/bot/cogs) turn messages and slash commands into turns through the bot's public interface:
-`accepting_turns`, `rules_here`, `daily_limit_notice`, `key_for`, `accept_turn` (or `turn_refusal` then
-`join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `stop_turn`, `retire_buttons` (and `_of` a user),
-`answers`, `active_turns`, `service`, `file_rules`, `image_rules`. There are no text commands: a message is
-never parsed as a prefix command.
+The cogs (app/bot/cogs) turn messages, slash commands and button presses into turns through the bot's public
+interface: `accepting_turns`, `rules_here` (`rules_for_command`), `daily_limit_notice`, `key_for`, `accept_turn` (or
+`turn_refusal` then `join_line`), `take_turn`, `edit_turn`, `withdraw_turn`, `stop_turn`, `retire_buttons` (and
+`_of` a user), `answers`, `active_turns`, `service`, `file_rules`, `image_rules`. There are no text commands: a
+message is never parsed as a prefix command.
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ from app.bot.images import ImageRules
 from app.bot.in_flight import TurnInFlight, TurnsInFlight
 from app.bot.place_rules import DM_GUILD_ID, Here, rules_here
 from app.bot.reply_display import ReplyDisplay
-from app.bot.sentences import EMPTY_MENTION, RESTARTING, STILL_ANSWERING, cooldown_notice, daily_limit_reached
+from app.bot.sentences import (
+    DMS_OFF,
+    EMPTY_MENTION,
+    NOT_FOR_YOU_HERE,
+    RESTARTING,
+    STILL_ANSWERING,
+    cooldown_notice,
+    daily_limit_reached,
+)
 from app.bot.streaming import NO_PINGS, ReplyStream, ReplySurface
 from app.bot.turns import Place, TurnLine
 from app.bot.typing_indicator import typing_in_background
@@ -164,6 +172,22 @@ class KortanaBot(commands.AutoShardedBot):
     async def rules_here(self, guild: discord.Guild | None, channel: object, user: discord.abc.User) -> Here:
         """What applies to `user` writing in `channel`: the server's settings over the environment's."""
         return await rules_here(self.service.server_settings, guild, channel, user)
+
+    async def rules_for_command(self, interaction: discord.Interaction, what: str) -> Here | str:
+        """What applies to a slash command's or a button's turn, or the private sentence refusing it (shutting
+        down, the settings unreadable, no access here, the daily limit reached). `what` names it in log lines."""
+        if not self.accepting_turns:
+            return RESTARTING
+        try:
+            here = await self.rules_here(interaction.guild, interaction.channel, interaction.user)
+        except StorageUnavailable as error:
+            log.warning("Cannot read the settings for %s: %s", what, error.cause)
+            return NO_MEMORY
+        if not here.access.allowed:
+            return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
+        if (over := await self.daily_limit_notice(here.guild_id, interaction.user.id, here.daily_tokens)):
+            return over
+        return here
 
     def accept_turn(
         self, key: ConversationKey, *, guild_id: int = DM_GUILD_ID, cooldown_s: float | None = None

@@ -20,16 +20,13 @@ from app.bot.bot import KortanaBot, Turn
 from app.bot.cogs.conversation import ASK_CHECKS_BOUND_S
 from app.bot.place_rules import Here
 from app.bot.sentences import (
-    DMS_OFF,
-    NOT_FOR_YOU_HERE,
     NOTHING_TO_STOP,
-    RESTARTING,
     SLOW_RIGHT_NOW,
 )
 from app.bot.streaming import ReplacedReply
 from app.bot.turns import Place
-from app.conversation.events import NO_MEMORY, NOT_NEWEST
-from app.storage import ConversationKey, StorageUnavailable
+from app.conversation.events import NOT_NEWEST
+from app.storage import ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +88,8 @@ class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
 
     async def _refusal(self, interaction: discord.Interaction, key: ConversationKey) -> tuple[Place, Here] | str:
         """The turn's place and the rules here, or why the press is refused (as for /ask)."""
-        bot = self.bot
-        if not bot.accepting_turns:
-            return RESTARTING
-        try:
-            here = await bot.rules_here(interaction.guild, interaction.channel, interaction.user)
-        except StorageUnavailable as error:
-            log.warning("Cannot read the settings for a Regenerate: %s", error.cause)
-            return NO_MEMORY
-        if not here.access.allowed:
-            return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
-        if (over := await bot.daily_limit_notice(here.guild_id, interaction.user.id, here.daily_tokens)):
-            return over
-        place = bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
+        here = await self.bot.rules_for_command(interaction, "a Regenerate")
+        if isinstance(here, str):
+            return here
+        place = self.bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
         return place if isinstance(place, str) else (place, here)

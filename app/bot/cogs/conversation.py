@@ -36,7 +36,6 @@ from app.bot.sentences import (
     DMS_OFF,
     EMPTY_MENTION,
     EMPTY_QUESTION,
-    NOT_FOR_YOU_HERE,
     RESTARTING,
     SLOW_RIGHT_NOW,
 )
@@ -176,17 +175,9 @@ class Conversation(commands.Cog):
 
     async def _accept_question(self, interaction: discord.Interaction, question: str) -> tuple[Place, Turn] | str:
         bot = self.bot
-        if not bot.accepting_turns:
-            return RESTARTING
-        try:
-            here = await bot.rules_here(interaction.guild, interaction.channel, interaction.user)
-        except StorageUnavailable as error:
-            log.warning("Cannot read the settings for /ask: %s", error.cause)
-            return NO_MEMORY
-        if not here.access.allowed:
-            return DMS_OFF if here.access.reason == "dms off" else NOT_FOR_YOU_HERE
-        if (over := await bot.daily_limit_notice(here.guild_id, interaction.user.id, here.daily_tokens)):
-            return over
+        here = await bot.rules_for_command(interaction, "/ask")
+        if isinstance(here, str):
+            return here
         key = bot.key_for(interaction.user.id, interaction.guild, interaction.channel_id or 0)
         place = bot.accept_turn(key, guild_id=here.guild_id, cooldown_s=here.cooldown_s)
         if isinstance(place, str):

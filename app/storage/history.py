@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Row
 from sqlalchemy.exc import DBAPIError
@@ -152,10 +152,7 @@ class HistoryStore(ABC):
         `charge`, add its tokens to the user's day in the same transaction (once, however often it is retried)."""
         conversation_id = self._current(conversation_id)
         log_id = self._log_id(conversation_id)
-        row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
-        if charge is not None:
-            row |= charge_parameters(charge)
-        charged = charge is not None
+        row, charged = _answer_row(conversation_id, answer, turn_id, latency_ms, charge)
         if not await self._written(log_id, lambda: self._finish_turn(conversation_id, answer, row, charged)):
             log.info("Answer not stored in conversation %s: its question was erased meanwhile", log_id)
 
@@ -180,10 +177,7 @@ class HistoryStore(ABC):
         question was erased meanwhile."""
         conversation_id = self._current(conversation_id)
         log_id = self._log_id(conversation_id)
-        row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
-        if charge is not None:
-            row |= charge_parameters(charge)
-        charged = charge is not None
+        row, charged = _answer_row(conversation_id, answer, turn_id, latency_ms, charge)
         if not await self._written(log_id, lambda: self._replace_answer(conversation_id, answer, row, charged)):
             log.info("Answer not replaced in conversation %s: its question was erased meanwhile", log_id)
 
@@ -466,3 +460,13 @@ class HistoryStore(ABC):
                     raise
                 raise StorageUnavailable(cause) from error
         raise AssertionError("unreachable")
+
+
+def _answer_row(
+    conversation_id: int, answer: StoredMessage, turn_id: int, latency_ms: int | None, charge: UsageCharge | None
+) -> tuple[dict[str, Any], bool]:
+    """An answer's row, with its charge's parameters when it is charged, and whether it is."""
+    row = message_row(conversation_id, answer, turn_id=turn_id, latency_ms=latency_ms)
+    if charge is None:
+        return row, False
+    return row | charge_parameters(charge), True

@@ -1,9 +1,10 @@
 """The operator's HTTP endpoints, served from the bot's own event loop: `/healthz`, `/readyz`, `/metrics`.
 
-Ready means: every shard of this process is connected to Discord's gateway, the database answers and its writes
-work, and at least one engine other than echo would take a call (its breaker closed, or half open: the next turn
-is its probe). `/readyz` answers 200 or 503 with a JSON body naming each check and what is wrong. Every check is
-bounded in time (CHECK_BOUND_S): a stuck database makes readiness fail, never hang.
+Ready means: every shard of this process is connected to Discord's gateway, the database answers and a write
+works now (a probe write of its own, not the last turn's outcome), and at least one engine other than echo
+would take a call (its breaker closed, or half open: the next turn is its probe). `/readyz` answers 200 or 503
+with a JSON body naming each check and what is wrong. Every check is bounded in time (CHECK_BOUND_S): a stuck
+database makes readiness fail, never hang.
 """
 
 from __future__ import annotations
@@ -83,16 +84,16 @@ def engines_check(status: ServiceStatus | None) -> Check:
     return Check(True, "usable: " + ", ".join(usable))
 
 
-async def bounded_status(bot: KortanaBot) -> ServiceStatus | None:
+async def bounded_status(bot: KortanaBot, *, probe_writes: bool = False) -> ServiceStatus | None:
     try:
         async with asyncio.timeout(CHECK_BOUND_S):
-            return await bot.service.status()
+            return await bot.service.status(probe_writes=probe_writes)
     except TimeoutError:
         return None
 
 
 async def readiness(bot: KortanaBot) -> Readiness:
-    status = await bounded_status(bot)
+    status = await bounded_status(bot, probe_writes=True)  # writes work now, not only at the last turn
     if bot.metrics is not None:  # a probe's check is a database check too
         bot.metrics.read_status(status)
     return Readiness(discord_check(bot), database_check(status), engines_check(status))

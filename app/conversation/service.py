@@ -416,11 +416,16 @@ class ConversationService:
         if self._summaries is not None:
             await self._summaries.idle()
 
-    async def status(self) -> ServiceStatus:
+    async def status(self, *, probe_writes: bool = False) -> ServiceStatus:
+        """What the service knows now. `probe_writes` (readiness): try a write now, so the write failure reported
+        is today's, not the last turn's (a lock taken with no turn since, or released since the last failure)."""
+        round_trip: float | None = None
         try:
-            round_trip: float | None = await self._store.ping()
-        except Exception:  # a status report must not fail because the database did
-            round_trip = None
+            round_trip = await self._store.ping()
+            if probe_writes:
+                await self._store.probe_write()
+        except Exception:  # a status report must not fail because the database did (write_failure says why)
+            pass
         write_failure = self._store.write_failure
         return ServiceStatus(
             database=self._database_description,

@@ -140,6 +140,34 @@ async def test_readyz_is_503_while_database_writes_fail_and_200_once_they_work(s
     assert value(scraped, "kortana_database_check_failures_total") >= 1
 
 
+async def test_readyz_probes_writes_itself_a_lock_with_no_turn_is_503(sqlite_world: World) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=0.3)
+    async with endpoints(world) as base:
+        await until_ready_is(base, 200)
+        with write_lock(world.database_url):
+            status, body = await readiness(base)  # no turn has tried to write
+        assert status == 503
+        assert body["checks"]["database"] == {"ok": False, "detail": "writes fail: database is locked"}
+        status, body = await readiness(base)
+    assert status == 200 and body["checks"]["database"]["ok"]
+
+
+async def test_readyz_is_200_once_the_lock_is_released_after_a_failed_turn_with_no_turn_since(
+    sqlite_world: World,
+) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=0.3)
+    async with endpoints(world) as base:
+        with write_lock(world.database_url):
+            await answer_to(world, await mention(world, "are you there?"))  # its message cannot be stored
+            assert world.service is not None
+            assert (await world.service.status()).database_write_failure == "database is locked"
+        status, body = await readiness(base)  # no turn since: the probe's write ends the episode
+        assert status == 200, body
+        assert (await world.service.status()).database_write_failure is None
+
+
 async def test_readyz_is_503_while_the_gateway_connection_is_down_and_200_after_it_reconnects(world: World) -> None:
     bot = await world.start()
     fake = world.fake

@@ -224,6 +224,8 @@ async def test_json_logs_follow_one_turn_across_front_end_chain_and_storage(sqli
     root.addHandler(handler)
     level = root.level
     root.setLevel(logging.INFO)
+    front_end = logging.getLogger("app.bot.bot")
+    front_end.setLevel(logging.DEBUG)  # its one line per turn, "Turn answered in conversation …", is at DEBUG
     try:
         world.brain.script = [HttpError.server_error()]  # a chain line
         world.hf.script = [Reply("Hello from Hugging Face!", chunks=2, chunk_delay_s=1.0)]
@@ -235,6 +237,7 @@ async def test_json_logs_follow_one_turn_across_front_end_chain_and_storage(sqli
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        front_end.setLevel(logging.NOTSET)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert all({"time", "level", "logger", "message", "turn", "shard"} <= line.keys() for line in lines)
     in_turn = [line for line in lines if line["turn"] is not None]

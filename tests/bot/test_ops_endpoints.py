@@ -307,6 +307,31 @@ async def test_kortana_run_serves_the_endpoints_on_metrics_port_and_logs_json_li
     assert any(f"127.0.0.1:{port}" in json.loads(line)["message"] for line in logged)
 
 
+async def test_at_debug_no_token_reaches_the_logs(tmp_path: Path) -> None:
+    """discord.py's own DEBUG lines carry interaction tokens in webhook URLs and REST payloads: kept out."""
+    async with FakeDiscord(token="the-bots-secret-token", patch_discord=False) as fake:
+        process = await start_kortana_run(
+            tmp_path, fake, DISCORD_BOT_TOKEN="the-bots-secret-token", LOG_LEVEL="DEBUG", LOG_FORMAT="json"
+        )
+        assert process.stderr is not None
+        reading = asyncio.create_task(process.stderr.read())  # read all along: DEBUG fills a pipe quickly
+        try:
+            await fake.wait_for(lambda: fake.live_connection(0), timeout=30, what="a gateway connection")
+            asked = await fake.slash_command("ask", {"question": SECRET_WORDS})
+            await fake.wait_for(
+                lambda: [call for call in fake.calls if asked.token in call.path and call.status == 200],
+                timeout=30, what="the answer through the interaction's webhook",
+            )  # fmt: skip
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 15)
+            stderr = (await reading).decode()
+        finally:
+            await killed(process)
+    assert process.returncode == 0, stderr
+    assert [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]  # it did log at DEBUG
+    assert asked.token not in stderr and "the-bots-secret-token" not in stderr
+
+
 async def test_ping_shows_the_figures_metrics_counts(world: World) -> None:
     await world.start()
     world.brain.script = [HttpError.server_error()]

@@ -10,6 +10,7 @@ database makes readiness fail, never hang.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,10 @@ from app.engines import ECHO
 
 log = logging.getLogger(__name__)
 CHECK_BOUND_S = 2.0
+
+
+class EndpointsUnavailable(Exception):
+    """The endpoints cannot listen where the settings say; the message is the one line to show the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,12 @@ def ops_app(bot: KortanaBot) -> web.Application:
     return app
 
 
+def bind_failure(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"METRICS_PORT {port} on {host} is in use (each process needs its own)"
+    return f"cannot serve METRICS_PORT {port} on {host}: {error.strerror or error}"
+
+
 @asynccontextmanager
 async def ops_endpoints(bot: KortanaBot, host: str, port: int) -> AsyncIterator[int]:
     """Serve the endpoints on host:port (0: any free port) while the block runs; yields the port bound."""
@@ -127,7 +138,10 @@ async def ops_endpoints(bot: KortanaBot, host: str, port: int) -> AsyncIterator[
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise EndpointsUnavailable(bind_failure(host, port, error)) from error
         bound = runner.addresses[0][1]
         log.info("Health and metrics endpoints on http://%s:%d (/healthz, /readyz, /metrics)", host, bound)
         yield bound

@@ -332,6 +332,24 @@ async def test_at_debug_no_token_reaches_the_logs(tmp_path: Path) -> None:
     assert asked.token not in stderr and "the-bots-secret-token" not in stderr
 
 
+async def test_kortana_run_on_a_metrics_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # another process (another shard's bot) listens there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeDiscord(patch_discord=False) as fake:
+            process = await start_kortana_run(tmp_path, fake, DISCORD_BOT_TOKEN="token", METRICS_PORT=str(port))
+            try:
+                code, stderr = await finished(process, timeout=30)
+            finally:
+                await killed(process)
+    assert code == 2, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("kortana:")] == [
+        f"kortana: METRICS_PORT {port} on 127.0.0.1 is in use (each process needs its own)"
+    ]
+    assert "Traceback" not in stderr
+
+
 async def test_ping_shows_the_figures_metrics_counts(world: World) -> None:
     await world.start()
     world.brain.script = [HttpError.server_error()]

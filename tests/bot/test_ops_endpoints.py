@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.bot.ops_server import ops_endpoints
@@ -266,17 +267,43 @@ async def test_kortana_status_says_ready_not_ready_and_unreachable(world: World)
     assert code == UNREACHABLE and "cannot ask" in text
 
 
+async def test_kortana_status_on_an_http_error_body_is_not_ready_and_shows_its_start() -> None:
+    async def proxy_error(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html><body>\x1b[31mBad Gateway</body></html>\n" + "x" * 500)
+
+    async def not_json(_request: web.Request) -> web.Response:
+        return web.Response(status=503, text="Service Unavailable")
+
+    app = web.Application()
+    app.router.add_get("/proxy", proxy_error)
+    app.router.add_get("/plain", not_json)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        proxy_code, proxy_text = await ask_readiness(f"{base}/proxy")
+        plain_code, plain_text = await ask_readiness(f"{base}/plain")
+    finally:
+        await runner.cleanup()
+    assert (proxy_code, plain_code) == (NOT_READY, NOT_READY)
+    assert proxy_text.startswith(f"kortana status: {base}/proxy answered HTTP 502, not Kor'tana's /readyz: <html>")
+    assert "?[31mBad Gateway" in proxy_text and "\x1b" not in proxy_text and proxy_text.endswith("x…")
+    assert plain_text.endswith("answered HTTP 503, not Kor'tana's /readyz: Service Unavailable")
+
+
 async def test_the_kortana_status_command_exits_by_readiness(world: World) -> None:
     await world.start()
     async with endpoints(world) as base:
-        for url, wanted in ((f"{base}/readyz", 0), (f"{base}/nowhere", 2)):
+        for url, wanted in ((f"{base}/readyz", 0), (f"{base}/nowhere", 1)):  # an HTTP answer, not /readyz
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "app", "status", "--url", url,
                 env=child_environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             stdout, _ = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == wanted, (url, stdout)
-    assert b"READY" in stdout or wanted == 2
+    assert b"answered HTTP 404, not Kor'tana's /readyz: 404: Not Found" in stdout
 
 
 async def test_kortana_run_serves_the_endpoints_on_metrics_port_and_logs_json_lines(tmp_path: Path) -> None:

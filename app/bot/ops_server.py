@@ -9,7 +9,6 @@ database makes readiness fail, never hang.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 from collections.abc import AsyncIterator
@@ -67,8 +66,8 @@ def discord_check(bot: KortanaBot) -> Check:
     return Check(True, f"{len(bot.shards)} shard(s) connected")
 
 
-def database_check(status: ServiceStatus | None) -> Check:
-    if status is None:
+def database_check(status: ServiceStatus) -> Check:
+    if status.database_timed_out:
         return Check(False, f"no answer within {CHECK_BOUND_S:g} s")
     if status.database_write_failure is not None:
         return Check(False, f"writes fail: {status.database_write_failure}")
@@ -77,9 +76,7 @@ def database_check(status: ServiceStatus | None) -> Check:
     return Check(True, f"{status.database_kind}, {status.database_round_trip_ms:.1f} ms round trip")
 
 
-def engines_check(status: ServiceStatus | None) -> Check:
-    if status is None:
-        return Check(False, "unknown: the status did not come in time")
+def engines_check(status: ServiceStatus) -> Check:
     engines = [engine for engine in status.engines if engine.configured and engine.name != ECHO]
     if not engines:
         return Check(False, "no engine but echo is configured")
@@ -89,12 +86,9 @@ def engines_check(status: ServiceStatus | None) -> Check:
     return Check(True, "usable: " + ", ".join(usable))
 
 
-async def bounded_status(bot: KortanaBot, *, probe_writes: bool = False) -> ServiceStatus | None:
-    try:
-        async with asyncio.timeout(CHECK_BOUND_S):
-            return await bot.service.status(probe_writes=probe_writes)
-    except TimeoutError:
-        return None
+async def bounded_status(bot: KortanaBot, *, probe_writes: bool = False) -> ServiceStatus:
+    """The service's status with its database part bounded (the engines' states are in memory: always there)."""
+    return await bot.service.status(probe_writes=probe_writes, database_bound_s=CHECK_BOUND_S)
 
 
 async def readiness(bot: KortanaBot) -> Readiness:

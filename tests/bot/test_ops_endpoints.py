@@ -169,6 +169,20 @@ async def test_readyz_is_200_once_the_lock_is_released_after_a_failed_turn_with_
         assert (await world.service.status()).database_write_failure is None
 
 
+async def test_a_slow_database_fails_only_the_database_check_and_the_engines_are_still_reported(
+    sqlite_world: World,
+) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=30)  # a write waits for the lock far longer than the check's bound
+    async with endpoints(world) as base:
+        with write_lock(world.database_url):
+            status, body = await readiness(base)
+    assert status == 503
+    assert body["checks"]["database"] == {"ok": False, "detail": "no answer within 2 s"}
+    assert body["checks"]["engines"]["ok"] and "brain" in body["checks"]["engines"]["detail"]
+    assert body["checks"]["discord"]["ok"]
+
+
 async def test_readyz_is_503_while_the_gateway_connection_is_down_and_200_after_it_reconnects(world: World) -> None:
     bot = await world.start()
     fake = world.fake

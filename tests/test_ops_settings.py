@@ -29,6 +29,10 @@ def test_a_log_level_in_any_case_is_taken() -> None:
     assert settings_for(log_level="debug").log_level == "DEBUG"
 
 
+def test_a_log_format_in_any_case_is_taken() -> None:
+    assert settings_for(log_format="JSON").log_format == "json"
+
+
 @pytest.mark.parametrize(
     ("values", "named"),
     [

@@ -3,13 +3,18 @@
 The engine is instant, the database a SQLite file. A plain turn is `respond` alone, as with no metrics kept; a
 measured turn is what the bot adds around it for issue 14: the turn's log context (`turn_logging`), its count
 and active gauge (`Metrics.turn`), the chain's observer (first-chunk and answer histograms), and the REST calls
-a Discord answer makes (a reply and its final edit) counted by route template. The two kinds alternate turn by turn
-on the same service and database, so drift hits both alike.
+a Discord answer makes (a reply and its final edit) counted by route template, and the one INFO line the bot logs
+per turn, written as a JSON line (to the null device) by the handler `LOG_FORMAT=json` installs. The two kinds
+alternate turn by turn on the same service and database, so drift hits both alike.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.bench.shared import (
@@ -22,12 +27,13 @@ from app.bench.shared import (
     seed_history,
 )
 from app.bot.discord_trace import route_template
-from app.conversation.log_context import turn_logging
+from app.conversation.log_context import log_handler, turn_logging
 from app.conversation.metrics import Metrics
 from app.conversation.service import ConversationService
 from app.engines import NO_OBSERVER
 from app.storage import ConversationKey
 
+log = logging.getLogger(__name__)
 HISTORY = 100
 ROUNDS = 10
 WARM_UP_TURNS = 20
@@ -38,7 +44,8 @@ REST_CALLS = (("POST", "/api/v10/channels/1234567890123/messages"),
 
 async def run_metrics_section(directory: Path, quick: bool) -> None:
     turns_per_round = 20 if quick else 200
-    plain, measured = await _compare(await migrated_sqlite_database(directory, "metrics.db"), turns_per_round)
+    with json_logs_at_info():
+        plain, measured = await _compare(await migrated_sqlite_database(directory, "metrics.db"), turns_per_round)
     plain_p50, measured_p50 = percentile(plain, 0.5), percentile(measured, 0.5)
     print_table(
         f"Per-turn overhead with metrics and turn-tagged logs on, instant engine, SQLite file, {HISTORY}-message "
@@ -77,6 +84,23 @@ async def _compare(url: str, turns_per_round: int) -> tuple[list[float], list[fl
     return plain, measured
 
 
+@contextmanager
+def json_logs_at_info() -> Iterator[None]:
+    """The root logger as a deployed bot has it with LOG_FORMAT=json: INFO and up, one JSON line each, stamped
+    with the turn, its only handler; written to the null device, so the cost measured is the logging's, not a
+    terminal's (the bench's own handlers are put back after)."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    with open(os.devnull, "w", encoding="utf-8") as null:
+        root.handlers = [log_handler("json", null)]
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.handlers = handlers
+            root.setLevel(level)
+
+
 async def _plain_turn(service: ConversationService, _metrics: Metrics, key: ConversationKey, text: str) -> None:
     service.watch_engines(NO_OBSERVER)
     await one_turn(service, key, text)
@@ -88,3 +112,4 @@ async def _measured_turn(service: ConversationService, metrics: Metrics, key: Co
         await one_turn(service, key, text)
         for method, path in REST_CALLS:
             metrics.discord_call(method, route_template(path), 200)
+        log.debug("Turn %s in conversation %s", "answered", key.log_id)  # the bot's one line per turn (DEBUG)

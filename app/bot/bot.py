@@ -238,7 +238,7 @@ class KortanaBot(commands.AutoShardedBot):
         # Every log line of the turn, the chain's and the storage's too, carries its id and shard.
         with turn_logging(self.shard_of(turn.guild_id)), self._counted_turn() as record:
             await self._take_turn(place, turn, record, typing=typing, acknowledge=acknowledge)
-            log.info("Turn %s in conversation %s", record.outcome, turn.key.log_id)
+            log.debug("Turn %s in conversation %s", record.outcome, turn.key.log_id)
 
     def shard_of(self, guild_id: int) -> int:
         """The shard that receives the guild's events (DMs: shard 0), as Discord assigns them."""

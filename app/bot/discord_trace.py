@@ -22,7 +22,7 @@ _STEPS = (
     (re.compile(r"^/api(?:/v\{id\}|/v\d+)?"), ""),
     (re.compile(r"(/(?:webhooks|interactions)/\{id\})/[^/]+"), r"\1/{token}"),
     (re.compile(r"/reactions/[^/]+"), "/reactions/{param}"),
-    (re.compile(r"^(/attachments(?:/\{id\})*)/.*$"), r"\1/{param}"),
+    (re.compile(r"^(/(?:ephemeral-)?attachments(?:/\{id\})*)/.*$"), r"\1/{param}"),
     (re.compile(r"/(?!(?:[a-z][a-z\-_]{0,31}|@me|@original|\{id\}|\{token\}|\{param\})(?:/|$))[^/]+"), "/{param}"),
 )
 _TOKEN_HOLDERS = ("/webhooks/", "/interactions/")

@@ -1,14 +1,15 @@
 """The operator's HTTP endpoints, served from the bot's own event loop: `/healthz`, `/readyz`, `/metrics`.
 
-Ready means: every shard of this process is connected to Discord's gateway, the database answers and its writes
-work, and at least one engine other than echo would take a call (its breaker closed, or half open: the next turn
-is its probe). `/readyz` answers 200 or 503 with a JSON body naming each check and what is wrong. Every check is
-bounded in time (CHECK_BOUND_S): a stuck database makes readiness fail, never hang.
+Ready means: every shard of this process is connected to Discord's gateway, the database answers and a write
+works now (a probe write of its own, not the last turn's outcome), and at least one engine other than echo
+would take a call (its breaker closed, or half open: the next turn is its probe). `/readyz` answers 200 or 503
+with a JSON body naming each check and what is wrong. Every check is bounded in time (CHECK_BOUND_S): a stuck
+database makes readiness fail, never hang.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,10 @@ from app.engines import ECHO
 
 log = logging.getLogger(__name__)
 CHECK_BOUND_S = 2.0
+
+
+class EndpointsUnavailable(Exception):
+    """The endpoints cannot listen where the settings say; the message is the one line to show the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +66,8 @@ def discord_check(bot: KortanaBot) -> Check:
     return Check(True, f"{len(bot.shards)} shard(s) connected")
 
 
-def database_check(status: ServiceStatus | None) -> Check:
-    if status is None:
+def database_check(status: ServiceStatus) -> Check:
+    if status.database_timed_out:
         return Check(False, f"no answer within {CHECK_BOUND_S:g} s")
     if status.database_write_failure is not None:
         return Check(False, f"writes fail: {status.database_write_failure}")
@@ -71,9 +76,7 @@ def database_check(status: ServiceStatus | None) -> Check:
     return Check(True, f"{status.database_kind}, {status.database_round_trip_ms:.1f} ms round trip")
 
 
-def engines_check(status: ServiceStatus | None) -> Check:
-    if status is None:
-        return Check(False, "unknown: the status did not come in time")
+def engines_check(status: ServiceStatus) -> Check:
     engines = [engine for engine in status.engines if engine.configured and engine.name != ECHO]
     if not engines:
         return Check(False, "no engine but echo is configured")
@@ -83,16 +86,13 @@ def engines_check(status: ServiceStatus | None) -> Check:
     return Check(True, "usable: " + ", ".join(usable))
 
 
-async def bounded_status(bot: KortanaBot) -> ServiceStatus | None:
-    try:
-        async with asyncio.timeout(CHECK_BOUND_S):
-            return await bot.service.status()
-    except TimeoutError:
-        return None
+async def bounded_status(bot: KortanaBot, *, probe_writes: bool = False) -> ServiceStatus:
+    """The service's status with its database part bounded (the engines' states are in memory: always there)."""
+    return await bot.service.status(probe_writes=probe_writes, database_bound_s=CHECK_BOUND_S)
 
 
 async def readiness(bot: KortanaBot) -> Readiness:
-    status = await bounded_status(bot)
+    status = await bounded_status(bot, probe_writes=True)  # writes work now, not only at the last turn
     if bot.metrics is not None:  # a probe's check is a database check too
         bot.metrics.read_status(status)
     return Readiness(discord_check(bot), database_check(status), engines_check(status))
@@ -119,6 +119,12 @@ def ops_app(bot: KortanaBot) -> web.Application:
     return app
 
 
+def bind_failure(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"METRICS_PORT {port} on {host} is in use (each process needs its own)"
+    return f"cannot serve METRICS_PORT {port} on {host}: {error.strerror or error}"
+
+
 @asynccontextmanager
 async def ops_endpoints(bot: KortanaBot, host: str, port: int) -> AsyncIterator[int]:
     """Serve the endpoints on host:port (0: any free port) while the block runs; yields the port bound."""
@@ -126,7 +132,10 @@ async def ops_endpoints(bot: KortanaBot, host: str, port: int) -> AsyncIterator[
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise EndpointsUnavailable(bind_failure(host, port, error)) from error
         bound = runner.addresses[0][1]
         log.info("Health and metrics endpoints on http://%s:%d (/healthz, /readyz, /metrics)", host, bound)
         yield bound

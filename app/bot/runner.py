@@ -22,7 +22,7 @@ from app.bot.bot import KortanaBot
 from app.bot.cogs import FEATURES
 from app.bot.discord_trace import discord_trace
 from app.bot.images import ImageRules
-from app.bot.ops_server import ops_endpoints
+from app.bot.ops_server import EndpointsUnavailable, ops_endpoints
 from app.config import Settings
 from app.conversation.metrics import Metrics
 from app.conversation.service import ConversationService
@@ -119,6 +119,9 @@ async def run_bot(
             file=sys.stderr,
         )
         return 1
+    except EndpointsUnavailable as error:
+        print(f"kortana: {error}", file=sys.stderr)
+        return 2
     except discord.PrivilegedIntentsRequired:
         print(
             f"kortana: Discord refused the Message Content intent, which MESSAGE_CONTENT_INTENT=on requires. "
@@ -135,11 +138,12 @@ async def run_bot(
 async def serve(bot: KortanaBot, token: str, settings: Settings | None = None) -> None:
     """Run the bot until it closes; SIGINT/SIGTERM shut it down gracefully (see KortanaBot.shutdown). With
     METRICS_PORT set, the health and metrics endpoints run beside it, until it closed."""
-    undo_signal_handlers = _shut_down_on_signals(bot)
     async with AsyncExitStack() as endpoints:  # open until the shutdown ended: /readyz tells of it
+        if settings is not None and settings.metrics_port is not None:
+            # Before the bot starts: a port in use stops start-up with nothing started to close.
+            await endpoints.enter_async_context(ops_endpoints(bot, settings.metrics_host, settings.metrics_port))
+        undo_signal_handlers = _shut_down_on_signals(bot)
         try:
-            if settings is not None and settings.metrics_port is not None:
-                await endpoints.enter_async_context(ops_endpoints(bot, settings.metrics_host, settings.metrics_port))
             await bot.start(token)
         finally:
             undo_signal_handlers()

@@ -1,10 +1,13 @@
 """`kortana status`: ask a running bot's /readyz and say it readably, for a shell or a cron job.
 
-Exit codes: 0 ready, 1 not ready (the bot answered 503 and says why), 2 no usable answer (nothing listens,
-no answer within the bound, or what answered is not Kor'tana's /readyz).
+Exit codes: 0 ready, 1 not ready (the bot answered 503 and says why, or an HTTP answer that is not Kor'tana's
+/readyz: its status and the start of its body are shown), 2 no answer (nothing listens, the connection failed,
+or no answer within the bound).
 """
 
 from __future__ import annotations
+
+import json
 
 import aiohttp
 
@@ -13,6 +16,8 @@ from app.safe_text import error_cause
 
 READY, NOT_READY, UNREACHABLE = 0, 1, 2
 ASK_BOUND_S = 5.0
+MOST_BODY_BYTES = 64 * 1024  # a /readyz body is well under 1 KiB
+BODY_SHOWN_CHARS = 200
 
 
 def ready_url(settings: Settings) -> str | None:
@@ -34,15 +39,34 @@ async def ask_readiness(url: str, bound_s: float = ASK_BOUND_S) -> tuple[int, st
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=bound_s)) as session,
             session.get(url) as response,
         ):
-            body = await response.json(content_type=None) if response.status in (200, 503) else None
+            raw = await response.content.read(MOST_BODY_BYTES)
     except TimeoutError:
         return UNREACHABLE, f"kortana status: no answer from {url} within {bound_s:g} s"
-    except (aiohttp.ClientError, ValueError) as error:
+    except aiohttp.ClientError as error:
         return UNREACHABLE, f"kortana status: cannot ask {url}: {error_cause(error)}"
-    if not isinstance(body, dict) or not isinstance(body.get("checks"), dict):
-        return UNREACHABLE, f"kortana status: {url} is not Kor'tana's /readyz (HTTP {response.status})"
+    body = readyz_body(raw) if response.status in (200, 503) else None
+    if body is None:  # something answered (a proxy's error page, another program): not ready, and what it said
+        return NOT_READY, (
+            f"kortana status: {url} answered HTTP {response.status}, not Kor'tana's /readyz: {body_start(raw)}"
+        )
     ready = bool(body.get("ready")) and response.status == 200
     return (READY if ready else NOT_READY), readiness_text(url, ready, body["checks"])
+
+
+def readyz_body(raw: bytes) -> dict | None:
+    """The parsed /readyz body, or None when it is not one."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("checks"), dict) else None
+
+
+def body_start(raw: bytes) -> str:
+    """The start of a body on one line, unprintable characters shown as '?' (it is any program's text)."""
+    text = " ".join(raw.decode("utf-8", "replace").split())
+    shown = "".join(char if char.isprintable() else "?" for char in text[:BODY_SHOWN_CHARS])
+    return (shown + ("…" if len(text) > BODY_SHOWN_CHARS else "")) or "(empty body)"
 
 
 def readiness_text(url: str, ready: bool, checks: dict[str, object]) -> str:

@@ -24,7 +24,12 @@ class TurnLog:
 
 
 _current: ContextVar[TurnLog | None] = ContextVar("kortana_turn_log", default=None)
-NOISY_LOGGERS = ("httpx", "httpx2", "alembic.runtime.migration", "discord.gateway", "discord.client")
+# From WARNING on even at LOG_LEVEL=DEBUG: chatty, and discord.py's HTTP and webhook loggers write at DEBUG the
+# full URLs (an interaction's token is in its webhook's) and the payloads (the users' text).
+NOISY_LOGGERS = (
+    "httpx", "httpx2", "alembic.runtime.migration", "discord.gateway", "discord.client", "discord.http",
+    "discord.webhook",
+)  # fmt: skip
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(turn_tag)s: %(message)s"
 
 

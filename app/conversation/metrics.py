@@ -107,7 +107,7 @@ class Metrics:
             "kortana_engine_breaker_state", "1 for the state each engine's circuit breaker is in", ["engine", "state"],
             registry=r,
         )  # fmt: skip
-        self.engine_calls = Gauge("kortana_engine_calls", "Calls to each engine since start", ["engine"], registry=r)
+        self.engine_calls = Counter("kortana_engine_calls", "Calls to each engine", ["engine"], registry=r)
         self.local_queue = Gauge("kortana_local_model_queue_depth", "Turns waiting for the local model", registry=r)
         self.database_up = Gauge("kortana_database_up", "1 when the database answered the last check", registry=r)
         self.database_writes_failing = Gauge(
@@ -125,6 +125,7 @@ class Metrics:
         if process:
             ProcessCollector(registry=r)
         self._recall_searches_seen = 0  # the service's count at the last scrape
+        self._engine_calls_seen: dict[str, int] = {}  # each engine's count at the last scrape
 
     # --- events ------------------------------------------------------------------------------------------
 
@@ -174,10 +175,12 @@ class Metrics:
         for engine in status.engines:
             if not engine.configured:
                 continue
-            self.engine_calls.labels(engine.name).set(engine.calls)
+            seen = self._engine_calls_seen.get(engine.name, 0)
+            self.engine_calls.labels(engine.name).inc(max(0, engine.calls - seen))
+            self._engine_calls_seen[engine.name] = max(seen, engine.calls)
             for state in BREAKER_STATES:
                 self.breaker.labels(engine.name, state).set(engine.breaker == state)
-            queued += int(engine.details.get("queued") or 0)
+            queued += _count(engine.details.get("queued"))
         self.local_queue.set(queued)
 
     def exposition(self) -> bytes:
@@ -239,3 +242,8 @@ def _histogram(name: str, documentation: str, by_engine: dict[str, Latencies]) -
     for engine, latencies in sorted(by_engine.items()):
         family.add_metric([engine], latencies.cumulative(), latencies.total)
     return family
+
+
+def _count(value: object) -> int:
+    """An engine's own figure as a count; anything else (a plugin's text, None) counts nothing."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -15,6 +15,7 @@ StorageUnavailable when the database is away.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -263,9 +264,10 @@ class ServerSettings:
         """The server's read in progress, started if there is none: one at a time, however many turns want it."""
         reading = self._reading.get(guild_id)
         if reading is None:
-            reading = asyncio.ensure_future(self._read(guild_id))
+            # One read for every turn that wants it: neither it nor its end logs as the turn that started it.
+            reading = asyncio.get_running_loop().create_task(self._read(guild_id), context=contextvars.Context())
             self._reading[guild_id] = reading
-            reading.add_done_callback(lambda done: self._read_ended(guild_id, done))
+            reading.add_done_callback(lambda done: self._read_ended(guild_id, done), context=contextvars.Context())
         return reading
 
     async def aclose(self) -> None:

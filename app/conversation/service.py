@@ -82,6 +82,7 @@ class ServiceStatus:
     unsaved_answers: int = 0  # answers users saw that wait in memory to be stored
     summary_jobs: int = 0  # rolling summaries being written now
     recall_searches: int = 0  # searches of older turns since start
+    database_timed_out: bool = False  # the database part did not end within the caller's bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,16 +421,26 @@ class ConversationService:
         if self._summaries is not None:
             await self._summaries.idle()
 
-    async def status(self) -> ServiceStatus:
+    async def status(self, *, probe_writes: bool = False, database_bound_s: float | None = None) -> ServiceStatus:
+        """What the service knows now. `probe_writes` (readiness): try a write now, so the write failure reported
+        is today's, not the last turn's (a lock taken with no turn since, or released since the last failure).
+        `database_bound_s` bounds the database part only: the rest is in memory and always reported."""
+        round_trip: float | None = None
+        timed_out = False
         try:
-            round_trip: float | None = await self._store.ping()
-        except Exception:  # a status report must not fail because the database did
-            round_trip = None
+            async with asyncio.timeout(database_bound_s):
+                round_trip = await self._store.ping()
+                if probe_writes:
+                    await self._store.probe_write()
+        except TimeoutError:
+            timed_out = True
+        except Exception:  # a status report must not fail because the database did (write_failure says why)
+            pass
         write_failure = self._store.write_failure
         return ServiceStatus(
             database=self._database_description,
             database_kind=self._store.dialect,
-            database_ok=round_trip is not None and write_failure is None,
+            database_ok=round_trip is not None and write_failure is None and not timed_out,
             database_round_trip_ms=None if round_trip is None else round_trip * 1000,
             engines=self._chain.status(),
             uptime_s=time.monotonic() - self._started,
@@ -438,6 +449,7 @@ class ConversationService:
             unsaved_answers=len(self._shown_answers),
             summary_jobs=0 if self._summaries is None else self._summaries.running,
             recall_searches=self._recall_searches,
+            database_timed_out=timed_out,
         )
 
     def watch_engines(self, observer: ChainObserver) -> None:

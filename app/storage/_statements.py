@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Insert, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.storage.models import conversations, messages, summaries, token_usage
+from app.storage.models import app_state, conversations, messages, summaries, token_usage
 from app.storage.records import StoredImage, StoredMessage, Summary, UsageCharge
 
 TURN_ORDER = func.coalesce(messages.c.turn_id, messages.c.id)
@@ -264,6 +264,12 @@ class Writes:
     # PostgreSQL: insert_answer and charge_usage in one statement (a row when the answer was inserted now), so a
     # retried answer is charged once and one round trip still stores it
     insert_charged_answer: Insert | None
+    # /readyz's probe: a real write (one app_state row, `value` the time), so a full disk or a read-only
+    # database fails it as it fails a turn, and a lock held by another program makes it wait as a turn would
+    probe_write: Insert
+
+
+PROBE_NAME = "readiness_probe"
 
 
 @cache
@@ -318,6 +324,14 @@ def writes_for(dialect: str) -> Writes:
         create_summary=insert(summaries)
         .values(conversation_id=bindparam("conversation_id"), version=0, content="", token_count=0, through_id=0)
         .on_conflict_do_nothing(index_elements=["conversation_id"]),
+        probe_write=_probe(insert),
+    )
+
+
+def _probe(insert: Any) -> Insert:
+    probe = insert(app_state).values(name=PROBE_NAME, value=bindparam("value"))
+    return probe.on_conflict_do_update(
+        index_elements=["name"], set_={"value": probe.excluded.value, "updated_at": func.current_timestamp()}
     )
 
 

@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Row
@@ -261,6 +262,16 @@ class HistoryStore(ABC):
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the database in seconds."""
+
+    async def probe_write(self) -> None:
+        """A write that changes nothing a conversation reads, to tell whether writes work now: it sets and clears
+        `write_failure` as a turn's writes do (a database that can't be written is StorageUnavailable)."""
+        written_at = datetime.now(UTC).isoformat(timespec="seconds")
+        await self._written("(the readiness probe)", lambda: self._probe_write(written_at))
+
+    @abstractmethod
+    async def _probe_write(self, written_at: str) -> None:
+        """Run `Writes.probe_write` with `written_at` as its value, the way the store's other writes run."""
 
     async def all_messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored message of a conversation in turn order, with ids and times (an export, tests, tools)."""

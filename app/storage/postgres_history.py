@@ -89,6 +89,13 @@ class PostgresHistoryStore(HistoryStore):
             await connection.execute(select(literal_column("1")))
         return time.perf_counter() - started
 
+    async def _probe_write(self, written_at: str) -> None:
+        async def probe() -> None:
+            async with self._engine.begin() as connection:
+                await connection.execute(self._writes.probe_write, {"value": written_at})
+
+        await self._retrying(probe, "(the readiness probe)")
+
     async def _find_or_create(self, key: ConversationKey) -> int:
         async def find_or_create() -> int:
             async with self._engine.begin() as connection:

@@ -65,6 +65,7 @@ _INSERT_ANSWER = SqlStatement(writes_for("sqlite").insert_answer)
 _CREATE_CONVERSATION = SqlStatement(writes_for("sqlite").create_conversation)
 _CREATE_SUMMARY = SqlStatement(writes_for("sqlite").create_summary)
 _CHARGE_USAGE = SqlStatement(writes_for("sqlite").charge_usage)
+_PROBE_WRITE = SqlStatement(writes_for("sqlite").probe_write)
 _SUMMARY = SqlStatement(SUMMARY)
 _SAVE_SUMMARY = SqlStatement(SAVE_SUMMARY)
 _ERASE_SUMMARY = SqlStatement(ERASE_SUMMARY)
@@ -139,6 +140,11 @@ class SqliteHistoryStore(HistoryStore):
         async with self._engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
         return time.perf_counter() - started
+
+    async def _probe_write(self, written_at: str) -> None:
+        """A job of the writer like any turn's: it waits for the write lock (BEGIN IMMEDIATE) as long as they do,
+        and shares their commit when one is on its way."""
+        await self._run(lambda connection: _PROBE_WRITE.run(connection, value=written_at))
 
     async def close(self) -> None:
         await self._writer.close()

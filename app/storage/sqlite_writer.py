@@ -10,6 +10,7 @@ commit); every caller still awaits its own durable commit before it goes on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,10 @@ class SqliteWriter:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         if self._batch is None or self._batch.done():
-            self._batch = asyncio.create_task(self._run_batches(), name="kortana-sqlite-batches")
+            # Its batches commit many turns' jobs: started outside the turn that happened to wake it.
+            self._batch = asyncio.create_task(
+                self._run_batches(), name="kortana-sqlite-batches", context=contextvars.Context()
+            )
         return await future
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ def test_ids_tokens_and_names_leave_the_route() -> None:
     )
     assert route_template("/attachments/1/2/secret-plans.py") == "/attachments/{id}/{id}/{param}"
     assert route_template("/attachments/1/2/plans") == "/attachments/{id}/{id}/{param}"
+    assert route_template("/ephemeral-attachments/1/2/plans") == "/ephemeral-attachments/{id}/{id}/{param}"
     assert route_template("/api/v10/channels/1/messages/2/reactions/thumbsup/@me") == (
         "/channels/{id}/messages/{id}/reactions/{param}/@me"
     )

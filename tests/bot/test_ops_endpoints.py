@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.bot.ops_server import ops_endpoints
@@ -140,6 +141,48 @@ async def test_readyz_is_503_while_database_writes_fail_and_200_once_they_work(s
     assert value(scraped, "kortana_database_check_failures_total") >= 1
 
 
+async def test_readyz_probes_writes_itself_a_lock_with_no_turn_is_503(sqlite_world: World) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=0.3)
+    async with endpoints(world) as base:
+        await until_ready_is(base, 200)
+        with write_lock(world.database_url):
+            status, body = await readiness(base)  # no turn has tried to write
+        assert status == 503
+        assert body["checks"]["database"] == {"ok": False, "detail": "writes fail: database is locked"}
+        status, body = await readiness(base)
+    assert status == 200 and body["checks"]["database"]["ok"]
+
+
+async def test_readyz_is_200_once_the_lock_is_released_after_a_failed_turn_with_no_turn_since(
+    sqlite_world: World,
+) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=0.3)
+    async with endpoints(world) as base:
+        with write_lock(world.database_url):
+            await answer_to(world, await mention(world, "are you there?"))  # its message cannot be stored
+            assert world.service is not None
+            assert (await world.service.status()).database_write_failure == "database is locked"
+        status, body = await readiness(base)  # no turn since: the probe's write ends the episode
+        assert status == 200, body
+        assert (await world.service.status()).database_write_failure is None
+
+
+async def test_a_slow_database_fails_only_the_database_check_and_the_engines_are_still_reported(
+    sqlite_world: World,
+) -> None:
+    world = sqlite_world
+    await world.start(database_timeout_seconds=30)  # a write waits for the lock far longer than the check's bound
+    async with endpoints(world) as base:
+        with write_lock(world.database_url):
+            status, body = await readiness(base)
+    assert status == 503
+    assert body["checks"]["database"] == {"ok": False, "detail": "no answer within 2 s"}
+    assert body["checks"]["engines"]["ok"] and "brain" in body["checks"]["engines"]["detail"]
+    assert body["checks"]["discord"]["ok"]
+
+
 async def test_readyz_is_503_while_the_gateway_connection_is_down_and_200_after_it_reconnects(world: World) -> None:
     bot = await world.start()
     fake = world.fake
@@ -196,6 +239,8 @@ async def test_json_logs_follow_one_turn_across_front_end_chain_and_storage(sqli
     root.addHandler(handler)
     level = root.level
     root.setLevel(logging.INFO)
+    front_end = logging.getLogger("app.bot.bot")
+    front_end.setLevel(logging.DEBUG)  # its one line per turn, "Turn answered in conversation …", is at DEBUG
     try:
         world.brain.script = [HttpError.server_error()]  # a chain line
         world.hf.script = [Reply("Hello from Hugging Face!", chunks=2, chunk_delay_s=1.0)]
@@ -207,6 +252,7 @@ async def test_json_logs_follow_one_turn_across_front_end_chain_and_storage(sqli
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        front_end.setLevel(logging.NOTSET)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert all({"time", "level", "logger", "message", "turn", "shard"} <= line.keys() for line in lines)
     in_turn = [line for line in lines if line["turn"] is not None]
@@ -235,17 +281,43 @@ async def test_kortana_status_says_ready_not_ready_and_unreachable(world: World)
     assert code == UNREACHABLE and "cannot ask" in text
 
 
+async def test_kortana_status_on_an_http_error_body_is_not_ready_and_shows_its_start() -> None:
+    async def proxy_error(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html><body>\x1b[31mBad Gateway</body></html>\n" + "x" * 500)
+
+    async def not_json(_request: web.Request) -> web.Response:
+        return web.Response(status=503, text="Service Unavailable")
+
+    app = web.Application()
+    app.router.add_get("/proxy", proxy_error)
+    app.router.add_get("/plain", not_json)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        proxy_code, proxy_text = await ask_readiness(f"{base}/proxy")
+        plain_code, plain_text = await ask_readiness(f"{base}/plain")
+    finally:
+        await runner.cleanup()
+    assert (proxy_code, plain_code) == (NOT_READY, NOT_READY)
+    assert proxy_text.startswith(f"kortana status: {base}/proxy answered HTTP 502, not Kor'tana's /readyz: <html>")
+    assert "?[31mBad Gateway" in proxy_text and "\x1b" not in proxy_text and proxy_text.endswith("x…")
+    assert plain_text.endswith("answered HTTP 503, not Kor'tana's /readyz: Service Unavailable")
+
+
 async def test_the_kortana_status_command_exits_by_readiness(world: World) -> None:
     await world.start()
     async with endpoints(world) as base:
-        for url, wanted in ((f"{base}/readyz", 0), (f"{base}/nowhere", 2)):
+        for url, wanted in ((f"{base}/readyz", 0), (f"{base}/nowhere", 1)):  # an HTTP answer, not /readyz
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "app", "status", "--url", url,
                 env=child_environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             stdout, _ = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == wanted, (url, stdout)
-    assert b"READY" in stdout or wanted == 2
+    assert b"answered HTTP 404, not Kor'tana's /readyz: 404: Not Found" in stdout
 
 
 async def test_kortana_run_serves_the_endpoints_on_metrics_port_and_logs_json_lines(tmp_path: Path) -> None:
@@ -274,6 +346,49 @@ async def test_kortana_run_serves_the_endpoints_on_metrics_port_and_logs_json_li
     logged = [line for line in stderr.splitlines() if line.startswith("{")]
     assert logged and all(json.loads(line)["level"] for line in logged)
     assert any(f"127.0.0.1:{port}" in json.loads(line)["message"] for line in logged)
+
+
+async def test_at_debug_no_token_reaches_the_logs(tmp_path: Path) -> None:
+    """discord.py's own DEBUG lines carry interaction tokens in webhook URLs and REST payloads: kept out."""
+    async with FakeDiscord(token="the-bots-secret-token", patch_discord=False) as fake:
+        process = await start_kortana_run(
+            tmp_path, fake, DISCORD_BOT_TOKEN="the-bots-secret-token", LOG_LEVEL="DEBUG", LOG_FORMAT="json"
+        )
+        assert process.stderr is not None
+        reading = asyncio.create_task(process.stderr.read())  # read all along: DEBUG fills a pipe quickly
+        try:
+            await fake.wait_for(lambda: fake.live_connection(0), timeout=30, what="a gateway connection")
+            asked = await fake.slash_command("ask", {"question": SECRET_WORDS})
+            await fake.wait_for(
+                lambda: [call for call in fake.calls if asked.token in call.path and call.status == 200],
+                timeout=30, what="the answer through the interaction's webhook",
+            )  # fmt: skip
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 15)
+            stderr = (await reading).decode()
+        finally:
+            await killed(process)
+    assert process.returncode == 0, stderr
+    assert [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]  # it did log at DEBUG
+    assert asked.token not in stderr and "the-bots-secret-token" not in stderr
+
+
+async def test_kortana_run_on_a_metrics_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # another process (another shard's bot) listens there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeDiscord(patch_discord=False) as fake:
+            process = await start_kortana_run(tmp_path, fake, DISCORD_BOT_TOKEN="token", METRICS_PORT=str(port))
+            try:
+                code, stderr = await finished(process, timeout=30)
+            finally:
+                await killed(process)
+    assert code == 2, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("kortana:")] == [
+        f"kortana: METRICS_PORT {port} on 127.0.0.1 is in use (each process needs its own)"
+    ]
+    assert "Traceback" not in stderr
 
 
 async def test_ping_shows_the_figures_metrics_counts(world: World) -> None:

@@ -166,3 +166,42 @@ async def test_reading_a_whole_history_from_an_unreadable_file_is_unavailable(
             await reader.all_messages(conversation)
     finally:
         await reader.close()
+
+
+async def test_the_write_probe_waits_for_the_lock_as_a_turn_does_and_ends_the_episode_once_it_is_gone(
+    store: HistoryStore, other_program: sqlite3.Connection
+) -> None:
+    await store.probe_write()
+    other_program.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StorageUnavailable, match="^database is locked$"):
+        await store.probe_write()
+    assert store.write_failure == "database is locked"
+    other_program.execute("ROLLBACK")
+    await store.probe_write()  # no turn since: the probe's own write tells writes work again
+    assert store.write_failure is None
+    assert await store.conversation_id(KEY) > 0  # it touched no conversation
+
+
+@postgres_only
+async def test_the_write_probe_fails_on_a_read_only_postgresql_and_passes_once_it_is_writable(
+    migrated_url: str,
+) -> None:
+    engine = create_engine(migrated_url)
+    read_only = True
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def like_a_standby(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        if read_only:
+            dbapi_connection.run_async(lambda driver: driver.execute("SET default_transaction_read_only = on"))
+
+    store = history_store(engine)
+    try:
+        with pytest.raises(StorageUnavailable, match="^read-only transaction$"):
+            await store.probe_write()
+        assert store.write_failure == "read-only transaction"
+        read_only = False
+        await engine.dispose()
+        await store.probe_write()
+        assert store.write_failure is None
+    finally:
+        await store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import itertools
 import logging
@@ -191,7 +192,8 @@ class LocalModelEngine:
         if self._worker is not None and self._worker.alive:
             return self._worker
         if self._loading is None or self._loading.done():
-            self._loading = asyncio.get_running_loop().create_task(self._load_worker())
+            # The load serves every turn that waits for it: its lines carry none's turn id.
+            self._loading = asyncio.get_running_loop().create_task(self._load_worker(), context=contextvars.Context())
             self._loading.add_done_callback(_retrieve_exception)
         loading = self._loading
         try:
@@ -284,7 +286,7 @@ class LocalModelEngine:
         self._state = LocalState.READY
 
     def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())  # no turn's
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import sys
@@ -35,7 +36,11 @@ class WorkerProcess:
         self.proc = proc
         self._events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self.stderr_tail: deque[str] = deque(maxlen=5)
-        self._readers = [asyncio.create_task(self._read_events()), asyncio.create_task(self._read_stderr())]
+        # Outside the turn that happened to start the worker: its lines belong to no turn (no turn id in them).
+        self._readers = [
+            asyncio.create_task(self._read_events(), context=contextvars.Context()),
+            asyncio.create_task(self._read_stderr(), context=contextvars.Context()),
+        ]
 
     @classmethod
     async def spawn(cls, model_path: str, n_ctx: int, n_threads: int | None) -> WorkerProcess:

@@ -26,15 +26,16 @@ class ReplyDisplay:
         self._notices.append(text)  # shown under the answer: a line of its own mid-stream would jump around
 
     async def show(self, text: str, answered_by: str | None) -> None:
-        lines = [f"-# {notice}" for notice in self._notices]
-        if answered_by is not None:
-            lines.append(f"-# answered by {answered_by}")
-        answer = text.strip() or "…"
+        footer = [] if answered_by is None else [f"answered by {answered_by}"]
         self.answered = True
-        await self._stream.finish("\n".join([answer, *lines]) if lines else answer, buttons=self.final_buttons)
+        await self._stream.finish(self._with_notices(text.strip() or "…", footer), buttons=self.final_buttons)
 
     async def fail(self, sentence: str) -> None:
-        await self._stream.fail(sentence)
+        await self._stream.fail(self._with_notices(sentence))  # what was said of the message's files still holds
 
     async def nothing_to_answer(self) -> None:
-        await self._stream.fail(self._empty_sentence)
+        await self._stream.fail(self._with_notices(self._empty_sentence))
+
+    def _with_notices(self, text: str, footer: list[str] | None = None) -> str:
+        lines = [f"-# {line}" for line in (*self._notices, *(footer or ()))]
+        return "\n".join([text, *lines])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 
-from app.bot.sentences import ONLY_THE_ASKER
+from app.bot.sentences import ONLY_THE_ASKER, files_unreadable
 from app.conversation.events import NOT_NEWEST, STOPPED_BEFORE_ANSWER, TURN_GONE
 from app.conversation.turn_display import STOPPED_NOTE, show_turn
 from app.storage import ConversationKey
@@ -84,7 +84,8 @@ async def test_stop_before_any_text_stores_no_answer_and_says_so(world: World) -
     world.brain.script = [Reply("late", chunks=1, chunk_delay_s=3)]
     await world.start()
     fake = world.fake
-    asked = await mention(world, "are you there?")
+    archive = {"filename": "photos.zip", "content": b"PK\x03\x04\x00\x00", "content_type": "application/zip"}
+    asked = await mention(world, "are you there?", attachments=[archive])
     await fake.wait_for(lambda: world.brain.in_flight == 1, what="the engine answering")
     [question] = await world.service.export(key_of_alice(world))
 
@@ -93,7 +94,8 @@ async def test_stop_before_any_text_stores_no_answer_and_says_so(world: World) -
     assert world.bot.stop_turn(question.id, int(world.fake.alice["id"]))
 
     await fake.wait_for(lambda: world.bot.active_turns == 0, timeout=2, what="the turn ended")
-    assert await answer_to(world, asked) == [STOPPED_BEFORE_ANSWER]
+    # What was said of the message's files still holds when no answer comes.
+    assert await answer_to(world, asked) == [f"{STOPPED_BEFORE_ANSWER}\n-# {files_unreadable(['photos.zip'])}"]
     assert [m.role for m in await world.service.export(key_of_alice(world))] == ["user"]
 
 

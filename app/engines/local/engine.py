@@ -71,8 +71,12 @@ class LocalModelEngine:
         load_timeout_s: float = 60.0,
         first_token_timeout_s: float = 30.0,
         stall_timeout_s: float = 10.0,
+        model_source: str | None = None,
+        quantisation: str | None = None,
     ) -> None:
         self.model_path = model_path or default_model_path()
+        self.model_source = model_source  # for status: "bundled", "file", "hub owner/name"
+        self.quantisation = quantisation
         self.context_window = n_ctx
         self.temperature = temperature
         self.n_threads = n_threads
@@ -179,6 +183,8 @@ class LocalModelEngine:
         return {
             "model": path.stem if path else None,
             "file": path.name if path else None,
+            "source": self.model_source,
+            "quantisation": self.quantisation,
             "state": state.value,
             "tokens_per_s": self.last_stats.tokens_per_s if self.last_stats else None,
             "pid": worker.pid if worker is not None and worker.alive else None,

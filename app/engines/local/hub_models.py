@@ -210,16 +210,17 @@ def fetch_model(
     token: str | None = None,
     progress: type[Any] | None = None,
     memory_bytes: Callable[[], int | None] = available_memory_bytes,
+    offline: bool | None = None,
 ) -> LocalModel:
     """The GGUF file(s) of a Hub model name in the local cache, downloaded first when they are not there.
 
-    Offline (HF_HUB_OFFLINE=1), or when the Hub cannot be reached, the cached files of the repo are used.
-    Raises HubModelError with one line for the user.
+    Offline (`offline`, by default HF_HUB_OFFLINE=1), or when the Hub cannot be reached, the cached files of the
+    repo are used. Raises HubModelError with one line for the user.
     """
     assert name.repo_id is not None
     repo_id = name.repo_id
     cache_dir = hub_cache_dir()
-    offline = hub_offline()
+    offline = hub_offline() if offline is None else offline
     sizes: dict[str, int | None] = {}
     if not offline:
         try:

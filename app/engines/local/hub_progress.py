@@ -18,13 +18,13 @@ class LoggedProgress:
     `desc`, `total` and `initial`, and calls `update(bytes)` for each chunk (negative when a resume restarts)."""
 
     def __init__(self, *, desc: str = "", total: int | None = None, initial: int = 0, **_: Any) -> None:
-        self.desc = desc
+        self.desc = desc.rsplit("/", 1)[-1]  # huggingface_hub passes the URL cut to its last 40 characters
         self.total = total
         self.n = initial
         self._started = time.monotonic()
         self._initial = initial
         self._last_log = self._started
-        log.info("downloading %s (%s)", desc, _size(total) if total else "size unknown")
+        log.info("downloading %s (%s)", self.desc, _size(total) if total else "size unknown")
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -37,15 +37,17 @@ def model_file(path: Path) -> LocalModel:
     return LocalModel(path=str(path), source="file", quantisation=quantisation_of(path.name), size_bytes=_size(path))
 
 
-def configured_model(settings: Settings, progress: type[Any] | None = None) -> LocalModel | None:
-    """The model of the settings, downloading it when needed; raises HubModelError. None: no model configured and
-    none bundled."""
+def configured_model(
+    settings: Settings, progress: type[Any] | None = None, *, offline: bool | None = None
+) -> LocalModel | None:
+    """The model of the settings, downloading it when needed (never when `offline`); raises HubModelError. None: no
+    model configured and none bundled."""
     if settings.local_model:
         name = parse_model_name(settings.local_model)
         if name.path is not None:
             return model_file(name.path)
         token = settings.huggingface_api_key.get_secret_value() if settings.huggingface_api_key else None
-        return fetch_model(name, token=token, progress=progress)
+        return fetch_model(name, token=token, progress=progress, offline=offline)
     if settings.local_model_path:
         return model_file(settings.local_model_path)
     return bundled_model()

@@ -199,3 +199,19 @@ async def test_the_local_brain_answers_with_the_downloaded_model(hub: FakeHub) -
         assert details["tokens_per_s"] is not None
     finally:
         await brain.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+async def test_the_context_is_the_models_own_capped_by_the_setting() -> None:
+    from app.engines.local import LocalModelEngine
+
+    roomy, tight = LocalModelEngine(str(BUNDLED), n_ctx=32768), LocalModelEngine(str(BUNDLED), n_ctx=1024)
+    try:
+        await roomy.start()
+        await tight.start()
+        assert roomy.context_window == 8192  # SmolLM2's GGUF says 8k: more would only degrade it
+        assert tight.context_window == 1024
+        assert roomy.status_details()["n_ctx"] == 8192
+    finally:
+        await roomy.aclose()
+        await tight.aclose()

@@ -161,6 +161,15 @@ class LocalModelEngine:
         """Load the model (and the tokenizer) now instead of at the first turn."""
         if self._tokenizer is not None:
             await asyncio.to_thread(self._tokenizer.load)
+            trained = await asyncio.to_thread(self._tokenizer.context_length)
+            if trained is not None and trained < self.context_window:
+                # More context than the model was trained for only degrades it: LOCAL_CONTEXT_WINDOW is a cap.
+                log.info(
+                    "local model's context is %d tokens, less than LOCAL_CONTEXT_WINDOW %d",
+                    trained,
+                    self.context_window,
+                )
+                self.context_window = trained
         await self._ensure_worker()
 
     def reserved(self) -> contextlib.AbstractAsyncContextManager[None]:

@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "what",
         nargs="*",
         default=[],
-        help="sections to run: storage, local, postgres, settings, metrics, recall, search, failover, discord "
-        "(default: storage local postgres; failover and discord need a source checkout)",
+        help="sections to run: storage, local, postgres, settings, metrics, recall, search, failover, discord, "
+        "hub (default: storage local postgres; failover, discord and hub need a source checkout)",
     )
     bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
     bench.set_defaults(handler=_bench)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -27,8 +28,8 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
         else:
             from app.engines.local import local_extra_installed
 
-            if local_model is None and settings.local_model:
-                local_model = _chosen_local_model(settings)
+            if local_model is None:
+                local_model = choose_local_model(settings)
             model = str(settings.local_model_path) if settings.local_model_path else None
             choice = "local" if local_extra_installed(local_model.path if local_model else model) else "none"
     if choice == "none":
@@ -78,10 +79,14 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
 def choose_local_model(settings: Settings) -> LocalModel | None:
     """The model LOCAL_MODEL names, downloaded when it is not cached (blocking: run it in a thread), or the bundled
     one when it cannot be had; None when LOCAL_MODEL is unset or the brain is not local."""
-    if not settings.local_model or settings.brain not in ("auto", "local") or (
-        settings.brain == "auto" and settings.brain_url
+    if (
+        not settings.local_model
+        or settings.brain not in ("auto", "local")
+        or (settings.brain == "auto" and settings.brain_url)
     ):
         return None
+    if settings.brain == "auto" and importlib.util.find_spec("llama_cpp") is None:
+        return None  # auto would not run it: no download for nothing
     return _chosen_local_model(settings)
 
 

@@ -312,7 +312,7 @@ def _download(
     except (httpx2.HTTPError, OSError) as error:
         raise HubModelError(
             HubErrorKind.NETWORK,
-            f"the download of {repo_id} {file} failed ({type(error).__name__}); it resumes next time",
+            f"the download of {repo_id} {file} failed ({type(error).__name__})",
         ) from None
 
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
+
 from app.bench.shared import allow_loopback_hub_calls, import_test_kit, logging_while_measuring, print_table
 from app.config import Settings
 from app.engines.local import default_model_path, local_extra_installed
@@ -56,12 +58,16 @@ def _hub_environment(directory: Path, bundled: Path) -> Iterator[Any]:
     from tests.fakes.hub_server import FakeHub, HubRepo
 
     saved = {name: os.environ.get(name) for name in ("HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    saved_token_path = huggingface_hub.constants.HF_TOKEN_PATH
+    # A token stored with `hf auth login` stays home: the fake needs none (the path is read at import).
+    huggingface_hub.constants.HF_TOKEN_PATH = str(directory / "no-token")
     try:
         with FakeHub({REPO: HubRepo({FILE: bundled, "README.md": b"# bench\n"})}) as hub:
             os.environ["HF_ENDPOINT"] = hub.endpoint
             os.environ.pop("HF_HUB_CACHE", None)
             yield hub
     finally:
+        huggingface_hub.constants.HF_TOKEN_PATH = saved_token_path
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -20,6 +20,7 @@ from app.engines.local.hub_models import (
     HubModelError,
     LocalModel,
     cached_models,
+    choose_files,
     fetch_model,
     parse_model_name,
 )
@@ -55,6 +56,8 @@ def repos() -> dict[str, HubRepo]:
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # A token the developer stored with `hf auth login` must not reach the fake (the path is read at import).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
     for name in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGINGFACE_API_KEY", "HF_HUB_OFFLINE", "LOCAL_MODEL"):
         monkeypatch.delenv(name, raising=False)
     with FakeHub(repos()) as fake:
@@ -177,6 +180,17 @@ def test_a_model_too_big_for_the_memory_is_refused_before_any_download(hub: Fake
 def test_local_model_names(text: str, path: str | None, repo: str | None, selector: str | None) -> None:
     name = parse_model_name(text)
     assert (str(name.path) if name.path else None, name.repo_id, name.selector) == (path, repo, selector)
+
+
+def test_several_matching_files_take_the_first_and_say_which(caplog: pytest.LogCaptureFixture) -> None:
+    files = ["v2/Model-Q4_K_M.gguf", "Model-Q4_K_S.gguf", "Model-Q4_K_M.gguf", "mmproj-Model-F16.gguf"]
+    with caplog.at_level(logging.WARNING, logger="app.engines.local.hub_models"):
+        assert choose_files("owner/Model-GGUF", files, "q4_k_m") == ["Model-Q4_K_M.gguf"]
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert "2 files match" in line and "v2/Model-Q4_K_M.gguf" in line and "using Model-Q4_K_M.gguf" in line
+    assert choose_files("owner/Model-GGUF", files, "v2/model-q4_k_m.gguf") == ["v2/Model-Q4_K_M.gguf"]
+    with pytest.raises(HubModelError):
+        choose_files("owner/Model-GGUF", files, "F16")  # a multimodal projector is no chat model
 
 
 def test_a_name_that_is_neither_is_refused() -> None:

@@ -206,14 +206,18 @@ async def _models_pull(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _models_list(settings: Settings, args: argparse.Namespace) -> int:
-    from app.engines.local.hub_models import HubModelError
+    from app.engines.local.hub_models import HubErrorKind, HubModelError
     from app.engines.local.model_choice import configured_model
     from app.engines.local.models_report import measure_tokens_per_s, models_table
 
     try:
         in_use = await asyncio.to_thread(configured_model, settings, offline=True)
     except HubModelError as error:
-        print(models_table(None, missing=f"In use: LOCAL_MODEL={settings.local_model}: {error} (kortana models pull)"))
+        if error.kind is HubErrorKind.NOT_CACHED:
+            missing = f"In use: none yet, {error}: kortana models pull {settings.local_model}"
+        else:
+            missing = f"In use: the bundled model, as LOCAL_MODEL cannot be used: {error}"
+        print(models_table(None, missing=missing))
         return 0
     tokens_per_s = None
     if args.measure and in_use is not None:

@@ -58,7 +58,7 @@ def test_pull_then_list_then_chat_on_the_pulled_model(tmp_path: Path, hub: FakeH
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if SMOL_FILE in line and line.startswith("*"))
     assert "Q4_1" in row and "98 MB" in row
-    assert f"from hub {SMOL}" in listed.stdout.splitlines()[-1]
+    assert f"source hub {SMOL}" in listed.stdout.splitlines()[-1]
 
     hub.stop()  # the second start needs no network
     chat = kortana(["chat"], tmp_path, hub, "Hello!\n/ping\n", BRAIN="local", LOCAL_MODEL=f"{SMOL}:Q4_1")
@@ -79,5 +79,7 @@ def test_list_before_a_pull_says_what_to_do(tmp_path: Path, hub: FakeHub) -> Non
     listed = kortana(["models", "list"], tmp_path, hub, LOCAL_MODEL=f"{SMOL}:Q4_1")
     assert listed.returncode == 0, listed.stderr
     assert "No models in the Hugging Face cache yet" in listed.stdout
-    assert "not in the local cache" in listed.stdout and "kortana models pull" in listed.stdout
+    assert listed.stdout.splitlines()[-1] == (
+        f"In use: none yet, {SMOL} is not in the local cache: kortana models pull {SMOL}:Q4_1"
+    )
     assert hub.requests == [], "listing never downloads"

@@ -220,7 +220,8 @@ def fetch_model(
     assert name.repo_id is not None
     repo_id = name.repo_id
     cache_dir = hub_cache_dir()
-    offline = hub_offline() if offline is None else offline
+    why_offline = None if offline else "HF_HUB_OFFLINE is set" if hub_offline() else None
+    offline = offline or why_offline is not None
     sizes: dict[str, int | None] = {}
     if not offline:
         try:
@@ -229,11 +230,12 @@ def fetch_model(
             if error.kind is not HubErrorKind.NETWORK:
                 raise
             log.warning("%s; looking for %s in the local cache", error, repo_id)
-            offline = True
+            offline, why_offline = True, "the Hub cannot be reached"
     if offline:
         cached = cached_repo_files(repo_id, cache_dir)
         if not cached:
-            raise HubModelError(HubErrorKind.NOT_CACHED, f"{repo_id} is not in the local cache and the Hub is offline")
+            because = f" and {why_offline}" if why_offline else ""
+            raise HubModelError(HubErrorKind.NOT_CACHED, f"{repo_id} is not in the local cache{because}")
         sizes = dict(cached)
     files = choose_files(repo_id, list(sizes), name.selector)
     total = sum(sizes.get(file) or 0 for file in files)

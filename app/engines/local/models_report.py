@@ -49,7 +49,7 @@ def in_use_line(model: LocalModel | None, tokens_per_s: float | None = None) -> 
         return "In use: no local model (none configured and none bundled)."
     parts = [
         Path(model.path).name,
-        f"from {model.source}",
+        f"source {model.source}",
         f"quantisation {model.quantisation or '?'}",
         describe_size(model.size_bytes),
     ]

@@ -53,6 +53,7 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
             default_model_path,
             local_extra_installed,
         )
+        from app.engines.local.hub_models import quantisation_of
 
         if local_model is None and settings.local_model:
             local_model = _chosen_local_model(settings)
@@ -67,8 +68,8 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
             model_path=path,
             n_ctx=settings.local_context_window,
             temperature=settings.temperature,
-            model_source=local_model.source if local_model else None,
-            quantisation=local_model.quantisation if local_model else None,
+            model_source=local_model.source if local_model else "file" if settings.local_model_path else "bundled",
+            quantisation=local_model.quantisation if local_model else quantisation_of(path),
         )
     try:
         return load_plugin_brain(choice, context_window=settings.brain_context_window)

@@ -229,3 +229,10 @@ async def test_the_context_is_the_models_own_capped_by_the_setting() -> None:
     finally:
         await roomy.aclose()
         await tight.aclose()
+
+
+def test_ping_says_the_bundled_model_and_its_quantisation_when_none_is_named() -> None:
+    brain = build_brain(settings_for(brain="local"))
+    assert brain is not None
+    details = brain.status_details()  # type: ignore[attr-defined]
+    assert (details["source"], details["quantisation"]) == ("bundled", "Q4_1")

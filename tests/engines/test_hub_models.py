@@ -231,6 +231,7 @@ async def test_the_context_is_the_models_own_capped_by_the_setting() -> None:
         await tight.aclose()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_ping_says_the_bundled_model_and_its_quantisation_when_none_is_named() -> None:
     brain = build_brain(settings_for(brain="local"))
     assert brain is not None

@@ -1,5 +1,5 @@
 """`kortana` / `python -m app`: run (the Discord bot) | chat (terminal) | status | db upgrade|downgrade | usage |
-bench."""
+models pull|list | bench."""
 
 from __future__ import annotations
 
@@ -68,13 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--days", type=_days, default=7, help="UTC days to show, today included (default: 7)")
     usage.set_defaults(handler=_usage)
 
+    models = commands.add_parser("models", help="local GGUF models: pull one from the Hugging Face Hub, list them")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    pull = models_commands.add_parser("pull", help="download a model now, as LOCAL_MODEL names it")
+    pull.add_argument("name", help="owner/name[:quantisation or file name] on the Hub, or a GGUF file")
+    pull.set_defaults(handler=_models_pull)
+    listing = models_commands.add_parser("list", help="the cached models, their sizes, the one in use")
+    listing.add_argument("--measure", action="store_true", help="load the model in use and measure its tokens/s")
+    listing.set_defaults(handler=_models_list)
+
     bench = commands.add_parser("bench", help="run benchmarks, print tables")
     bench.add_argument(
         "what",
         nargs="*",
         default=[],
-        help="sections to run: storage, local, postgres, settings, metrics, recall, search, failover, discord "
-        "(default: storage local postgres; failover and discord need a source checkout)",
+        help="sections to run: storage, local, postgres, settings, metrics, recall, search, failover, discord, "
+        "hub (default: storage local postgres; failover, discord and hub need a source checkout)",
     )
     bench.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
     bench.set_defaults(handler=_bench)
@@ -174,6 +183,47 @@ def _days(text: str) -> int:
     if not 1 <= value <= MAX_USAGE_DAYS:
         raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_USAGE_DAYS}")
     return value
+
+
+async def _models_pull(settings: Settings, args: argparse.Namespace) -> int:
+    from app.engines.local.hub_models import HubModelError, describe_size
+    from app.engines.local.hub_progress import progress_for
+    from app.engines.local.model_choice import configured_model
+
+    wanted = settings.model_copy(update={"local_model": args.name})
+    try:
+        model = await asyncio.to_thread(configured_model, wanted, progress_for())
+    except HubModelError as error:
+        print(f"kortana models pull: {error}", file=sys.stderr)
+        return 1
+    assert model is not None
+    quantisation = model.quantisation or "?"
+    print(
+        f"{args.name}: {model.path} ({describe_size(model.size_bytes)}, quantisation {quantisation}); use it with "
+        f"LOCAL_MODEL={args.name}"
+    )
+    return 0
+
+
+async def _models_list(settings: Settings, args: argparse.Namespace) -> int:
+    from app.engines.local.hub_models import HubErrorKind, HubModelError
+    from app.engines.local.model_choice import configured_model
+    from app.engines.local.models_report import measure_tokens_per_s, models_table
+
+    try:
+        in_use = await asyncio.to_thread(configured_model, settings, offline=True)
+    except HubModelError as error:
+        if error.kind is HubErrorKind.NOT_CACHED:
+            missing = f"In use: none yet, {error}: kortana models pull {settings.local_model}"
+        else:
+            missing = f"In use: the bundled model, as LOCAL_MODEL cannot be used: {error}"
+        print(models_table(None, missing=missing))
+        return 0
+    tokens_per_s = None
+    if args.measure and in_use is not None:
+        tokens_per_s = await measure_tokens_per_s(in_use, settings.local_context_window)
+    print(models_table(in_use, tokens_per_s=tokens_per_s))
+    return 0
 
 
 async def _bench(settings: Settings, args: argparse.Namespace) -> int:

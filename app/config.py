@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # The tier's model takes images (OpenAI-style image_url parts); never guessed from a model's name.
     brain_vision: bool = False
     hf_vision: bool = False
+    # The local brain's GGUF model: a file, or owner/name[:quantisation or file name] on the Hugging Face Hub,
+    # downloaded once into its cache (HF_HOME); wins over LOCAL_MODEL_PATH.
+    local_model: str | None = None
 
     # Conversation
     system_prompt: str = DEFAULT_SYSTEM_PROMPT

@@ -8,8 +8,8 @@ installation: storage, local (when the local extra is installed) and postgres (w
 one). settings (a turn with a server's settings and limits checked, against a plain one; on PostgreSQL too when
 DATABASE_URL is one), metrics (a turn with the operator's metrics and turn-tagged logs, against a plain one), recall
 (the long-conversation memory benchmark, minutes long) and search (one conversation's full-text search in a big
-seeded database) run when named. failover and discord drive the test suite's fakes of outside services, so they run
-when named, from a source checkout.
+seeded database) run when named. failover, discord and hub (`hub`: a model from a fake Hugging Face Hub) drive the
+test suite's fakes of outside services, so they run when named, from a source checkout.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from app.bench.discord_e2e import run_discord_section
 from app.bench.failover import run_failover_section
+from app.bench.hub import run_hub_section
 from app.bench.local_model import run_local_section
 from app.bench.ops_overhead import run_metrics_section
 from app.bench.postgres import run_postgres_section
@@ -30,7 +31,7 @@ from app.bench.shared import SourceCheckoutNeeded, machine_description
 from app.bench.turns import run_storage_section
 from app.config import Settings
 
-SECTIONS = ("storage", "local", "postgres", "settings", "metrics", "recall", "search", "failover", "discord")
+SECTIONS = ("storage", "local", "postgres", "settings", "metrics", "recall", "search", "failover", "discord", "hub")
 DEFAULT_SECTIONS = ("storage", "local", "postgres")
 
 
@@ -65,7 +66,12 @@ async def run_benchmarks(settings: Settings, sections: Sequence[str] = (), quick
             await run_recall_section(settings, directory, quick)
         if "search" in wanted:
             await run_search_section(directory, quick)
-        for name, run_section in (("failover", run_failover_section), ("discord", run_discord_section)):
+        sections_of_the_test_kit = (
+            ("failover", run_failover_section),
+            ("discord", run_discord_section),
+            ("hub", run_hub_section),
+        )
+        for name, run_section in sections_of_the_test_kit:
             if name in wanted:
                 try:
                     await run_section(directory, quick)

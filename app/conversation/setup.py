@@ -18,7 +18,7 @@ from app.conversation.tokens import EngineTokens, NeverFailingCounter, TokenCoun
 from app.conversation.window import CUT_MARKER, Text, fixed_cost
 from app.engines import ECHO, CountsTokens, Engine
 from app.engines.chain import EngineChain
-from app.engines.factory import build_brain, build_chain, build_hf
+from app.engines.factory import build_brain, build_chain, build_hf, choose_local_model
 from app.storage import (
     AppState,
     DatabaseUnavailable,
@@ -44,7 +44,8 @@ async def open_service(settings: Settings) -> ConversationService:
     )
     try:
         await migrate_when_reachable(database, settings)
-        brain, hf = build_brain(settings), build_hf(settings)
+        local_model = await asyncio.to_thread(choose_local_model, settings)  # may download it
+        brain, hf = build_brain(settings, local_model), build_hf(settings)
         chain = build_chain(settings, brain, hf)
         summary_engines = summary_engine_order(settings, brain, hf)
         counter = _counter_for(settings, brain)

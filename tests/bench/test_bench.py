@@ -85,3 +85,19 @@ def test_sections_that_drive_the_test_fakes_say_so_where_there_are_none(tmp_path
     assert [line.split(" section")[0] for line in skipped] == ["(failover", "(discord"], result.stdout
     assert all("run it from a source checkout" in line for line in skipped), skipped
     assert "###" not in result.stdout
+
+
+def test_the_hub_section_compares_our_download_with_the_librarys_on_a_quick_run(tmp_path: Path) -> None:
+    result = run_bench(["hub", "--quick"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    if "(hub section skipped" in result.stdout:
+        return  # no bundled model here to serve
+    title = next(line[4:] for line in result.stdout.splitlines() if line.startswith("### Download from the fake Hub"))
+    rows = table(result.stdout, title)[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
+        "hf_hub_download directly",
+        "our fetch_model (tqdm bar, as on a terminal)",
+        "our fetch_model (a log line every 5 s)",
+    ]
+    startup = table(result.stdout, "Start-up with the model cached (9 runs each)")[2:]
+    assert len(startup) == 4 and "Hub gone" in startup[-1]

@@ -71,8 +71,12 @@ class LocalModelEngine:
         load_timeout_s: float = 60.0,
         first_token_timeout_s: float = 30.0,
         stall_timeout_s: float = 10.0,
+        model_source: str | None = None,
+        quantisation: str | None = None,
     ) -> None:
         self.model_path = model_path or default_model_path()
+        self.model_source = model_source  # for status: "bundled", "file", "hub owner/name"
+        self.quantisation = quantisation
         self.context_window = n_ctx
         self.temperature = temperature
         self.n_threads = n_threads
@@ -157,6 +161,15 @@ class LocalModelEngine:
         """Load the model (and the tokenizer) now instead of at the first turn."""
         if self._tokenizer is not None:
             await asyncio.to_thread(self._tokenizer.load)
+            trained = await asyncio.to_thread(self._tokenizer.context_length)
+            if trained is not None and trained < self.context_window:
+                # More context than the model was trained for only degrades it: LOCAL_CONTEXT_WINDOW is a cap.
+                log.info(
+                    "local model's context is %d tokens, less than LOCAL_CONTEXT_WINDOW %d",
+                    trained,
+                    self.context_window,
+                )
+                self.context_window = trained
         await self._ensure_worker()
 
     def reserved(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -179,6 +192,8 @@ class LocalModelEngine:
         return {
             "model": path.stem if path else None,
             "file": path.name if path else None,
+            "source": self.model_source,
+            "quantisation": self.quantisation,
             "state": state.value,
             "tokens_per_s": self.last_stats.tokens_per_s if self.last_stats else None,
             "pid": worker.pid if worker is not None and worker.alive else None,

@@ -63,6 +63,19 @@ class GgufTokenizer:
                     return int(count)
                 capacity = -count
 
+    def context_length(self) -> int | None:
+        """The context the model was trained for, from the GGUF metadata (`<architecture>.context_length`)."""
+        with self._lock:
+            self._load_locked()
+            architecture = self._metadata_locked("general.architecture")
+            value = self._metadata_locked(f"{architecture}.context_length") if architecture else None
+        return int(value) if value and value.isdigit() else None
+
+    def _metadata_locked(self, key: str) -> str | None:
+        buffer = ctypes.create_string_buffer(256)
+        length = self._llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode("utf-8", "replace") if length >= 0 else None
+
     def close(self) -> None:
         with self._lock:
             if self._model is not None:

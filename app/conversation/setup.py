@@ -45,7 +45,7 @@ async def open_service(settings: Settings) -> ConversationService:
     try:
         await migrate_when_reachable(database, settings)
         local_model = await asyncio.to_thread(choose_local_model, settings)  # may download it
-        brain, hf = build_brain(settings, local_model), build_hf(settings)
+        brain, hf = build_brain(settings, local_model, local_model_chosen=True), build_hf(settings)
         chain = build_chain(settings, brain, hf)
         summary_engines = summary_engine_order(settings, brain, hf)
         counter = _counter_for(settings, brain)

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from app.engines.local.hub_models import LocalModel
 
 
-def build_brain(settings: Settings, local_model: LocalModel | None = None) -> Engine | None:
-    """`local_model`: the local model already chosen (and downloaded) off the event loop (`local_model_for`);
-    when it is not given and the brain is local, it is chosen here."""
+def build_brain(
+    settings: Settings, local_model: LocalModel | None = None, *, local_model_chosen: bool = False
+) -> Engine | None:
+    """`local_model`: the local model already chosen (and downloaded) off the event loop (`choose_local_model`),
+    `local_model_chosen` then True, also when that gave None (it is never tried again here, on the event loop);
+    when it was not chosen and the brain is local, it is chosen here (blocking)."""
     choice = settings.brain
     if choice == "auto":
         if settings.brain_url:
@@ -28,7 +31,7 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
         else:
             from app.engines.local import local_extra_installed
 
-            if local_model is None:
+            if local_model is None and not local_model_chosen:
                 local_model = choose_local_model(settings)
             model = str(settings.local_model_path) if settings.local_model_path else None
             choice = "local" if local_extra_installed(local_model.path if local_model else model) else "none"
@@ -55,7 +58,7 @@ def build_brain(settings: Settings, local_model: LocalModel | None = None) -> En
         )
         from app.engines.local.hub_models import quantisation_of
 
-        if local_model is None and settings.local_model:
+        if local_model is None and settings.local_model and not local_model_chosen:
             local_model = _chosen_local_model(settings)
         path = str(settings.local_model_path) if settings.local_model_path else default_model_path()
         path = local_model.path if local_model else path

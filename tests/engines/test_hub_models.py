@@ -4,6 +4,7 @@ Hub."""
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import importlib.util
 import logging
@@ -13,6 +14,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
+from app.config import SettingsError
 from app.engines.factory import build_brain
 from app.engines.local import default_model_path
 from app.engines.local.hub_models import (
@@ -120,6 +122,16 @@ def test_a_network_that_keeps_failing_is_one_line_and_the_bundled_model(
     assert "failed" in line and "bundled" in line and "\n" not in line
 
 
+def test_a_model_chosen_off_the_event_loop_is_never_fetched_again_by_the_factory(hub: FakeHub) -> None:
+    # Set-up chose in a thread and got nothing (it could not be had, nothing bundled): building the brain, on the
+    # event loop, must not try the download again.
+    settings = settings_for(brain="local", local_model="owner/Unknown-GGUF:Q4_K_M")
+    asked = len(hub.requests)
+    with contextlib.suppress(SettingsError):
+        build_brain(settings, None, local_model_chosen=True)
+    assert len(hub.requests) == asked
+
+
 def test_a_gated_repo_without_a_token_says_to_set_one(hub: FakeHub) -> None:
     with pytest.raises(HubModelError) as raised:
         fetch(GATED)
@@ -193,9 +205,11 @@ def test_several_matching_files_take_the_first_and_say_which(caplog: pytest.LogC
         choose_files("owner/Model-GGUF", files, "F16")  # a multimodal projector is no chat model
 
 
-def test_a_name_that_is_neither_is_refused() -> None:
+@pytest.mark.parametrize("text", ["not a model", "a--b/c:Q4_K_M", "o/r..x", "o/r.git", "owner/" + "x" * 120])
+def test_a_name_that_is_neither_is_refused(text: str) -> None:
+    # The last four pass a plain owner/name pattern, but huggingface_hub refuses them (a ValueError, not one line).
     with pytest.raises(HubModelError) as raised:
-        parse_model_name("not a model")
+        parse_model_name(text)
     assert raised.value.kind is HubErrorKind.BAD_NAME
 
 

@@ -82,12 +82,24 @@ def parse_model_name(text: str) -> ModelName:
     if looks_like_path or candidate.is_file():
         return ModelName(path=candidate)
     repo_id, _, selector = text.partition(":")
-    if not REPO_ID.match(repo_id):
+    if not REPO_ID.match(repo_id) or not _valid_on_the_hub(repo_id):
         raise HubModelError(
             HubErrorKind.BAD_NAME,
             f"LOCAL_MODEL {text!r} is neither a GGUF file nor owner/name[:quantisation] of a Hugging Face repo",
         )
     return ModelName(repo_id=repo_id, selector=selector.strip() or None)
+
+
+def _valid_on_the_hub(repo_id: str) -> bool:
+    """huggingface_hub's own rules for a repo id (no '--' or '..', no '.git' end, at most 96 characters): a name
+    they refuse would fail every call with a ValueError, not a Hub error."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
 
 
 def quantisation_of(file_name: str) -> str | None:

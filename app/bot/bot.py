@@ -59,6 +59,9 @@ RESTART_NOTICE_BOUND_S = 5.0
 # How long an edit waits for its running turn to store the user's message, and how long a deleted message's
 # turn may take to delete its reply and erase its stored turn.
 IN_FLIGHT_BOUND_S = 5.0
+# A slash command's or a button's checks (settings, usage, the wait behind the user's earlier message) come before
+# its acknowledgement, which Discord wants within 3 s: past this bound it gets a private "try again" instead.
+COMMAND_CHECKS_BOUND_S = 2.0
 
 Feature = Callable[["KortanaBot"], commands.Cog]  # a cog class, or anything that makes one for the bot
 

@@ -16,8 +16,7 @@ import discord
 from discord.ext import commands
 
 from app.bot.answer_buttons import ANSWER_BUTTONS_COG, Action, AnswerButton
-from app.bot.bot import KortanaBot, Turn
-from app.bot.cogs.conversation import ASK_CHECKS_BOUND_S
+from app.bot.bot import COMMAND_CHECKS_BOUND_S, KortanaBot, Turn
 from app.bot.place_rules import Here
 from app.bot.sentences import (
     NOTHING_TO_STOP,
@@ -62,10 +61,10 @@ class AnswerButtons(commands.Cog, name=ANSWER_BUTTONS_COG):
                 await pressed.edit(view=None)
             return
         try:  # Discord wants the press acknowledged within 3 s: the checks before it are bounded, as /ask's
-            async with asyncio.timeout(ASK_CHECKS_BOUND_S):
+            async with asyncio.timeout(COMMAND_CHECKS_BOUND_S):
                 refusal = await self._refusal(interaction, key)
         except TimeoutError:  # no place was taken (that step has no await)
-            log.warning("A Regenerate's checks took over %g s: the press is refused", ASK_CHECKS_BOUND_S)
+            log.warning("A Regenerate's checks took over %g s: the press is refused", COMMAND_CHECKS_BOUND_S)
             refusal = SLOW_RIGHT_NOW
         if isinstance(refusal, str):
             await interaction.response.send_message(refusal, ephemeral=True)

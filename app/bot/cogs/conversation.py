@@ -26,7 +26,7 @@ from discord.ext import commands
 
 from app.bot.arrival_order import ArrivalOrder
 from app.bot.attachments import ChosenFiles, ReadFiles, cdn_fetcher, choose_files, read_files, turn_text
-from app.bot.bot import KortanaBot, Turn
+from app.bot.bot import COMMAND_CHECKS_BOUND_S, KortanaBot, Turn
 from app.bot.cooldown import NOTICE_INTERVAL_MIN_S, per_user
 from app.bot.images import ReadImages, read_images
 from app.bot.sentences import (
@@ -53,9 +53,6 @@ log = logging.getLogger(__name__)
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 THREAD_NAME_MAX = 100  # Discord's limit
 FALLBACK_THREAD_NAME = "Kor'tana"  # for a message with no words (a file alone): Discord refuses an empty name
-# /ask's checks (settings, usage, the wait behind the user's earlier message) come before its acknowledgement,
-# which Discord wants within 3 s: past this bound the question gets a private "try again" instead.
-ASK_CHECKS_BOUND_S = 2.0
 # Starting a message's thread happens in the user's arrival order (their next message waits for it): past this
 # bound the answer goes in the channel, as when Discord refuses the thread.
 THREAD_START_BOUND_S = 5.0
@@ -162,10 +159,10 @@ class Conversation(commands.Cog):
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 4000]) -> None:
         in_order = self._arrivals.enter(interaction.user.id)  # queued before any await, as a message is
         try:
-            async with asyncio.timeout(ASK_CHECKS_BOUND_S), in_order:
+            async with asyncio.timeout(COMMAND_CHECKS_BOUND_S), in_order:
                 accepted = await self._accept_question(interaction, question)
         except TimeoutError:  # no place was taken (that step has no await): the messages behind keep their order
-            log.warning("/ask's checks took over %g s: the question is refused", ASK_CHECKS_BOUND_S)
+            log.warning("/ask's checks took over %g s: the question is refused", COMMAND_CHECKS_BOUND_S)
             accepted = SLOW_RIGHT_NOW
         if isinstance(accepted, str):
             await interaction.response.send_message(accepted, ephemeral=True)  # private: costs the channel nothing

@@ -12,7 +12,8 @@ import enum
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -270,39 +271,19 @@ def fetch_model(
 
 
 def _list_repo(repo_id: str, token: str | None) -> dict[str, int | None]:
-    import httpx2
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-    try:
+    with _as_hub_errors(repo_id, token, repo_id, "listing"):
         info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo_id, files_metadata=True, timeout=20)
-    except GatedRepoError:
-        raise _gated(repo_id, token) from None
-    except RepositoryNotFoundError:
-        raise HubModelError(HubErrorKind.UNKNOWN_REPO, f"no model {repo_id} on the Hugging Face Hub") from None
-    except HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise HubModelError(HubErrorKind.NETWORK, f"the Hub answered {status} for {repo_id}") from None
-    except (httpx2.HTTPError, OSError) as error:
-        raise HubModelError(
-            HubErrorKind.NETWORK, f"cannot reach the Hugging Face Hub ({type(error).__name__})"
-        ) from None
     return {sibling.rfilename: sibling.size for sibling in info.siblings or []}
 
 
 def _download(
     repo_id: str, file: str, token: str | None, cache_dir: Path, offline: bool, progress: type[Any] | None
 ) -> str:
-    import httpx2
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
 
-    try:
+    with _as_hub_errors(repo_id, token, f"{repo_id} {file}", "download"):
         return str(
             hf_hub_download(
                 repo_id,
@@ -314,19 +295,33 @@ def _download(
                 tqdm_class=progress,
             )
         )
+
+
+@contextmanager
+def _as_hub_errors(repo_id: str, token: str | None, subject: str, step: str) -> Iterator[None]:
+    """huggingface_hub's and the network's errors during `step` (of `subject`) as one HubModelError line each."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        yield
     except GatedRepoError:
         raise _gated(repo_id, token) from None
     except RepositoryNotFoundError:
         raise HubModelError(HubErrorKind.UNKNOWN_REPO, f"no model {repo_id} on the Hugging Face Hub") from None
     except LocalEntryNotFoundError:
-        raise HubModelError(HubErrorKind.NOT_CACHED, f"{repo_id} {file} is not in the local cache") from None
+        raise HubModelError(HubErrorKind.NOT_CACHED, f"{subject} is not in the local cache") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
-        raise HubModelError(HubErrorKind.NETWORK, f"the Hub answered {status} for {repo_id} {file}") from None
+        raise HubModelError(HubErrorKind.NETWORK, f"the Hub answered {status} for {subject}") from None
     except (httpx2.HTTPError, OSError) as error:
         raise HubModelError(
-            HubErrorKind.NETWORK,
-            f"the download of {repo_id} {file} failed ({type(error).__name__})",
+            HubErrorKind.NETWORK, f"the {step} of {subject} failed: no answer from the Hub ({type(error).__name__})"
         ) from None
 
 
